@@ -1,0 +1,55 @@
+import { describe, expect, it } from '@jest/globals';
+import { decode, encode, JobFinished, MAX_MESSAGE_BYTES, UpEvent } from './messages.js';
+
+const ids = {
+  jobId: '0190f3a4-5b6c-7d8e-9f00-112233445566',
+  attemptId: '0190f3a4-5b6c-7d8e-9f00-112233445577',
+  fencingToken: 3,
+};
+const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+describe('wire messages', () => {
+  const finished = {
+    type: 'job.finished',
+    v: 1,
+    ...ids,
+    outcome: 'FAILED',
+    exitCode: 3,
+    signal: null,
+    reason: null,
+    finishedAt: '2026-11-21T10:00:00.000Z',
+  } as const;
+
+  it('round-trips a valid event', () => {
+    const result = decode(UpEvent, encode(JobFinished, finished));
+    expect(result).toEqual({ ok: true, value: finished });
+  });
+
+  it('rejects unknown fields, so nothing free-form can ride along', () => {
+    const result = decode(UpEvent, bytes({ ...finished, rows: ['secret,1,2'] }));
+    expect(result.ok).toBe(false);
+  });
+
+  it('rejects an unknown type and an unknown version', () => {
+    expect(decode(UpEvent, bytes({ ...finished, type: 'job.exfiltrate' })).ok).toBe(false);
+    expect(decode(UpEvent, bytes({ ...finished, v: 2 })).ok).toBe(false);
+  });
+
+  it('rejects oversized and non-JSON input without throwing', () => {
+    const big = new Uint8Array(MAX_MESSAGE_BYTES + 1);
+    expect(decode(UpEvent, big)).toEqual({ ok: false, error: `oversized (${MAX_MESSAGE_BYTES + 1} bytes)` });
+    expect(decode(UpEvent, new TextEncoder().encode('{nope'))).toEqual({ ok: false, error: 'not JSON' });
+  });
+
+  it('bounds the log tail', () => {
+    const line = { stream: 'stdout', text: 'x'.repeat(1025) };
+    const log = { type: 'job.log', v: 1, ...ids, seq: 0, lines: [line], dropped: 0 };
+    const result = decode(UpEvent, bytes(log));
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toContain('lines.0.text');
+  });
+
+  it('refuses to encode a message it would not accept', () => {
+    expect(() => encode(JobFinished, { ...finished, exitCode: 1.5 })).toThrow();
+  });
+});

@@ -1,0 +1,193 @@
+/**
+ * Every message between control plane and agent. Each has a `type` and a version `v`; both sides
+ * validate on send and on receive. The agent→control-plane schemas are the whole of what may leave
+ * the customer's network: no free-form field that could carry dataset rows, every string bounded.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+/** Hard cap on any encoded message, checked before JSON parsing. */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+/** Bounds for the log tail an agent may send. */
+export const LOG_TAIL = { maxLineChars: 1024, maxLinesPerMessage: 50 } as const;
+
+const id = z.uuid();
+const fencingToken = z.number().int().positive();
+const shortText = (max: number) => z.string().max(max);
+const attemptRef = { jobId: id, attemptId: id, fencingToken };
+
+export const JobOutcome = z.enum(['SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
+export type JobOutcome = z.infer<typeof JobOutcome>;
+
+// ---- control plane → agent ----------------------------------------------------------------
+
+export const JobDispatch = z
+  .object({
+    type: z.literal('job.dispatch'),
+    v: z.literal(1),
+    ...attemptRef,
+    kind: z.literal('command'),
+    command: z.array(shortText(4096)).min(1).max(256),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).max(128), shortText(8192)),
+    timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600),
+    cancelGraceSeconds: z.number().int().min(0).max(600),
+  })
+  .strict();
+export type JobDispatch = z.infer<typeof JobDispatch>;
+
+export const JobCancel = z
+  .object({ type: z.literal('job.cancel'), v: z.literal(1), ...attemptRef, graceSeconds: z.number().int().min(0).max(600) })
+  .strict();
+export type JobCancel = z.infer<typeof JobCancel>;
+
+export const DownMessage = z.discriminatedUnion('type', [JobDispatch, JobCancel]);
+export type DownMessage = z.infer<typeof DownMessage>;
+
+// ---- agent → control plane ----------------------------------------------------------------
+
+export const GpuInfo = z
+  .object({
+    vendor: z.enum(['nvidia', 'amd', 'other']),
+    name: shortText(128),
+    memoryBytes: z.number().int().min(0).nullable(),
+  })
+  .strict();
+export type GpuInfo = z.infer<typeof GpuInfo>;
+
+export const SystemInfo = z
+  .object({
+    hostname: shortText(255),
+    os: shortText(64),
+    arch: shortText(32),
+    cpus: z.number().int().min(0).max(65536),
+    memoryBytes: z.number().int().min(0),
+    gpus: z.array(GpuInfo).max(64),
+    agentVersion: shortText(32),
+  })
+  .strict();
+export type SystemInfo = z.infer<typeof SystemInfo>;
+
+export const AgentHeartbeat = z
+  .object({
+    type: z.literal('agent.heartbeat'),
+    v: z.literal(1),
+    agentId: id,
+    sentAt: z.iso.datetime(),
+    /** Attempts the agent is running now: the control plane keeps their leases alive. */
+    running: z.array(z.object({ attemptId: id, fencingToken }).strict()).max(1024),
+    /** Capacity: how many more jobs the agent would take now. */
+    freeSlots: z.number().int().min(0).max(1024),
+    system: SystemInfo,
+  })
+  .strict();
+export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
+
+/** Request (core NATS request/reply): the agent asks to start an attempt it received. */
+export const JobClaim = z.object({ type: z.literal('job.claim'), v: z.literal(1), ...attemptRef }).strict();
+export type JobClaim = z.infer<typeof JobClaim>;
+
+export const JobClaimReply = z
+  .object({
+    type: z.literal('job.claim.reply'),
+    v: z.literal(1),
+    ok: z.boolean(),
+    /** When refused: why (stale attempt, cancelled, unknown job). */
+    reason: shortText(256).optional(),
+  })
+  .strict();
+export type JobClaimReply = z.infer<typeof JobClaimReply>;
+
+/** A bounded slice of the job's output; the full log stays in the agent's data dir. */
+export const JobLog = z
+  .object({
+    type: z.literal('job.log'),
+    v: z.literal(1),
+    ...attemptRef,
+    seq: z.number().int().min(0),
+    lines: z
+      .array(z.object({ stream: z.enum(['stdout', 'stderr']), text: shortText(LOG_TAIL.maxLineChars) }).strict())
+      .max(LOG_TAIL.maxLinesPerMessage),
+    /** Lines the agent's rate limit dropped since the previous message. */
+    dropped: z.number().int().min(0),
+  })
+  .strict();
+export type JobLog = z.infer<typeof JobLog>;
+
+export const JobFinished = z
+  .object({
+    type: z.literal('job.finished'),
+    v: z.literal(1),
+    ...attemptRef,
+    outcome: JobOutcome,
+    exitCode: z.number().int().nullable(),
+    signal: shortText(16).nullable(),
+    /** Short, agent-written explanation (e.g. "timed out after 5s", "spawn ENOENT"). Never output. */
+    reason: shortText(512).nullable(),
+    finishedAt: z.iso.datetime(),
+  })
+  .strict();
+export type JobFinished = z.infer<typeof JobFinished>;
+
+/** What travels on the events subject (UP_STREAM). */
+export const UpEvent = z.discriminatedUnion('type', [JobLog, JobFinished]);
+export type UpEvent = z.infer<typeof UpEvent>;
+
+// ---- enrollment (HTTPS, agent → control plane) ---------------------------------------------
+
+export const JOIN_PATH = '/api/v1/agents/join';
+
+export const JoinRequest = z
+  .object({
+    token: shortText(256).min(1),
+    /** The agent's own NATS user public key (nkey, starts with U). Its seed never leaves the agent. */
+    publicKey: z.string().regex(/^U[A-Z2-7]{55}$/),
+    labels: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/), shortText(63)).default({}),
+    system: SystemInfo,
+  })
+  .strict();
+export type JoinRequest = z.infer<typeof JoinRequest>;
+
+export const JoinResponse = z
+  .object({
+    agentId: id,
+    organizationId: id,
+    /** NATS servers the agent connects to. */
+    natsServers: z.array(z.string().min(1)).min(1),
+    /** A user JWT for the agent's public key, or null when the NATS server runs without auth. */
+    natsJwt: z.string().nullable(),
+    heartbeatSeconds: z.number().positive(),
+  })
+  .strict();
+export type JoinResponse = z.infer<typeof JoinResponse>;
+
+// ---- validation ---------------------------------------------------------------------------
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/**
+ * Decodes and validates bytes from the wire. Never throws: oversized, non-JSON and schema-invalid
+ * input all come back as a short error string fit for a counter label and a log line.
+ */
+export function decode<S extends z.ZodType>(schema: S, data: Uint8Array): ParseResult<z.infer<S>> {
+  if (data.byteLength > MAX_MESSAGE_BYTES) return { ok: false, error: `oversized (${data.byteLength} bytes)` };
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return { ok: false, error: 'not JSON' };
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, error: `invalid: ${issue.path.join('.') || '(root)'}: ${issue.message}`.slice(0, 300) };
+  }
+  return { ok: true, value: parsed.data };
+}
+
+/** Validates before sending; a message we would not accept ourselves is a bug, so this throws. */
+export function encode<S extends z.ZodType>(schema: S, message: z.input<S>): Uint8Array {
+  const value = schema.parse(message);
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  if (bytes.byteLength > MAX_MESSAGE_BYTES) throw new Error(`message too large: ${bytes.byteLength} bytes`);
+  return bytes;
+}
