@@ -1,0 +1,34 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import type { Config } from './config/config.js';
+import { ConfigModule } from './config/config.module.js';
+import { FleetModule } from './modules/fleet/fleet.module.js';
+import { JobsModule } from './modules/jobs/jobs.module.js';
+import { AuthModule } from './platform/auth/auth.module.js';
+import { DatabaseModule } from './platform/database/database.module.js';
+import { HttpErrorFilter } from './platform/errors/http-exception.filter.js';
+import { HearthGraphQLModule } from './platform/graphql/graphql.module.js';
+import { HealthModule } from './platform/health/health.module.js';
+import { LoggingModule } from './platform/logging/logging.module.js';
+import { MessagingModule } from './platform/messaging/messaging.module.js';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: Config): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggingModule,
+        DatabaseModule,
+        MessagingModule,
+        AuthModule,
+        HearthGraphQLModule,
+        HealthModule,
+        FleetModule,
+        JobsModule,
+      ],
+      providers: [{ provide: APP_FILTER, useClass: HttpErrorFilter }],
+    };
+  }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/** `hearth`: the control plane's command line. */
+import 'reflect-metadata';
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from './config/config.js';
+import { runDemo } from './demo/demo.js';
+import { OrgsService } from './modules/orgs/orgs.service.js';
+import { createDataSource, migrate } from './platform/database/data-source.js';
+import { ENTITIES } from './platform/database/entities.js';
+import { DomainError } from './platform/errors/domain-error.js';
+import { generateNatsOperatorSecrets, NatsAuthority, renderServerConfig } from './platform/messaging/nats-auth.js';
+import { Transactions } from './platform/tenancy/transactions.js';
+import { startServer } from './server.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const program = new Command('hearth').description('Hearth control plane').version('0.1.0');
+
+function requireDatabaseUrl(url: string | undefined): string {
+  if (!url) throw new ConfigError('DATABASE_URL is not set (e.g. postgres://hearth_app@127.0.0.1:5432/hearth)');
+  return url;
+}
+
+program
+  .command('migrate')
+  .description('apply pending database migrations (uses MIGRATION_DATABASE_URL, else DATABASE_URL)')
+  .action(async () => {
+    const config = loadConfig();
+    const applied = await migrate(requireDatabaseUrl(config.database.migrationUrl));
+    console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
+  });
+
+program
+  .command('serve')
+  .description('start the control plane (HTTP + GraphQL on PORT, NATS consumers, outbox relay)')
+  .action(async () => {
+    const config = loadConfig();
+    requireDatabaseUrl(config.database.url);
+    await startServer(config);
+  });
+
+const org = program.command('org').description('organizations');
+org
+  .command('create')
+  .description('create an organization and its first admin; prints the admin API token once')
+  .requiredOption('--name <name>', 'organization name')
+  .requiredOption('--admin-email <email>', "the first admin's email")
+  .option('--json', 'print {"organizationId","adminToken"} as JSON')
+  .action(async (opts: { name: string; adminEmail: string; json?: boolean }) => {
+    const config = loadConfig();
+    const ds = await createDataSource(requireDatabaseUrl(config.database.url), { poolSize: 1, entities: ENTITIES }).initialize();
+    try {
+      const created = await new OrgsService(new Transactions(ds)).create(opts.name, opts.adminEmail);
+      if (opts.json) console.log(JSON.stringify({ organizationId: created.organizationId, adminToken: created.adminToken }));
+      else {
+        console.log(`organization: ${created.organizationId}`);
+        console.log(`admin token (shown once, store it now): ${created.adminToken}`);
+      }
+    } finally {
+      await ds.destroy();
+    }
+  });
+
+const nats = program.command('nats').description('NATS server set-up');
+nats
+  .command('init')
+  .description('generate operator/account keys and a nats-server config with JWT auth')
+  .requiredOption('--out <dir>', 'where to write nats-server.conf and hearth-nats.env')
+  .option('--port <port>', 'client port', '4222')
+  .action(async (opts: { out: string; port: string }) => {
+    const dir = resolve(opts.out);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const secrets = generateNatsOperatorSecrets();
+    const authority = new NatsAuthority(secrets);
+    const conf = await renderServerConfig(authority, {
+      host: '0.0.0.0',
+      port: Number(opts.port),
+      storeDir: join(dir, 'jetstream'),
+      resolverDir: join(dir, 'jwt'),
+    });
+    writeFileSync(join(dir, 'nats-server.conf'), conf, { mode: 0o600 });
+    const env = [
+      `NATS_OPERATOR_SEED=${secrets.operatorSeed}`,
+      `NATS_ACCOUNT_SEED=${secrets.accountSeed}`,
+      `NATS_SYSTEM_ACCOUNT_SEED=${secrets.systemAccountSeed}`,
+    ].join('\n');
+    writeFileSync(join(dir, 'hearth-nats.env'), `${env}\n`, { mode: 0o600 });
+    console.log(`wrote ${join(dir, 'nats-server.conf')} and ${join(dir, 'hearth-nats.env')} (secrets: keep it private)`);
+  });
+
+program
+  .command('demo')
+  .description('run everything locally: embedded Postgres (PGlite), nats-server, control plane, one agent, a sample job')
+  .option('--once', 'exit after the sample job: 0 if it succeeded')
+  .action(async (opts: { once?: boolean }) => {
+    process.exitCode = await runDemo({ once: Boolean(opts.once) });
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof ConfigError || err instanceof DomainError) console.error(`hearth: ${err.message}`);
+  else console.error(err);
+  process.exit(1);
+});

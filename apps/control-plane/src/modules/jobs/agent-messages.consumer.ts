@@ -1,0 +1,150 @@
+/**
+ * Listens to what agents send: heartbeats and claims over core NATS (queue group shared by
+ * replicas), job events from the UP stream (one durable consumer shared by replicas). Every message
+ * is validated against the contract; anything malformed, oversized, unknown or from a revoked agent
+ * is rejected, counted and logged, and the control plane keeps serving.
+ */
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import {
+  AgentHeartbeat,
+  CONTROL_PLANE_QUEUE,
+  decode,
+  encode,
+  JobClaim,
+  JobClaimReply,
+  subjects,
+  UP_CONSUMER,
+  UP_STREAM,
+  UpEvent,
+  type AgentAddress,
+} from '@hearth/contracts';
+import { CONFIG, type Config } from '../../config/config.js';
+import { LOGGER } from '../../platform/logging/logging.module.js';
+import { agentMessagesRejected } from '../../platform/metrics/metrics.js';
+import { NatsService } from '../../platform/messaging/nats.service.js';
+import { Transactions } from '../../platform/tenancy/transactions.js';
+import { FleetService } from '../fleet/fleet.service.js';
+import { AttemptsService } from './attempts.service.js';
+import { Dispatcher } from './dispatcher.service.js';
+
+@Injectable()
+export class AgentMessagesConsumer implements OnApplicationShutdown {
+  private subs: Subscription[] = [];
+  private events: ConsumerMessages | null = null;
+  private loop: Promise<void> | null = null;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(LOGGER) private readonly log: Logger,
+    @Inject(NatsService) private readonly nats: NatsService,
+    @Inject(Transactions) private readonly tx: Transactions,
+    @Inject(FleetService) private readonly fleet: FleetService,
+    @Inject(AttemptsService) private readonly attempts: AttemptsService,
+    @Inject(Dispatcher) private readonly dispatcher: Dispatcher,
+  ) {}
+
+  async start() {
+    const nc = this.nats.nc;
+    this.subs = [
+      nc.subscribe(subjects.wildcard.heartbeat, { queue: CONTROL_PLANE_QUEUE, callback: (err, msg) => {
+          if (!err) void this.onHeartbeat(msg);
+        } }),
+      nc.subscribe(subjects.wildcard.claim, { queue: CONTROL_PLANE_QUEUE, callback: (err, msg) => {
+          if (!err) void this.onClaim(msg);
+        } }),
+    ];
+    const consumer = await this.nats.js.consumers.get(UP_STREAM, UP_CONSUMER);
+    this.events = await consumer.consume({ max_messages: 256 });
+    this.loop = this.consumeEvents(this.events);
+  }
+
+  private rejected(kind: string, subject: string, reason: string) {
+    agentMessagesRejected.inc({ kind, reason: reason.split(':')[0] });
+    this.log.warn({ kind, subject, reason }, 'agent message rejected');
+  }
+
+  private address(kind: string, subject: string): AgentAddress | null {
+    const a = subjects.parse(subject);
+    if (!a) this.rejected(kind, subject, 'bad subject');
+    return a;
+  }
+
+  private async onHeartbeat(msg: Msg) {
+    const a = this.address('heartbeat', msg.subject);
+    if (!a) return;
+    const hb = decode(AgentHeartbeat, msg.data);
+    if (!hb.ok) return this.rejected('heartbeat', msg.subject, hb.error);
+    if (hb.value.agentId !== a.agentId) return this.rejected('heartbeat', msg.subject, 'agent id does not match subject');
+    try {
+      const result = await this.tx.tenant(a.tenantId, async (m) => {
+        const r = await this.fleet.recordHeartbeat(m, a, hb.value);
+        if (!r.accepted) return r;
+        // The heartbeat keeps alive the leases of what the agent holds: everything dispatched to it
+        // (it may not have pulled it yet) and what it says it runs with the right fencing token.
+        await m.query(
+          `UPDATE job_attempts SET lease_expires_at = now() + make_interval(secs => $2)
+            WHERE agent_id = $1 AND (state = 'DISPATCHED'
+               OR (state = 'RUNNING' AND (id, fencing_token) IN (SELECT * FROM unnest($3::uuid[], $4::bigint[]))))`,
+          [a.agentId, this.config.fleet.leaseSeconds, hb.value.running.map((r) => r.attemptId), hb.value.running.map((r) => r.fencingToken)],
+        );
+        return r;
+      });
+      if (!result.accepted) return this.rejected('heartbeat', msg.subject, 'unknown or revoked agent');
+      if (result.cameOnline) {
+        this.log.info(a, 'agent online');
+        await this.dispatcher.assignQueued(a.tenantId);
+      }
+    } catch (err) {
+      this.log.error({ err, ...a }, 'heartbeat failed');
+    }
+  }
+
+  private async onClaim(msg: Msg) {
+    const a = this.address('claim', msg.subject);
+    if (!a) return;
+    const claim = decode(JobClaim, msg.data);
+    if (!claim.ok) {
+      this.rejected('claim', msg.subject, claim.error);
+      msg.respond(encode(JobClaimReply, { type: 'job.claim.reply', v: 1, ok: false, reason: 'invalid claim' }));
+      return;
+    }
+    try {
+      msg.respond(encode(JobClaimReply, await this.attempts.claim(a, claim.value)));
+    } catch (err) {
+      // No reply: the agent retries the claim with backoff.
+      this.log.error({ err, ...a }, 'claim failed');
+    }
+  }
+
+  private async consumeEvents(messages: ConsumerMessages) {
+    for await (const msg of messages) {
+      await this.onEvent(msg).catch((err: unknown) => {
+        this.log.error({ err, subject: msg.subject }, 'event handling failed; will be redelivered');
+        msg.nak(1000);
+      });
+    }
+  }
+
+  private async onEvent(msg: JsMsg) {
+    const a = this.address('event', msg.subject);
+    if (!a) return msg.term();
+    const event = decode(UpEvent, msg.data);
+    if (!event.ok) {
+      this.rejected('event', msg.subject, event.error);
+      return msg.term();
+    }
+    const e = event.value;
+    if (e.type === 'job.log') await this.attempts.appendLog(a, e);
+    else await this.attempts.finished(a, e);
+    msg.ack();
+  }
+
+  async onApplicationShutdown() {
+    for (const s of this.subs) s.unsubscribe();
+    await this.events?.close();
+    await this.loop;
+  }
+}

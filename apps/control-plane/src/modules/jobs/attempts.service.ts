@@ -1,0 +1,142 @@
+/**
+ * What agents report about attempts, applied as idempotent, fenced state transitions. Every input
+ * here came from an agent, so it is untrusted: the tenant and agent come from the NATS subject (which
+ * nats-server only lets that agent publish on), and a report counts only if it names the job's
+ * current attempt, with its fencing token, held by that same agent.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import type { Logger } from 'pino';
+import type { AgentAddress, JobClaim, JobClaimReply, JobFinished, JobLog } from '@hearth/contracts';
+import { CONFIG, type Config } from '../../config/config.js';
+import { LOGGER } from '../../platform/logging/logging.module.js';
+import { jobTransitions, staleResultsRejected } from '../../platform/metrics/metrics.js';
+import { Transactions } from '../../platform/tenancy/transactions.js';
+import { Dispatcher } from './dispatcher.service.js';
+import { JobUpdates } from './job-updates.service.js';
+
+const LOG_TAIL_CHARS = 64 * 1024;
+
+interface Current {
+  state: string;
+  cancel_requested: boolean;
+  attempt_state: string | null;
+  attempt_agent: string | null;
+  fencing_token: string | null;
+  is_current: boolean;
+}
+
+type Ref = { jobId: string; attemptId: string; fencingToken: number };
+
+@Injectable()
+export class AttemptsService {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(LOGGER) private readonly log: Logger,
+    @Inject(Transactions) private readonly tx: Transactions,
+    @Inject(Dispatcher) private readonly dispatcher: Dispatcher,
+    @Inject(JobUpdates) private readonly updates: JobUpdates,
+  ) {}
+
+  /** Locks the job and reads the attempt the message names. Job first, always: one lock order. */
+  private async lockCurrent(m: EntityManager, ref: Ref): Promise<Current | null> {
+    const [row]: Current[] = await m.query(
+      `SELECT j.state, j.cancel_requested_at IS NOT NULL AS cancel_requested, a.state AS attempt_state,
+              a.agent_id AS attempt_agent, a.fencing_token, j.current_attempt_id = a.id AS is_current
+         FROM jobs j LEFT JOIN job_attempts a ON a.id = $2 AND a.job_id = j.id
+        WHERE j.id = $1 FOR UPDATE OF j`,
+      [ref.jobId, ref.attemptId],
+    );
+    return row ?? null;
+  }
+
+  private fenced(cur: Current | null, ref: Ref, agentId: string): string | null {
+    if (!cur || !cur.attempt_state) return 'unknown job or attempt';
+    if (cur.attempt_agent !== agentId) return 'attempt belongs to another agent';
+    if (!cur.is_current || Number(cur.fencing_token) !== ref.fencingToken) return 'stale attempt (superseded)';
+    return null;
+  }
+
+  /** The agent asks to start an attempt. Only the current, dispatched attempt of a live job may start. */
+  async claim(a: AgentAddress, msg: JobClaim): Promise<JobClaimReply> {
+    const refuse = (reason: string): JobClaimReply => ({ type: 'job.claim.reply', v: 1, ok: false, reason });
+    const result = await this.tx.tenant(a.tenantId, async (m) => {
+      const cur = await this.lockCurrent(m, msg);
+      const fenced = this.fenced(cur, msg, a.agentId);
+      if (fenced) return { reply: refuse(fenced), changed: false };
+      if (cur!.attempt_state === 'RUNNING') return { reply: { type: 'job.claim.reply', v: 1, ok: true } as const, changed: false };
+      if (cur!.attempt_state !== 'DISPATCHED') return { reply: refuse(`attempt is ${cur!.attempt_state}`), changed: false };
+      if (cur!.cancel_requested) {
+        await this.finish(m, msg, 'CANCELLED', null, 'cancelled before it started');
+        return { reply: refuse('job was cancelled'), changed: true };
+      }
+      await m.query(
+        `UPDATE job_attempts SET state = 'RUNNING', started_at = now(), lease_expires_at = now() + make_interval(secs => $2)
+          WHERE id = $1`,
+        [msg.attemptId, this.config.fleet.leaseSeconds],
+      );
+      await m.query(
+        `UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
+                updated_at = clock_timestamp() WHERE id = $1`,
+        [msg.jobId],
+      );
+      jobTransitions.inc({ to: 'RUNNING' });
+      return { reply: { type: 'job.claim.reply', v: 1, ok: true } as const, changed: true };
+    });
+    if (!result.reply.ok) this.reject('job.claim', a, msg, result.reply.reason!);
+    if (result.changed) this.updates.publish(a.tenantId, msg.jobId);
+    return result.reply;
+  }
+
+  /** Appends a bounded log tail to the job. Logs of stale attempts are dropped. */
+  async appendLog(a: AgentAddress, msg: JobLog): Promise<void> {
+    const stale = await this.tx.tenant(a.tenantId, async (m) => {
+      const fenced = this.fenced(await this.lockCurrent(m, msg), msg, a.agentId);
+      if (fenced) return fenced;
+      const text = msg.lines.map((l) => (l.stream === 'stderr' ? `[stderr] ${l.text}` : l.text)).join('\n');
+      await m.query(
+        `UPDATE jobs SET log_tail = right(log_tail || $2, ${LOG_TAIL_CHARS}), log_dropped_lines = log_dropped_lines + $3
+          WHERE id = $1`,
+        [msg.jobId, text ? `${text}\n` : '', msg.dropped],
+      );
+      return null;
+    });
+    if (stale) this.reject('job.log', a, msg, stale);
+  }
+
+  /** Applies a final result. Idempotent: a redelivered result for a finished attempt changes nothing. */
+  async finished(a: AgentAddress, msg: JobFinished): Promise<void> {
+    const outcome = await this.tx.tenant(a.tenantId, async (m) => {
+      const cur = await this.lockCurrent(m, msg);
+      const fenced = this.fenced(cur, msg, a.agentId);
+      if (fenced) return { rejected: fenced };
+      if (cur!.attempt_state !== 'DISPATCHED' && cur!.attempt_state !== 'RUNNING') return { duplicate: true };
+      await this.finish(m, msg, msg.outcome, msg.exitCode, msg.reason);
+      return { applied: true };
+    });
+    if ('rejected' in outcome) return this.reject('job.finished', a, msg, outcome.rejected!);
+    if ('applied' in outcome) {
+      this.updates.publish(a.tenantId, msg.jobId);
+      // The agent has a free slot now.
+      await this.dispatcher.assignQueued(a.tenantId);
+    }
+  }
+
+  private async finish(m: EntityManager, ref: Ref, outcome: string, exitCode: number | null, reason: string | null) {
+    await m.query(
+      `UPDATE job_attempts SET state = $2, exit_code = $3, reason = $4, finished_at = now() WHERE id = $1`,
+      [ref.attemptId, outcome, exitCode, reason],
+    );
+    await m.query(
+      `UPDATE jobs SET state = $2, exit_code = $3, state_reason = $4, finished_at = now(), updated_at = clock_timestamp()
+        WHERE id = $1`,
+      [ref.jobId, outcome, exitCode, reason],
+    );
+    jobTransitions.inc({ to: outcome });
+  }
+
+  private reject(type: string, a: AgentAddress, ref: Ref, reason: string) {
+    staleResultsRejected.inc({ type });
+    this.log.warn({ type, ...a, jobId: ref.jobId, attemptId: ref.attemptId, fencingToken: ref.fencingToken, reason }, 'agent report rejected');
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Chooses an agent for a queued job and writes the attempt and its dispatch message (outbox) in the
+ * caller's transaction. Never publishes itself: the outbox relay does, after commit.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import { v7 as uuidv7 } from 'uuid';
+import type { EntityManager } from 'typeorm';
+import type { Logger } from 'pino';
+import { encode, JobDispatch, subjects } from '@hearth/contracts';
+import { CONFIG, type Config } from '../../config/config.js';
+import { LOGGER } from '../../platform/logging/logging.module.js';
+import { OutboxMessage } from '../../platform/messaging/outbox-message.entity.js';
+import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
+import { Transactions } from '../../platform/tenancy/transactions.js';
+import { JobEntity } from './job.entity.js';
+import { JobUpdates } from './job-updates.service.js';
+
+export const ACTIVE = `('DISPATCHED','RUNNING')`;
+
+@Injectable()
+export class Dispatcher {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(LOGGER) private readonly log: Logger,
+    @Inject(Transactions) private readonly tx: Transactions,
+    @Inject(OutboxRelay) private readonly relay: OutboxRelay,
+    @Inject(JobUpdates) private readonly updates: JobUpdates,
+  ) {}
+
+  /**
+   * Assigns a QUEUED job (locked by the caller) to the least-loaded eligible agent. Returns false and
+   * records why when none is eligible; the job then waits, QUEUED, for assignQueued to try again.
+   */
+  async tryAssign(m: EntityManager, job: JobEntity): Promise<boolean> {
+    const lease = this.config.fleet.leaseSeconds;
+    const labels = JSON.stringify(job.agentSelector.labels ?? {});
+    const ids = job.agentSelector.agentIds ?? null;
+    const candidates: { id: string }[] = await m.query(
+      `SELECT a.id FROM agents a
+        WHERE a.tenant_id = $1 AND a.revoked_at IS NULL
+          AND a.last_heartbeat_at > now() - make_interval(secs => $2)
+          AND a.labels @> $3::jsonb AND ($4::uuid[] IS NULL OR a.id = ANY($4::uuid[]))
+        ORDER BY (SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE}) - a.capacity,
+                 a.last_heartbeat_at DESC
+        LIMIT 8`,
+      [job.tenantId, lease, labels, ids],
+    );
+    for (const { id } of candidates) {
+      // Lock the agent, then count: assignments to one agent are serialized, so capacity holds.
+      const [free]: { ok: boolean }[] = await m.query(
+        `SELECT (SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE}) < a.capacity AS ok
+           FROM agents a WHERE a.id = $1 FOR UPDATE`,
+        [id],
+      );
+      if (free?.ok) {
+        await this.assign(m, job, id);
+        return true;
+      }
+    }
+    const reason = await this.whyWaiting(m, job, labels, ids);
+    if (reason !== job.stateReason) {
+      await m.query(`UPDATE jobs SET state_reason = $2, updated_at = clock_timestamp() WHERE id = $1`, [job.id, reason]);
+      job.stateReason = reason;
+    }
+    return false;
+  }
+
+  private async assign(m: EntityManager, job: JobEntity, agentId: string) {
+    const attemptId = uuidv7();
+    const number = job.attempts + 1;
+    await m.query(
+      `INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at)
+       VALUES ($1, $2, $3, $4, $4, $5, 'DISPATCHED', now() + make_interval(secs => $6))`,
+      [attemptId, job.tenantId, job.id, number, agentId, this.config.fleet.leaseSeconds],
+    );
+    await m.query(
+      `UPDATE jobs SET state = 'DISPATCHED', state_reason = NULL, attempts = $2, current_attempt_id = $3, agent_id = $4,
+              updated_at = clock_timestamp() WHERE id = $1`,
+      [job.id, number, attemptId, agentId],
+    );
+    const payload = encode(JobDispatch, {
+      type: 'job.dispatch',
+      v: 1,
+      jobId: job.id,
+      attemptId,
+      fencingToken: number,
+      kind: 'command',
+      command: job.command,
+      env: job.env,
+      timeoutSeconds: job.timeoutSeconds,
+      cancelGraceSeconds: this.config.jobs.cancelGraceSeconds,
+    });
+    await m.insert(OutboxMessage, {
+      tenantId: job.tenantId,
+      subject: subjects.jobs({ tenantId: job.tenantId, agentId }),
+      msgId: attemptId,
+      payload: Buffer.from(payload),
+    });
+    Object.assign(job, { state: 'DISPATCHED', stateReason: null, attempts: number, currentAttemptId: attemptId, agentId });
+  }
+
+  private async whyWaiting(m: EntityManager, job: JobEntity, labels: string, ids: string[] | null): Promise<string> {
+    const [row]: { matching: string; online: string }[] = await m.query(
+      `SELECT count(*) AS matching,
+              count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2)) AS online
+         FROM agents WHERE tenant_id = $1 AND revoked_at IS NULL AND labels @> $3::jsonb
+          AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[]))`,
+      [job.tenantId, this.config.fleet.leaseSeconds, labels, ids],
+    );
+    if (Number(row.matching) === 0) return 'waiting: no agent matches the selector';
+    if (Number(row.online) === 0) return 'waiting: no matching agent is online';
+    return 'waiting: every matching agent is busy';
+  }
+
+  /**
+   * Assigns queued jobs, oldest first: for one tenant (after an agent came online or freed a slot)
+   * or for all (the periodic sweep). SKIP LOCKED lets replicas share the work.
+   */
+  async assignQueued(tenantId: string | null, limit = 200): Promise<void> {
+    const run = (m: EntityManager) => this.assignQueuedIn(m, limit);
+    const assigned = tenantId ? await this.tx.tenant(tenantId, run) : await this.tx.system(run);
+    if (assigned.length) {
+      this.relay.kick();
+      for (const j of assigned) this.updates.publish(j.tenantId, j.id);
+    }
+  }
+
+  private async assignQueuedIn(m: EntityManager, limit: number): Promise<JobEntity[]> {
+    const queued = await m
+      .createQueryBuilder(JobEntity, 'j')
+      .where(`j.state = 'QUEUED'`)
+      .orderBy('j.created_at', 'ASC')
+      .limit(limit)
+      .setLock('pessimistic_write')
+      .setOnLocked('skip_locked')
+      .getMany();
+    const assigned: JobEntity[] = [];
+    for (const job of queued) {
+      if (await this.tryAssign(m, job)) assigned.push(job);
+    }
+    if (queued.length) this.log.debug({ queued: queued.length, assigned: assigned.length }, 'assigned queued jobs');
+    return assigned;
+  }
+}

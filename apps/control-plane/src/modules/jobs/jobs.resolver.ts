@@ -1,0 +1,60 @@
+import { Inject } from '@nestjs/common';
+import { Args, Context, ID, Int, Mutation, Parent, Query, ResolveField, Resolver, Subscription } from '@nestjs/graphql';
+import { CurrentPrincipal } from '../../platform/auth/principal.decorator.js';
+import type { Principal } from '../../platform/auth/principal.js';
+import { AgentModel } from '../fleet/agent.model.js';
+import { FleetService } from '../fleet/fleet.service.js';
+import { JobConnection, JobFilter, JobModel, SubmitJobInput } from './job.model.js';
+import { JobsService } from './jobs.service.js';
+import { JobWatcher } from './job-watcher.js';
+
+@Resolver(() => JobModel)
+export class JobsResolver {
+  constructor(
+    @Inject(JobsService) private readonly jobsService: JobsService,
+    @Inject(FleetService) private readonly fleet: FleetService,
+    @Inject(JobWatcher) private readonly watcher: JobWatcher,
+  ) {}
+
+  @Mutation(() => JobModel)
+  submitJob(@CurrentPrincipal() p: Principal, @Args('input') input: SubmitJobInput): Promise<JobModel> {
+    return this.jobsService.submit(p, input);
+  }
+
+  @Mutation(() => JobModel)
+  cancelJob(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string): Promise<JobModel> {
+    return this.jobsService.cancel(p, id);
+  }
+
+  @Query(() => JobModel)
+  job(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string): Promise<JobModel> {
+    return this.jobsService.get(p, id);
+  }
+
+  @Query(() => JobConnection)
+  jobs(
+    @CurrentPrincipal() p: Principal,
+    @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
+    @Args('after', { type: () => String, nullable: true }) after: string | null,
+    @Args('filter', { type: () => JobFilter, nullable: true }) filter: JobFilter | null,
+  ): Promise<JobConnection> {
+    return this.jobsService.list(p, first, after, filter);
+  }
+
+  @Subscription(() => JobModel, { description: 'The job now, then each time it changes.' })
+  jobUpdated(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string) {
+    return this.watcher.watch(p, id);
+  }
+
+  @ResolveField(() => AgentModel, { nullable: true })
+  async agent(
+    @CurrentPrincipal() p: Principal,
+    @Parent() job: JobModel,
+    @Context() ctx: { agentCache?: Promise<Map<string, AgentModel>> },
+  ): Promise<AgentModel | null> {
+    if (!job.agent) return null;
+    // One query per request for all agents, not one per job.
+    ctx.agentCache ??= this.fleet.listAgents(p).then((list) => new Map(list.map((a) => [a.id, a])));
+    return (await ctx.agentCache).get(job.agent.id) ?? null;
+  }
+}

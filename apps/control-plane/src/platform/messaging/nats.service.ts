@@ -1,0 +1,173 @@
+/**
+ * The control plane's NATS connection, the two JetStream streams, and the per-agent consumers.
+ * With NATS auth configured (operator/account/system seeds) nats-server itself enforces what each
+ * agent may do; without it (local development) only our code does, and boot says so loudly.
+ */
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  AckPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
+import { connect, jwtAuthenticator, nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import {
+  consumers,
+  DOWN_STREAM,
+  subjects,
+  UP_CONSUMER,
+  UP_STREAM,
+  type AgentAddress,
+} from '@hearth/contracts';
+import { CONFIG, type Config } from '../../config/config.js';
+import { LOGGER } from '../logging/logging.module.js';
+import { NatsAuthority } from './nats-auth.js';
+
+const DUPLICATE_WINDOW_MS = 10 * 60_000;
+const AGENT_ACK_WAIT_MS = 30_000;
+
+@Injectable()
+export class NatsService implements OnApplicationShutdown {
+  private connection: NatsConnection | null = null;
+  readonly authority: NatsAuthority | null;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.authority = config.nats.auth ? new NatsAuthority(config.nats.auth) : null;
+  }
+
+  get nc(): NatsConnection {
+    if (!this.connection) throw new Error('NATS is not connected yet');
+    return this.connection;
+  }
+
+  get js(): JetStreamClient {
+    return jetstream(this.nc);
+  }
+
+  async jsm(): Promise<JetStreamManager> {
+    return jetstreamManager(this.nc);
+  }
+
+  async connect(): Promise<void> {
+    const servers = this.config.nats.url;
+    if (!servers) throw new Error('NATS_URL is not set');
+    const creds = this.authority ? await this.authority.serviceCredentials('control-plane') : null;
+    if (!creds) this.log.warn('NATS runs without auth: agent isolation is enforced by Hearth only, not by nats-server');
+    this.connection = await connect({
+      servers: servers.split(','),
+      name: 'hearth-control-plane',
+      authenticator: creds ? jwtAuthenticator(creds.jwt, creds.seed) : undefined,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
+    void this.watchStatus(this.connection);
+    await this.ensureStreams();
+  }
+
+  private async watchStatus(nc: NatsConnection) {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error')
+        this.log.warn({ nats: s.type, server: 'server' in s ? s.server : undefined }, 'NATS connection status');
+    }
+  }
+
+  private async ensureStreams() {
+    const jsm = await this.jsm();
+    const streams = [
+      { name: DOWN_STREAM, subjects: [subjects.wildcard.down] },
+      { name: UP_STREAM, subjects: [subjects.wildcard.events] },
+    ];
+    for (const s of streams) {
+      const config = {
+        ...s,
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+        max_msg_size: 128 * 1024,
+      };
+      try {
+        await jsm.streams.info(s.name);
+        await jsm.streams.update(s.name, config);
+      } catch {
+        await jsm.streams.add(config);
+      }
+    }
+    await jsm.consumers.add(UP_STREAM, {
+      durable_name: UP_CONSUMER,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(30_000),
+      max_deliver: 20,
+      max_ack_pending: 10_000,
+    });
+  }
+
+  /** Creates (idempotently) the two durable consumers an agent pulls its work from. */
+  async ensureAgentConsumers(a: AgentAddress): Promise<void> {
+    const jsm = await this.jsm();
+    for (const [name, filter] of [
+      [consumers.jobs(a.agentId), subjects.jobs(a)],
+      [consumers.control(a.agentId), subjects.control(a)],
+    ] as const) {
+      await jsm.consumers.add(DOWN_STREAM, {
+        durable_name: name,
+        filter_subject: filter,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(AGENT_ACK_WAIT_MS),
+        max_ack_pending: 1000,
+      });
+    }
+  }
+
+  async deleteAgentConsumers(agentId: string): Promise<void> {
+    const jsm = await this.jsm();
+    for (const name of [consumers.jobs(agentId), consumers.control(agentId)]) {
+      await jsm.consumers.delete(DOWN_STREAM, name).catch(() => undefined);
+    }
+  }
+
+  /** A user JWT for the agent's own public key, or null when NATS runs without auth. */
+  async issueAgentJwt(a: AgentAddress & { publicKey: string }): Promise<string | null> {
+    return this.authority ? this.authority.issueAgentJwt(a) : null;
+  }
+
+  /** Tells nats-server the full set of revoked agent keys; it drops their connections at once. */
+  async pushRevocations(revoked: Map<string, number>): Promise<void> {
+    if (!this.authority) return;
+    const creds = await this.authority.systemUserCredentials();
+    const sys = await connect({
+      servers: this.config.nats.url!.split(','),
+      name: 'hearth-control-plane-system',
+      authenticator: jwtAuthenticator(creds.jwt, creds.seed),
+      timeout: 5000,
+    });
+    try {
+      await this.authority.revokeUsers(sys, revoked);
+    } finally {
+      await sys.close();
+    }
+  }
+
+  async ping(timeoutMs = 1000): Promise<boolean> {
+    if (!this.connection || this.connection.isClosed()) return false;
+    try {
+      await Promise.race([
+        this.connection.flush(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), timeoutMs)),
+      ]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async onApplicationShutdown() {
+    if (this.connection && !this.connection.isClosed()) await this.connection.drain().catch(() => undefined);
+  }
+}

@@ -1,0 +1,33 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One registry for the process, served at GET /metrics. */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+export const agentMessagesRejected = new Counter({
+  name: 'hearth_agent_messages_rejected_total',
+  help: 'Messages from agents that were rejected (malformed, oversized, unknown, or from a revoked agent).',
+  labelNames: ['kind', 'reason'] as const,
+  registers: [registry],
+});
+
+export const staleResultsRejected = new Counter({
+  name: 'hearth_stale_results_rejected_total',
+  help: 'Results and logs from attempts that are no longer current (fenced off).',
+  labelNames: ['type'] as const,
+  registers: [registry],
+});
+
+export const jobTransitions = new Counter({
+  name: 'hearth_job_transitions_total',
+  help: 'Job state transitions applied.',
+  labelNames: ['to'] as const,
+  registers: [registry],
+});
+
+export const dispatchToRunning = new Histogram({
+  name: 'hearth_job_dispatch_to_running_seconds',
+  help: 'From submit to the agent claiming the attempt.',
+  buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+  registers: [registry],
+});

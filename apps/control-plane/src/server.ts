@@ -1,0 +1,53 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { ValidationPipe, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { Logger } from 'pino';
+import { AppModule } from './app.module.js';
+import type { Config } from './config/config.js';
+import { AgentMessagesConsumer } from './modules/jobs/agent-messages.consumer.js';
+import { LeaseSweeper } from './modules/jobs/lease-sweeper.service.js';
+import { LOGGER, NestPinoLogger } from './platform/logging/logging.module.js';
+import { runWithContext } from './platform/logging/request-context.js';
+import { NatsService } from './platform/messaging/nats.service.js';
+import { OutboxRelay } from './platform/messaging/outbox-relay.service.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Builds and starts the control plane: HTTP, GraphQL, NATS consumers, outbox relay, lease sweeper. */
+export async function startServer(config: Config): Promise<{ app: INestApplication; url: string; log: Logger }> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: 1024 * 1024,
+    genReqId: (req: IncomingMessage) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    bufferLogs: true,
+    abortOnError: false,
+  });
+  const log = app.get<Logger>(LOGGER);
+  app.useLogger(new NestPinoLogger(log.child({ component: 'nest' })));
+  app.useGlobalPipes(new ValidationPipe({ transform: true, forbidUnknownValues: false }));
+  app.enableShutdownHooks();
+  const fastify = app.getHttpAdapter().getInstance();
+  fastify.addHook('onRequest', (req, reply, done) => {
+    void reply.header('x-request-id', req.id);
+    runWithContext({ requestId: String(req.id) }, done);
+  });
+
+  await app.get(NatsService).connect();
+  await app.init();
+  await app.get(AgentMessagesConsumer).start();
+  app.get(OutboxRelay).start();
+  app.get(LeaseSweeper).start();
+  await app.listen(config.http.port, config.http.host);
+  const address = fastify.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.http.port;
+  const url = `http://127.0.0.1:${port}`;
+  log.info({ url, graphql: `${url}/graphql` }, 'control plane listening');
+  return { app, url, log };
+}
