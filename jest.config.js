@@ -25,13 +25,14 @@ const common = {
   rootDir: '.',
 };
 export default {
+  // A global option (per-project values are ignored); end-to-end tests start real processes.
+  testTimeout: 60000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/{apps,libs}/*/src/**/*.spec.ts'] },
     {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/apps/*/test/**/*.test.ts'],
-      testTimeout: 60000,
       slowTestThreshold: 30,
     },
   ],

@@ -7,6 +7,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { Logger } from 'pino';
 import { AppModule } from './app.module.js';
 import type { Config } from './config/config.js';
+import { FleetService } from './modules/fleet/fleet.service.js';
 import { AgentMessagesConsumer } from './modules/jobs/agent-messages.consumer.js';
 import { LeaseSweeper } from './modules/jobs/lease-sweeper.service.js';
 import { LOGGER, NestPinoLogger } from './platform/logging/logging.module.js';
@@ -41,6 +42,9 @@ export async function startServer(config: Config): Promise<{ app: INestApplicati
 
   await app.get(NatsService).connect();
   await app.init();
+  const fleet = app.get(FleetService);
+  await fleet.syncRevocations();
+  app.get(NatsService).onReconnect(() => fleet.syncRevocations());
   await app.get(AgentMessagesConsumer).start();
   app.get(OutboxRelay).start();
   app.get(LeaseSweeper).start();

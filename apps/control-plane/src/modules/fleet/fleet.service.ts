@@ -135,6 +135,17 @@ export class FleetService {
     return this.toModel(agent);
   }
 
+  /**
+   * Pushes the full revocation list to nats-server. A restarted server reloads the account from its
+   * config, which lists no revocations, so this runs at boot and after every reconnect.
+   */
+  async syncRevocations(): Promise<void> {
+    if (!this.nats.authority) return;
+    const revoked = await this.tx.system((m) => revokedKeys(m));
+    await this.nats.pushRevocations(revoked);
+    this.log.info({ revoked: revoked.size }, 'NATS revocation list pushed');
+  }
+
   /** Applies a heartbeat. Returns false when the agent is unknown or revoked (the message is dropped). */
   async recordHeartbeat(m: EntityManager, a: AgentAddress, hb: AgentHeartbeat): Promise<{ accepted: boolean; cameOnline: boolean }> {
     const s = hb.system;

@@ -26,11 +26,17 @@ export function toPublicError(err: unknown, log: Logger): PublicError {
   return { code: 'INTERNAL_SERVER_ERROR', message: `internal error (id ${errorId})` };
 }
 
+type AnyGraphQLError = GraphQLError & { originalError?: (Error & { errors?: GraphQLError[] }) | null };
+
 export function graphqlErrorFormatter(log: Logger) {
   return (execution: ExecutionResult & Required<Pick<ExecutionResult, 'errors'>>) => {
-    const errors = execution.errors.map((e) => {
+    // Mercurius wraps parse/validation failures in one error that carries the GraphQL errors.
+    const flat = (execution.errors as readonly AnyGraphQLError[]).flatMap((e) =>
+      Array.isArray(e.originalError?.errors) ? e.originalError.errors : [e],
+    ) as AnyGraphQLError[];
+    const errors = flat.map((e) => {
       const original = e.originalError;
-      // No original error: GraphQL itself refused the document or its variables (parse/validation).
+      // No original error: GraphQL itself refused the document or its variables.
       const pub: PublicError =
         !original || original instanceof GraphQLError
           ? { code: 'GRAPHQL_VALIDATION_FAILED', message: e.message }

@@ -33,6 +33,7 @@ const AGENT_ACK_WAIT_MS = 30_000;
 @Injectable()
 export class NatsService implements OnApplicationShutdown {
   private connection: NatsConnection | null = null;
+  private readonly reconnectHooks: (() => Promise<void>)[] = [];
   readonly authority: NatsAuthority | null;
 
   constructor(
@@ -75,6 +76,9 @@ export class NatsService implements OnApplicationShutdown {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error')
         this.log.warn({ nats: s.type, server: 'server' in s ? s.server : undefined }, 'NATS connection status');
+      if (s.type === 'reconnect') {
+        for (const hook of this.reconnectHooks) await hook().catch((err: unknown) => this.log.error({ err }, 'reconnect hook failed'));
+      }
     }
   }
 
@@ -130,6 +134,11 @@ export class NatsService implements OnApplicationShutdown {
     for (const name of [consumers.jobs(agentId), consumers.control(agentId)]) {
       await jsm.consumers.delete(DOWN_STREAM, name).catch(() => undefined);
     }
+  }
+
+  /** Runs `hook` after every reconnect (the server may have restarted and forgotten pushed state). */
+  onReconnect(hook: () => Promise<void>) {
+    this.reconnectHooks.push(hook);
   }
 
   /** A user JWT for the agent's own public key, or null when NATS runs without auth. */
