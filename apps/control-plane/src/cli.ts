@@ -67,7 +67,9 @@ nats
   .description('generate operator/account keys and a nats-server config with JWT auth')
   .requiredOption('--out <dir>', 'where to write nats-server.conf and hearth-nats.env')
   .option('--port <port>', 'client port', '4222')
-  .action(async (opts: { out: string; port: string }) => {
+  .option('--store-dir <dir>', 'JetStream store dir as the server sees it (default: <out>/jetstream)')
+  .option('--resolver-dir <dir>', 'JWT resolver dir as the server sees it (default: <out>/jwt)')
+  .action(async (opts: { out: string; port: string; storeDir?: string; resolverDir?: string }) => {
     const dir = resolve(opts.out);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const secrets = generateNatsOperatorSecrets();
@@ -75,8 +77,8 @@ nats
     const conf = await renderServerConfig(authority, {
       host: '0.0.0.0',
       port: Number(opts.port),
-      storeDir: join(dir, 'jetstream'),
-      resolverDir: join(dir, 'jwt'),
+      storeDir: opts.storeDir ?? join(dir, 'jetstream'),
+      resolverDir: opts.resolverDir ?? join(dir, 'jwt'),
     });
     writeFileSync(join(dir, 'nats-server.conf'), conf, { mode: 0o600 });
     const env = [

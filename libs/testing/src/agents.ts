@@ -20,7 +20,7 @@ export async function joinAgent(controlPlaneUrl: string, token: string, opts: { 
 
 /** Starts `hearth-agent run` on an enrolled data dir. */
 export function runAgent(dataDir: string, args: string[] = []): Proc {
-  return startProcess(process.execPath, [AGENT_BIN, 'run', '--data-dir', dataDir, ...args], { HEARTH_AGENT_LOG_LEVEL: 'info' });
+  return startProcess(process.execPath, [AGENT_BIN, 'run', '--data-dir', dataDir, ...args], { HEARTH_AGENT_LOG_LEVEL: 'info' }, 'agent');
 }
 
 /** Join + run in one step; throws if join fails. */

@@ -15,7 +15,7 @@ export async function startControlPlane(env: Record<string, string | undefined>)
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     ...env,
-  });
+  }, 'control-plane');
   const line = await proc.waitForLine((l) => l.includes('"control plane listening"'), 30_000);
   const url = (JSON.parse(line) as { url: string }).url;
   return {

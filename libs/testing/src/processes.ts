@@ -1,5 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { REPO_ROOT } from './paths.js';
+
+/** Every process a test starts logs to .tmp/logs/<name>-<pid>.log, for reading after a failure. */
+const LOG_DIR = `${REPO_ROOT}.tmp/logs`;
 
 /** A child process whose output lines are kept, so tests can wait for a line and show logs on failure. */
 export class Proc {
@@ -7,11 +12,19 @@ export class Proc {
   readonly exited: Promise<number | null>;
   private listeners = new Set<(line: string) => void>();
 
-  constructor(readonly child: ChildProcess) {
+  readonly logFile: string;
+
+  constructor(
+    readonly child: ChildProcess,
+    name = 'proc',
+  ) {
+    mkdirSync(LOG_DIR, { recursive: true });
+    this.logFile = `${LOG_DIR}/${name}-${child.pid}.log`;
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => {
         this.lines.push(line);
+        appendFileSync(this.logFile, `${line}\n`);
         if (this.lines.length > 5000) this.lines.shift();
         for (const l of this.listeners) l(line);
       });
@@ -67,8 +80,8 @@ export class Proc {
   }
 }
 
-export function startProcess(cmd: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
-  return new Proc(spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+export function startProcess(cmd: string, args: string[], env: Record<string, string | undefined> = {}, name = 'proc'): Proc {
+  return new Proc(spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), name);
 }
 
 /** Runs a command to completion; resolves with its exit code and output. */

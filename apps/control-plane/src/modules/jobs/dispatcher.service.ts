@@ -70,7 +70,7 @@ export class Dispatcher {
     const number = job.attempts + 1;
     await m.query(
       `INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at)
-       VALUES ($1, $2, $3, $4, $4, $5, 'DISPATCHED', now() + make_interval(secs => $6))`,
+       VALUES ($1, $2, $3, $4::int, $4::int, $5, 'DISPATCHED', now() + make_interval(secs => $6))`,
       [attemptId, job.tenantId, job.id, number, agentId, this.config.fleet.leaseSeconds],
     );
     await m.query(
