@@ -1,12 +1,13 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', '.hearth/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly' } },
+    languageOptions: { globals: globals.node },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
@@ -17,7 +18,15 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/config/**/*.ts', '**/*.spec.ts', '**/test/**/*.ts', 'libs/testing/**/*.ts', 'bench/**', '*.js', 'scripts/**'],
+    files: [
+      '**/config/**/*.ts',
+      '**/*.spec.ts',
+      '**/test/**/*.ts',
+      'libs/testing/**/*.ts',
+      'bench/**',
+      '*.js',
+      'scripts/**',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

@@ -8,7 +8,11 @@ import { OrgsService } from './modules/orgs/orgs.service.js';
 import { createDataSource, migrate } from './platform/database/data-source.js';
 import { ENTITIES } from './platform/database/entities.js';
 import { DomainError } from './platform/errors/domain-error.js';
-import { generateNatsOperatorSecrets, NatsAuthority, renderServerConfig } from './platform/messaging/nats-auth.js';
+import {
+  generateNatsOperatorSecrets,
+  NatsAuthority,
+  renderServerConfig,
+} from './platform/messaging/nats-auth.js';
 import { Transactions } from './platform/tenancy/transactions.js';
 import { startServer } from './server.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,7 +21,8 @@ import { join, resolve } from 'node:path';
 const program = new Command('hearth').description('Hearth control plane').version('0.1.0');
 
 function requireDatabaseUrl(url: string | undefined): string {
-  if (!url) throw new ConfigError('DATABASE_URL is not set (e.g. postgres://hearth_app@127.0.0.1:5432/hearth)');
+  if (!url)
+    throw new ConfigError('DATABASE_URL is not set (e.g. postgres://hearth_app@127.0.0.1:5432/hearth)');
   return url;
 }
 
@@ -48,10 +53,16 @@ org
   .option('--json', 'print {"organizationId","adminToken"} as JSON')
   .action(async (opts: { name: string; adminEmail: string; json?: boolean }) => {
     const config = loadConfig();
-    const ds = await createDataSource(requireDatabaseUrl(config.database.url), { poolSize: 1, entities: ENTITIES }).initialize();
+    const ds = await createDataSource(requireDatabaseUrl(config.database.url), {
+      poolSize: 1,
+      entities: ENTITIES,
+    }).initialize();
     try {
       const created = await new OrgsService(new Transactions(ds)).create(opts.name, opts.adminEmail);
-      if (opts.json) console.log(JSON.stringify({ organizationId: created.organizationId, adminToken: created.adminToken }));
+      if (opts.json)
+        console.log(
+          JSON.stringify({ organizationId: created.organizationId, adminToken: created.adminToken }),
+        );
       else {
         console.log(`organization: ${created.organizationId}`);
         console.log(`admin token (shown once, store it now): ${created.adminToken}`);
@@ -87,12 +98,16 @@ nats
       `NATS_SYSTEM_ACCOUNT_SEED=${secrets.systemAccountSeed}`,
     ].join('\n');
     writeFileSync(join(dir, 'hearth-nats.env'), `${env}\n`, { mode: 0o600 });
-    console.log(`wrote ${join(dir, 'nats-server.conf')} and ${join(dir, 'hearth-nats.env')} (secrets: keep it private)`);
+    console.log(
+      `wrote ${join(dir, 'nats-server.conf')} and ${join(dir, 'hearth-nats.env')} (secrets: keep it private)`,
+    );
   });
 
 program
   .command('demo')
-  .description('run everything locally: embedded Postgres (PGlite), nats-server, control plane, one agent, a sample job')
+  .description(
+    'run everything locally: embedded Postgres (PGlite), nats-server, control plane, one agent, a sample job',
+  )
   .option('--once', 'exit after the sample job: 0 if it succeeded')
   .action(async (opts: { once?: boolean }) => {
     process.exitCode = await runDemo({ once: Boolean(opts.once) });

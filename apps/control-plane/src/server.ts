@@ -18,7 +18,9 @@ import { OutboxRelay } from './platform/messaging/outbox-relay.service.js';
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Builds and starts the control plane: HTTP, GraphQL, NATS consumers, outbox relay, lease sweeper. */
-export async function startServer(config: Config): Promise<{ app: INestApplication; url: string; log: Logger }> {
+export async function startServer(
+  config: Config,
+): Promise<{ app: INestApplication; url: string; log: Logger }> {
   const adapter = new FastifyAdapter({
     bodyLimit: 1024 * 1024,
     genReqId: (req: IncomingMessage) => {

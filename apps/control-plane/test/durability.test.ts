@@ -77,12 +77,20 @@ describe('an agent killed mid-job', () => {
     orgId = org.organizationId;
     api = new GraphQLClient(cp.graphqlUrl, org.adminToken);
     for (let i = 0; i < 2; i++) {
-      const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(`mutation { createJoinToken { token } }`);
+      const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(
+        `mutation { createJoinToken { token } }`,
+      );
       agents.push(await startAgent(cp.url, createJoinToken.token, { args: ['--max-jobs', '1'] }));
     }
-    await waitFor(async () => (await api.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents.every((x) => x.state === 'ONLINE'), {
-      what: 'both agents online',
-    });
+    await waitFor(
+      async () =>
+        (await api.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents.every(
+          (x) => x.state === 'ONLINE',
+        ),
+      {
+        what: 'both agents online',
+      },
+    );
   });
 
   afterAll(async () => {
@@ -109,9 +117,11 @@ describe('an agent killed mid-job', () => {
 
     const done = await until(api, submitJob.id, ['SUCCEEDED', 'FAILED'], 40_000);
     expect(done).toMatchObject({ state: 'SUCCEEDED', exitCode: 0, attempts: 2, agent: { id: survivor.id } });
-    const [second] = await query<{ created_at: Date }>(db.adminUrl, `SELECT created_at FROM job_attempts WHERE job_id = $1 AND number = 2`, [
-      submitJob.id,
-    ]);
+    const [second] = await query<{ created_at: Date }>(
+      db.adminUrl,
+      `SELECT created_at FROM job_attempts WHERE job_id = $1 AND number = 2`,
+      [submitJob.id],
+    );
     expect(second.created_at.getTime() - killedAt).toBeLessThan(15_000);
     const attempts = await query<{ number: number; state: string; agent_id: string }>(
       db.adminUrl,
@@ -127,7 +137,11 @@ describe('an agent killed mid-job', () => {
     expect(runs.filter((l) => l.startsWith('done'))).toHaveLength(1); // finished once
 
     // The dead agent comes back and reports its old attempt as failed: fenced off.
-    const [first] = await query<{ id: string }>(db.adminUrl, `SELECT id FROM job_attempts WHERE job_id = $1 AND number = 1`, [submitJob.id]);
+    const [first] = await query<{ id: string }>(
+      db.adminUrl,
+      `SELECT id FROM job_attempts WHERE job_id = $1 AND number = 1`,
+      [submitJob.id],
+    );
     const nc = await connect({ servers: NATS_URL });
     try {
       const late = encode(JobFinished, {
@@ -146,12 +160,20 @@ describe('an agent killed mid-job', () => {
     } finally {
       await nc.close();
     }
-    await waitFor(async () => (await (await fetch(`${cp.url}/metrics`)).text()).includes('hearth_stale_results_rejected_total{type="job.finished"} 1'), {
-      what: 'the stale result to be rejected',
-    });
+    await waitFor(
+      async () =>
+        (await (await fetch(`${cp.url}/metrics`)).text()).includes(
+          'hearth_stale_results_rejected_total{type="job.finished"} 1',
+        ),
+      {
+        what: 'the stale result to be rejected',
+      },
+    );
     expect(await getJob(api, submitJob.id)).toMatchObject({ state: 'SUCCEEDED', exitCode: 0, attempts: 2 });
 
-    const { agents: list } = await api.ok<{ agents: { id: string; state: string }[] }>(`{ agents { id state } }`);
+    const { agents: list } = await api.ok<{ agents: { id: string; state: string }[] }>(
+      `{ agents { id state } }`,
+    );
     expect(list.find((x) => x.id === victim.id)?.state).toBe('OFFLINE');
   });
 });
@@ -168,11 +190,17 @@ describe('a control plane killed between commit and relay', () => {
     token = org.adminToken;
     cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL });
     const api = new GraphQLClient(cp.graphqlUrl, token);
-    const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(`mutation { createJoinToken { token } }`);
+    const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(
+      `mutation { createJoinToken { token } }`,
+    );
     agent = await startAgent(cp.url, createJoinToken.token);
-    await waitFor(async () => (await api.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents[0]?.state === 'ONLINE', {
-      what: 'the agent online',
-    });
+    await waitFor(
+      async () =>
+        (await api.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents[0]?.state === 'ONLINE',
+      {
+        what: 'the agent online',
+      },
+    );
     await cp.stop();
     cp = null;
   });
@@ -192,13 +220,18 @@ describe('a control plane killed between commit and relay', () => {
     // A process that commits but never relays, then dies hard.
     const doomed = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL, OUTBOX_RELAY: 'false' });
     const api = new GraphQLClient(doomed.graphqlUrl, token);
-    const { submitJob } = await api.ok<{ submitJob: Job }>(`mutation($c: [String!]!) { submitJob(input: { kind: COMMAND, command: $c }) { ${FIELDS} } }`, {
-      c: recordingCommand(file, 10),
-    });
+    const { submitJob } = await api.ok<{ submitJob: Job }>(
+      `mutation($c: [String!]!) { submitJob(input: { kind: COMMAND, command: $c }) { ${FIELDS} } }`,
+      {
+        c: recordingCommand(file, 10),
+      },
+    );
     expect(submitJob.state).toBe('DISPATCHED');
-    const [pending] = await query<{ published_at: Date | null }>(db.adminUrl, `SELECT published_at FROM outbox WHERE msg_id IN (SELECT current_attempt_id::text FROM jobs WHERE id = $1)`, [
-      submitJob.id,
-    ]);
+    const [pending] = await query<{ published_at: Date | null }>(
+      db.adminUrl,
+      `SELECT published_at FROM outbox WHERE msg_id IN (SELECT current_attempt_id::text FROM jobs WHERE id = $1)`,
+      [submitJob.id],
+    );
     expect(pending.published_at).toBeNull();
     doomed.proc.kill9();
     await doomed.proc.exited;
@@ -214,23 +247,46 @@ describe('a control plane killed between commit and relay', () => {
 
   it('does not run a job twice when the relay died after publishing but before marking the row', async () => {
     const file = join(tmp, 'relay-fault.log');
-    const faulty = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL, HEARTH_FAULT: 'relay-after-publish' });
+    const faulty = await startControlPlane({
+      DATABASE_URL: db.appUrl,
+      NATS_URL,
+      HEARTH_FAULT: 'relay-after-publish',
+    });
     const api = new GraphQLClient(faulty.graphqlUrl, token);
     // The process may die before it answers: the commit happened, which is what matters.
-    await api.request(`mutation($c: [String!]!) { submitJob(input: { kind: COMMAND, command: $c }) { id } }`, { c: recordingCommand(file, 10) }).catch(() => null);
+    await api
+      .request(`mutation($c: [String!]!) { submitJob(input: { kind: COMMAND, command: $c }) { id } }`, {
+        c: recordingCommand(file, 10),
+      })
+      .catch(() => null);
     expect(await faulty.proc.exited).toBe(70); // it published, then died before marking the outbox row
-    const [submitJob] = await query<{ id: string }>(db.adminUrl, `SELECT id FROM jobs WHERE command::text LIKE $1`, [`%relay-fault.log%`]);
-    const [row] = await query<{ published_at: Date | null }>(db.adminUrl, `SELECT published_at FROM outbox WHERE msg_id IN (SELECT current_attempt_id::text FROM jobs WHERE id = $1)`, [
-      submitJob.id,
-    ]);
+    const [submitJob] = await query<{ id: string }>(
+      db.adminUrl,
+      `SELECT id FROM jobs WHERE command::text LIKE $1`,
+      [`%relay-fault.log%`],
+    );
+    const [row] = await query<{ published_at: Date | null }>(
+      db.adminUrl,
+      `SELECT published_at FROM outbox WHERE msg_id IN (SELECT current_attempt_id::text FROM jobs WHERE id = $1)`,
+      [submitJob.id],
+    );
     expect(row.published_at).toBeNull();
 
     cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL });
     const done = await until(new GraphQLClient(cp.graphqlUrl, token), submitJob.id, ['SUCCEEDED', 'FAILED']);
     expect(done).toMatchObject({ state: 'SUCCEEDED', attempts: 1 });
-    await waitFor(async () => (await query<{ published_at: Date | null }>(db.adminUrl, `SELECT published_at FROM outbox WHERE published_at IS NULL`)).length === 0, {
-      what: 'the outbox to drain',
-    });
+    await waitFor(
+      async () =>
+        (
+          await query<{ published_at: Date | null }>(
+            db.adminUrl,
+            `SELECT published_at FROM outbox WHERE published_at IS NULL`,
+          )
+        ).length === 0,
+      {
+        what: 'the outbox to drain',
+      },
+    );
     await new Promise((r) => setTimeout(r, 1000));
     expect(lines(file).filter((l) => l.startsWith('start'))).toHaveLength(1); // JetStream dropped the duplicate
   });

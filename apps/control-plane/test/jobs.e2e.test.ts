@@ -77,11 +77,20 @@ beforeAll(async () => {
   orgA = A.organizationId;
   a = new GraphQLClient(cp.graphqlUrl, A.adminToken);
   b = new GraphQLClient(cp.graphqlUrl, B.adminToken);
-  const { createJoinToken } = await a.ok<{ createJoinToken: { token: string } }>(`mutation { createJoinToken(ttlSeconds: 600) { token } }`);
-  agent = await startAgent(cp.url, createJoinToken.token, { labels: { pool: 'e2e' }, args: ['--max-jobs', '4'] });
-  await waitFor(async () => (await a.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents[0]?.state === 'ONLINE', {
-    what: 'the agent to come online',
+  const { createJoinToken } = await a.ok<{ createJoinToken: { token: string } }>(
+    `mutation { createJoinToken(ttlSeconds: 600) { token } }`,
+  );
+  agent = await startAgent(cp.url, createJoinToken.token, {
+    labels: { pool: 'e2e' },
+    args: ['--max-jobs', '4'],
   });
+  await waitFor(
+    async () =>
+      (await a.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents[0]?.state === 'ONLINE',
+    {
+      what: 'the agent to come online',
+    },
+  );
   nc = await connect({ servers: NATS_URL });
 });
 
@@ -98,7 +107,13 @@ describe('agents', () => {
       `{ agents { id state hostname os arch cpus memoryBytes gpus { name } agentVersion labels { key value } lastHeartbeatAt } }`,
     );
     expect(agents).toHaveLength(1);
-    expect(agents[0]).toMatchObject({ id: agent.id, state: 'ONLINE', hostname: hostname(), gpus: [], labels: [{ key: 'pool', value: 'e2e' }] });
+    expect(agents[0]).toMatchObject({
+      id: agent.id,
+      state: 'ONLINE',
+      hostname: hostname(),
+      gpus: [],
+      labels: [{ key: 'pool', value: 'e2e' }],
+    });
     expect(agents[0].cpus).toBeGreaterThan(0);
     expect(agents[0].memoryBytes).toBeGreaterThan(0);
     expect(Date.now() - Date.parse(agents[0].lastHeartbeatAt as string)).toBeLessThan(10_000);
@@ -106,19 +121,28 @@ describe('agents', () => {
 
   it("shows another organization none of this one's agents", async () => {
     expect((await b.ok<{ agents: unknown[] }>(`{ agents { id } }`)).agents).toEqual([]);
-    expect(await b.errorCode(`mutation($id: ID!) { revokeAgent(id: $id) { id } }`, { id: agent.id })).toBe('NOT_FOUND');
+    expect(await b.errorCode(`mutation($id: ID!) { revokeAgent(id: $id) { id } }`, { id: agent.id })).toBe(
+      'NOT_FOUND',
+    );
   });
 
   it('refuses a reused, an expired and a made-up join token', async () => {
-    const { createJoinToken } = await a.ok<{ createJoinToken: { token: string } }>(`mutation { createJoinToken { token } }`);
+    const { createJoinToken } = await a.ok<{ createJoinToken: { token: string } }>(
+      `mutation { createJoinToken { token } }`,
+    );
     const first = await joinAgent(cp.url, createJoinToken.token);
     expect(first.code).toBe(0);
     const again = await joinAgent(cp.url, createJoinToken.token);
     expect(again.code).not.toBe(0);
     expect(again.stderr + again.stdout).toMatch(/already used/);
 
-    const expiring = await a.ok<{ createJoinToken: { token: string } }>(`mutation { createJoinToken(ttlSeconds: 60) { token } }`);
-    await query(db.adminUrl, `UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL`);
+    const expiring = await a.ok<{ createJoinToken: { token: string } }>(
+      `mutation { createJoinToken(ttlSeconds: 60) { token } }`,
+    );
+    await query(
+      db.adminUrl,
+      `UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL`,
+    );
     const late = await joinAgent(cp.url, expiring.createJoinToken.token);
     expect(late.code).not.toBe(0);
     expect(late.stderr + late.stdout).toMatch(/expired/);
@@ -136,11 +160,22 @@ describe('agents', () => {
 
 describe('jobs', () => {
   it('runs a command on the agent and reports success with its output', async () => {
-    const submitted = await submit(a, ['node', '-e', 'console.log("hello from " + process.env.HEARTH_JOB_ID)']);
+    const submitted = await submit(a, [
+      'node',
+      '-e',
+      'console.log("hello from " + process.env.HEARTH_JOB_ID)',
+    ]);
     expect(['DISPATCHED', 'RUNNING', 'SUCCEEDED']).toContain(submitted.state);
     const done = await until(a, submitted.id, ['SUCCEEDED', 'FAILED']);
-    expect(done).toMatchObject({ state: 'SUCCEEDED', exitCode: 0, attempts: 1, agent: { id: agent.id, hostname: hostname() } });
-    await waitFor(async () => (await job(a, submitted.id)).logTail.includes(`hello from ${submitted.id}`), { what: 'the log tail' });
+    expect(done).toMatchObject({
+      state: 'SUCCEEDED',
+      exitCode: 0,
+      attempts: 1,
+      agent: { id: agent.id, hostname: hostname() },
+    });
+    await waitFor(async () => (await job(a, submitted.id)).logTail.includes(`hello from ${submitted.id}`), {
+      what: 'the log tail',
+    });
     expect(Date.parse(done.startedAt!)).toBeLessThanOrEqual(Date.parse(done.finishedAt!));
   });
 
@@ -154,7 +189,9 @@ describe('jobs', () => {
     const submitted = await submit(a, ['echo', '$HOME && echo injected']);
     const done = await until(a, submitted.id, ['SUCCEEDED', 'FAILED']);
     expect(done.state).toBe('SUCCEEDED');
-    await waitFor(async () => (await job(a, submitted.id)).logTail.includes('$HOME && echo injected'), { what: 'the literal text' });
+    await waitFor(async () => (await job(a, submitted.id)).logTail.includes('$HOME && echo injected'), {
+      what: 'the literal text',
+    });
   });
 
   it('reports a program that does not exist as FAILED with a reason', async () => {
@@ -165,18 +202,32 @@ describe('jobs', () => {
   });
 
   it('cancels a running job (SIGTERM, then SIGKILL after the grace period)', async () => {
-    const submitted = await submit(a, ['node', '-e', 'process.on("SIGTERM", () => {}); setInterval(() => {}, 1000)']);
+    const submitted = await submit(a, [
+      'node',
+      '-e',
+      'process.on("SIGTERM", () => {}); setInterval(() => {}, 1000)',
+    ]);
     await until(a, submitted.id, ['RUNNING']);
-    const cancelled = await a.ok<{ cancelJob: Job }>(`mutation($id: ID!) { cancelJob(id: $id) { ${JOB_FIELDS} } }`, { id: submitted.id });
+    const cancelled = await a.ok<{ cancelJob: Job }>(
+      `mutation($id: ID!) { cancelJob(id: $id) { ${JOB_FIELDS} } }`,
+      { id: submitted.id },
+    );
     expect(cancelled.cancelJob.stateReason).toBe('cancel requested');
     const done = await until(a, submitted.id, ['CANCELLED', 'FAILED', 'SUCCEEDED'], 15_000);
     expect(done.state).toBe('CANCELLED');
   });
 
   it('cancels a queued job at once', async () => {
-    const submitted = await submit(a, ['true'], `agentSelector: { labels: [{ key: "pool", value: "nowhere" }] }`);
+    const submitted = await submit(
+      a,
+      ['true'],
+      `agentSelector: { labels: [{ key: "pool", value: "nowhere" }] }`,
+    );
     expect(submitted.state).toBe('QUEUED');
-    const r = await a.ok<{ cancelJob: Job }>(`mutation($id: ID!) { cancelJob(id: $id) { state finishedAt } }`, { id: submitted.id });
+    const r = await a.ok<{ cancelJob: Job }>(
+      `mutation($id: ID!) { cancelJob(id: $id) { state finishedAt } }`,
+      { id: submitted.id },
+    );
     expect(r.cancelJob.state).toBe('CANCELLED');
     expect(r.cancelJob.finishedAt).not.toBeNull();
   });
@@ -188,7 +239,11 @@ describe('jobs', () => {
   });
 
   it('streams a job from QUEUED to SUCCEEDED over graphql-ws', async () => {
-    const submitted = await submit(a, ['node', '-e', 'setTimeout(() => {}, 300)'], `agentSelector: { labels: [{ key: "pool", value: "later" }] }`);
+    const submitted = await submit(
+      a,
+      ['node', '-e', 'setTimeout(() => {}, 300)'],
+      `agentSelector: { labels: [{ key: "pool", value: "later" }] }`,
+    );
     const ws = a.ws();
     const events = collect<{ jobUpdated: { state: string } }>(
       ws,
@@ -197,7 +252,9 @@ describe('jobs', () => {
       (ev) => ev.at(-1)?.jobUpdated.state === 'SUCCEEDED',
     );
     // Nothing matches "later" until the label exists: relabel by running a second agent that has it.
-    const { createJoinToken } = await a.ok<{ createJoinToken: { token: string } }>(`mutation { createJoinToken { token } }`);
+    const { createJoinToken } = await a.ok<{ createJoinToken: { token: string } }>(
+      `mutation { createJoinToken { token } }`,
+    );
     const later = await startAgent(cp.url, createJoinToken.token, { labels: { pool: 'later' } });
     try {
       const states = (await events).map((e) => e.jobUpdated.state);
@@ -214,16 +271,26 @@ describe('jobs', () => {
     const submitted = await submit(a, ['true']);
     const ws = b.ws();
     try {
-      await expect(collect(ws, `subscription($id: ID!) { jobUpdated(id: $id) { state } }`, { id: submitted.id }, () => true)).rejects.toThrow(/not found/);
+      await expect(
+        collect(
+          ws,
+          `subscription($id: ID!) { jobUpdated(id: $id) { state } }`,
+          { id: submitted.id },
+          () => true,
+        ),
+      ).rejects.toThrow(/not found/);
     } finally {
       await ws.dispose();
     }
   });
 
   it('pages through jobs newest first, with a filter', async () => {
-    const page1 = await a.ok<{ jobs: { edges: { cursor: string; node: { id: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string } } }>(
-      `{ jobs(first: 3) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`,
-    );
+    const page1 = await a.ok<{
+      jobs: {
+        edges: { cursor: string; node: { id: string } }[];
+        pageInfo: { hasNextPage: boolean; endCursor: string };
+      };
+    }>(`{ jobs(first: 3) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`);
     expect(page1.jobs.edges).toHaveLength(3);
     expect(page1.jobs.pageInfo.hasNextPage).toBe(true);
     const page2 = await a.ok<{ jobs: { edges: { node: { id: string } }[] } }>(
@@ -234,7 +301,9 @@ describe('jobs', () => {
     const ids2 = page2.jobs.edges.map((e) => e.node.id);
     expect(ids2.filter((id) => ids1.includes(id))).toEqual([]);
     expect([...ids1, ...ids2]).toEqual([...ids1, ...ids2].sort().reverse());
-    const failed = await a.ok<{ jobs: { edges: { node: { state: string } }[] } }>(`{ jobs(filter: { states: [FAILED] }) { edges { node { state } } } }`);
+    const failed = await a.ok<{ jobs: { edges: { node: { state: string } }[] } }>(
+      `{ jobs(filter: { states: [FAILED] }) { edges { node { state } } } }`,
+    );
     expect(failed.jobs.edges.length).toBeGreaterThan(0);
     expect(new Set(failed.jobs.edges.map((e) => e.node.state))).toEqual(new Set(['FAILED']));
     expect(await a.errorCode(`{ jobs(after: "garbage") { edges { cursor } } }`)).toBe('BAD_USER_INPUT');
@@ -255,11 +324,19 @@ describe('untrusted agent messages', () => {
     const address = { tenantId: orgA, agentId: agent.id };
     const js = jetstream(nc);
     await js.publish(subjects.events(address), new TextEncoder().encode('{not json'));
-    await js.publish(subjects.events(address), new TextEncoder().encode(JSON.stringify({ type: 'job.exfiltrate', v: 1, rows: ['a,b'] })));
+    await js.publish(
+      subjects.events(address),
+      new TextEncoder().encode(JSON.stringify({ type: 'job.exfiltrate', v: 1, rows: ['a,b'] })),
+    );
     nc.publish(subjects.heartbeat(address), new Uint8Array(100 * 1024));
-    nc.publish(subjects.heartbeat(address), new TextEncoder().encode(JSON.stringify({ type: 'agent.heartbeat', v: 1 })));
+    nc.publish(
+      subjects.heartbeat(address),
+      new TextEncoder().encode(JSON.stringify({ type: 'agent.heartbeat', v: 1 })),
+    );
     await nc.flush();
-    await waitFor(async () => (await rejectedCount()) >= before + 4, { what: 'the rejections to be counted' });
+    await waitFor(async () => (await rejectedCount()) >= before + 4, {
+      what: 'the rejections to be counted',
+    });
     const ready = await fetch(`${cp.url}/readyz`);
     expect(ready.status).toBe(200);
     const after = await submit(a, ['true']);
@@ -269,7 +346,10 @@ describe('untrusted agent messages', () => {
 
 describe('revocation', () => {
   it('revokes an agent: REVOKED, and no new work reaches it', async () => {
-    const r = await a.ok<{ revokeAgent: { id: string; state: string } }>(`mutation($id: ID!) { revokeAgent(id: $id) { id state } }`, { id: agent.id });
+    const r = await a.ok<{ revokeAgent: { id: string; state: string } }>(
+      `mutation($id: ID!) { revokeAgent(id: $id) { id state } }`,
+      { id: agent.id },
+    );
     expect(r.revokeAgent).toEqual({ id: agent.id, state: 'REVOKED' });
     const next = await submit(a, ['true'], `agentSelector: { agentIds: ["${agent.id}"] }`);
     expect(next.state).toBe('QUEUED');

@@ -28,7 +28,11 @@ const jobsB: string[] = [];
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: 'nats://127.0.0.1:4222', DATABASE_POOL_SIZE: '2' });
+  cp = await startControlPlane({
+    DATABASE_URL: db.appUrl,
+    NATS_URL: 'nats://127.0.0.1:4222',
+    DATABASE_POOL_SIZE: '2',
+  });
   const A = await createOrganization(db.appUrl, 'Tenant A');
   const B = await createOrganization(db.appUrl, 'Tenant B');
   [orgA, orgB] = [A.organizationId, B.organizationId];
@@ -41,7 +45,10 @@ beforeAll(async () => {
   await a.ok(`mutation { createJoinToken { token } }`);
   await b.ok(`mutation { createJoinToken { token } }`);
   // Attempts and outbox rows need an agent; seed one per tenant directly, as an administrator.
-  for (const [org, job] of [[orgA, jobsA[2]], [orgB, jobsB[2]]]) {
+  for (const [org, job] of [
+    [orgA, jobsA[2]],
+    [orgB, jobsB[2]],
+  ]) {
     const [agent] = await query<{ id: string }>(
       db.adminUrl,
       `INSERT INTO agents (id, tenant_id, public_key, hostname, os, arch, cpus, memory_bytes, agent_version)
@@ -54,7 +61,11 @@ beforeAll(async () => {
        VALUES (gen_random_uuid(), $1, $2, 1, 1, $3, 'SUCCEEDED', now())`,
       [org, job, agent.id],
     );
-    await query(db.adminUrl, `INSERT INTO outbox (tenant_id, subject, msg_id, payload) VALUES ($1, 'x', gen_random_uuid()::text, '')`, [org]);
+    await query(
+      db.adminUrl,
+      `INSERT INTO outbox (tenant_id, subject, msg_id, payload) VALUES ($1, 'x', gen_random_uuid()::text, '')`,
+      [org],
+    );
   }
 });
 
@@ -65,19 +76,27 @@ afterAll(async () => {
 
 describe('API tenant isolation', () => {
   it('lists only the caller organization jobs', async () => {
-    const list = await b.ok<{ jobs: { edges: { node: { id: string } }[] } }>(`{ jobs(first: 100) { edges { node { id } } } }`);
+    const list = await b.ok<{ jobs: { edges: { node: { id: string } }[] } }>(
+      `{ jobs(first: 100) { edges { node { id } } } }`,
+    );
     expect(list.jobs.edges.map((e) => e.node.id).sort()).toEqual([...jobsB].sort());
   });
 
   it("answers NOT_FOUND for another organization's job, and changes nothing", async () => {
     expect(await b.errorCode(`query($id: ID!) { job(id: $id) { id } }`, { id: jobsA[0] })).toBe('NOT_FOUND');
-    expect(await b.errorCode(`mutation($id: ID!) { cancelJob(id: $id) { id } }`, { id: jobsA[0] })).toBe('NOT_FOUND');
-    const still = await a.ok<{ job: { state: string } }>(`query($id: ID!) { job(id: $id) { state } }`, { id: jobsA[0] });
+    expect(await b.errorCode(`mutation($id: ID!) { cancelJob(id: $id) { id } }`, { id: jobsA[0] })).toBe(
+      'NOT_FOUND',
+    );
+    const still = await a.ok<{ job: { state: string } }>(`query($id: ID!) { job(id: $id) { state } }`, {
+      id: jobsA[0],
+    });
     expect(still.job.state).toBe('QUEUED');
   });
 
   it('answers NOT_FOUND for an id that does not exist at all, the same way', async () => {
-    const r = await b.request(`query($id: ID!) { job(id: $id) { id } }`, { id: '01900000-0000-7000-8000-000000000000' });
+    const r = await b.request(`query($id: ID!) { job(id: $id) { id } }`, {
+      id: '01900000-0000-7000-8000-000000000000',
+    });
     expect(r.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' } });
     expect(r.errors?.[0].message).toBe('job 01900000-0000-7000-8000-000000000000 not found');
   });
@@ -93,7 +112,10 @@ describe('API tenant isolation', () => {
   it('keeps a job with no eligible agent QUEUED, with the reason', async () => {
     // Tenant A has one enrolled agent (seeded above) that never heartbeats: offline.
     const r = await a.ok<{ submitJob: { state: string; stateReason: string } }>(SUBMIT, { c: ['true'] });
-    expect(r.submitJob).toMatchObject({ state: 'QUEUED', stateReason: 'waiting: no matching agent is online' });
+    expect(r.submitJob).toMatchObject({
+      state: 'QUEUED',
+      stateReason: 'waiting: no matching agent is online',
+    });
     const gpu = await a.ok<{ submitJob: { state: string; stateReason: string } }>(
       `mutation { submitJob(input: { kind: COMMAND, command: ["true"], agentSelector: { labels: [{ key: "gpu", value: "h100" }] } }) { state stateReason } }`,
     );
@@ -103,8 +125,13 @@ describe('API tenant isolation', () => {
   it('rejects invalid input with a validation error and writes no row', async () => {
     const before = await query<{ n: string }>(db.adminUrl, `SELECT count(*) AS n FROM jobs`);
     const empty = await a.request(SUBMIT, { c: [] });
-    expect(empty.errors?.[0]).toMatchObject({ message: 'command must name a program', extensions: { code: 'BAD_USER_INPUT' } });
-    const badTimeout = await a.request(`mutation { submitJob(input: { kind: COMMAND, command: ["x"], timeoutSeconds: 0 }) { id } }`);
+    expect(empty.errors?.[0]).toMatchObject({
+      message: 'command must name a program',
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+    const badTimeout = await a.request(
+      `mutation { submitJob(input: { kind: COMMAND, command: ["x"], timeoutSeconds: 0 }) { id } }`,
+    );
     expect(badTimeout.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
     const badKind = await a.request(`mutation { submitJob(input: { kind: SHELL, command: ["x"] }) { id } }`);
     expect(badKind.status).toBe(400);
@@ -115,7 +142,16 @@ describe('API tenant isolation', () => {
 });
 
 describe('row-level security', () => {
-  const TABLES = ['organizations', 'users', 'api_tokens', 'agents', 'join_tokens', 'jobs', 'job_attempts', 'outbox'];
+  const TABLES = [
+    'organizations',
+    'users',
+    'api_tokens',
+    'agents',
+    'join_tokens',
+    'jobs',
+    'job_attempts',
+    'outbox',
+  ];
 
   it('forces RLS with a tenant policy on every table that has tenant_id', async () => {
     const tables = await query<{ table: string; rls: boolean; forced: boolean; policies: string }>(
@@ -128,13 +164,25 @@ describe('row-level security', () => {
                OR c.relname = 'organizations')`,
     );
     expect(tables.map((t) => t.table).sort()).toEqual([...TABLES].sort());
-    for (const t of tables) expect({ table: t.table, rls: t.rls, forced: t.forced, policies: Number(t.policies) }).toEqual({ table: t.table, rls: true, forced: true, policies: 1 });
+    for (const t of tables)
+      expect({ table: t.table, rls: t.rls, forced: t.forced, policies: Number(t.policies) }).toEqual({
+        table: t.table,
+        rls: true,
+        forced: true,
+        policies: 1,
+      });
   });
 
   it('runs the app as a role that is neither superuser, BYPASSRLS, nor owner', async () => {
-    const [role] = await query<{ rolsuper: boolean; rolbypassrls: boolean }>(db.adminUrl, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'hearth_app'`);
+    const [role] = await query<{ rolsuper: boolean; rolbypassrls: boolean }>(
+      db.adminUrl,
+      `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'hearth_app'`,
+    );
     expect(role).toEqual({ rolsuper: false, rolbypassrls: false });
-    const owned = await query(db.adminUrl, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tableowner IN ('hearth_app', 'hearth_system')`);
+    const owned = await query(
+      db.adminUrl,
+      `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tableowner IN ('hearth_app', 'hearth_system')`,
+    );
     expect(owned).toEqual([]);
   });
 
@@ -158,10 +206,12 @@ describe('row-level security', () => {
     await c.connect();
     try {
       await c.query(`SELECT set_config('app.tenant_id', $1, false)`, [orgA]);
-      await expect(c.query(`INSERT INTO users (id, tenant_id, email) VALUES (gen_random_uuid(), $1, 'x@y.z')`, [orgB])).rejects.toThrow(
+      await expect(
+        c.query(`INSERT INTO users (id, tenant_id, email) VALUES (gen_random_uuid(), $1, 'x@y.z')`, [orgB]),
+      ).rejects.toThrow(/row-level security/);
+      await expect(c.query(`UPDATE jobs SET tenant_id = $1 WHERE id = $2`, [orgB, jobsA[1]])).rejects.toThrow(
         /row-level security/,
       );
-      await expect(c.query(`UPDATE jobs SET tenant_id = $1 WHERE id = $2`, [orgB, jobsA[1]])).rejects.toThrow(/row-level security/);
       const touched = await c.query(`UPDATE jobs SET state_reason = 'x' WHERE tenant_id = $1`, [orgB]);
       expect(touched.rowCount).toBe(0);
     } finally {
@@ -173,7 +223,9 @@ describe('row-level security', () => {
     const q = `{ jobs(first: 100) { edges { node { id } } } }`;
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        (i % 2 ? b : a).ok<{ jobs: { edges: { node: { id: string } }[] } }>(q).then((r) => ({ i, ids: r.jobs.edges.map((e) => e.node.id) })),
+        (i % 2 ? b : a)
+          .ok<{ jobs: { edges: { node: { id: string } }[] } }>(q)
+          .then((r) => ({ i, ids: r.jobs.edges.map((e) => e.node.id) })),
       ),
     );
     for (const r of results) {

@@ -28,15 +28,30 @@ export const JobDispatch = z
     ...attemptRef,
     kind: z.literal('command'),
     command: z.array(shortText(4096)).min(1).max(256),
-    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).max(128), shortText(8192)),
-    timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600),
+    env: z.record(
+      z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+        .max(128),
+      shortText(8192),
+    ),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600),
     cancelGraceSeconds: z.number().int().min(0).max(600),
   })
   .strict();
 export type JobDispatch = z.infer<typeof JobDispatch>;
 
 export const JobCancel = z
-  .object({ type: z.literal('job.cancel'), v: z.literal(1), ...attemptRef, graceSeconds: z.number().int().min(0).max(600) })
+  .object({
+    type: z.literal('job.cancel'),
+    v: z.literal(1),
+    ...attemptRef,
+    graceSeconds: z.number().int().min(0).max(600),
+  })
   .strict();
 export type JobCancel = z.infer<typeof JobCancel>;
 
@@ -105,7 +120,9 @@ export const JobLog = z
     ...attemptRef,
     seq: z.number().int().min(0),
     lines: z
-      .array(z.object({ stream: z.enum(['stdout', 'stderr']), text: shortText(LOG_TAIL.maxLineChars) }).strict())
+      .array(
+        z.object({ stream: z.enum(['stdout', 'stderr']), text: shortText(LOG_TAIL.maxLineChars) }).strict(),
+      )
       .max(LOG_TAIL.maxLinesPerMessage),
     /** Lines the agent's rate limit dropped since the previous message. */
     dropped: z.number().int().min(0),
@@ -169,7 +186,8 @@ export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string
  * input all come back as a short error string fit for a counter label and a log line.
  */
 export function decode<S extends z.ZodType>(schema: S, data: Uint8Array): ParseResult<z.infer<S>> {
-  if (data.byteLength > MAX_MESSAGE_BYTES) return { ok: false, error: `oversized (${data.byteLength} bytes)` };
+  if (data.byteLength > MAX_MESSAGE_BYTES)
+    return { ok: false, error: `oversized (${data.byteLength} bytes)` };
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder().decode(data));
@@ -179,7 +197,10 @@ export function decode<S extends z.ZodType>(schema: S, data: Uint8Array): ParseR
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return { ok: false, error: `invalid: ${issue.path.join('.') || '(root)'}: ${issue.message}`.slice(0, 300) };
+    return {
+      ok: false,
+      error: `invalid: ${issue.path.join('.') || '(root)'}: ${issue.message}`.slice(0, 300),
+    };
   }
   return { ok: true, value: parsed.data };
 }

@@ -1,7 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import { agentPermissions, subjects } from './subjects.js';
 
-const a = { tenantId: '0190f3a4-5b6c-7d8e-9f00-000000000001', agentId: '0190f3a4-5b6c-7d8e-9f00-0000000000aa' };
+const a = {
+  tenantId: '0190f3a4-5b6c-7d8e-9f00-000000000001',
+  agentId: '0190f3a4-5b6c-7d8e-9f00-0000000000aa',
+};
 
 describe('subjects', () => {
   it('puts tenant and agent in every agent subject and parses them back', () => {

@@ -11,21 +11,45 @@ export interface TestAgent {
 }
 
 /** Enrolls a real agent with `hearth-agent join`; returns its id and data dir. */
-export async function joinAgent(controlPlaneUrl: string, token: string, opts: { labels?: Record<string, string>; dataDir?: string } = {}) {
+export async function joinAgent(
+  controlPlaneUrl: string,
+  token: string,
+  opts: { labels?: Record<string, string>; dataDir?: string } = {},
+) {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-agent-'));
   const labels = Object.entries(opts.labels ?? {}).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
-  const r = await runProcess(process.execPath, [AGENT_BIN, 'join', '--url', controlPlaneUrl, '--token', token, '--data-dir', dataDir, ...labels]);
+  const r = await runProcess(process.execPath, [
+    AGENT_BIN,
+    'join',
+    '--url',
+    controlPlaneUrl,
+    '--token',
+    token,
+    '--data-dir',
+    dataDir,
+    ...labels,
+  ]);
   return { ...r, dataDir, id: r.stdout.match(/joined as agent (\S+)/)?.[1] };
 }
 
 /** Starts `hearth-agent run` on an enrolled data dir. */
 export function runAgent(dataDir: string, args: string[] = []): Proc {
-  return startProcess(process.execPath, [AGENT_BIN, 'run', '--data-dir', dataDir, ...args], { HEARTH_AGENT_LOG_LEVEL: 'info' }, 'agent');
+  return startProcess(
+    process.execPath,
+    [AGENT_BIN, 'run', '--data-dir', dataDir, ...args],
+    { HEARTH_AGENT_LOG_LEVEL: 'info' },
+    'agent',
+  );
 }
 
 /** Join + run in one step; throws if join fails. */
-export async function startAgent(controlPlaneUrl: string, token: string, opts: { labels?: Record<string, string>; args?: string[] } = {}): Promise<TestAgent> {
+export async function startAgent(
+  controlPlaneUrl: string,
+  token: string,
+  opts: { labels?: Record<string, string>; args?: string[] } = {},
+): Promise<TestAgent> {
   const joined = await joinAgent(controlPlaneUrl, token, opts);
-  if (joined.code !== 0 || !joined.id) throw new Error(`hearth-agent join failed (${joined.code}): ${joined.stderr}${joined.stdout}`);
+  if (joined.code !== 0 || !joined.id)
+    throw new Error(`hearth-agent join failed (${joined.code}): ${joined.stderr}${joined.stdout}`);
   return { id: joined.id, dataDir: joined.dataDir, proc: runAgent(joined.dataDir, opts.args) };
 }

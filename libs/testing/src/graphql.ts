@@ -14,10 +14,16 @@ export class GraphQLClient {
     readonly token: string | null,
   ) {}
 
-  async request<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>> {
+  async request<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+  ): Promise<GraphQLResponse<T>> {
     const res = await fetch(this.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      headers: {
+        'content-type': 'application/json',
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      },
       body: JSON.stringify({ query, variables }),
     });
     const body = (await res.json()) as { data?: T | null; errors?: GraphQLResponse<T>['errors'] };
@@ -27,7 +33,8 @@ export class GraphQLClient {
   /** Like request, but throws unless the response has data and no errors. */
   async ok<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>): Promise<T> {
     const r = await this.request<T>(query, variables);
-    if (r.errors?.length || !r.data) throw new Error(`GraphQL error (${r.status}): ${JSON.stringify(r.errors)}`);
+    if (r.errors?.length || !r.data)
+      throw new Error(`GraphQL error (${r.status}): ${JSON.stringify(r.errors)}`);
     return r.data;
   }
 
@@ -50,7 +57,12 @@ export class GraphQLClient {
 }
 
 /** Collects the events of one subscription until `until` says stop (or it errors). */
-export function collect<T>(client: Client, query: string, variables: Record<string, unknown>, until: (events: T[]) => boolean): Promise<T[]> {
+export function collect<T>(
+  client: Client,
+  query: string,
+  variables: Record<string, unknown>,
+  until: (events: T[]) => boolean,
+): Promise<T[]> {
   const events: T[] = [];
   return new Promise((done, fail) => {
     const dispose = client.subscribe<T>(

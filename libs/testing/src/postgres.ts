@@ -54,7 +54,11 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 /** Runs one query as the given URL's role and returns its rows. */
-export async function query<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+export async function query<T = Record<string, unknown>>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {

@@ -6,6 +6,12 @@ import { REPO_ROOT } from './paths.js';
 /** Every process a test starts logs to .tmp/logs/<name>-<pid>.log, for reading after a failure. */
 const LOG_DIR = `${REPO_ROOT}.tmp/logs`;
 
+/** Children still running; killed if the test process exits first, so none is left behind. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 /** A child process whose output lines are kept, so tests can wait for a line and show logs on failure. */
 export class Proc {
   readonly lines: string[] = [];
@@ -29,7 +35,13 @@ export class Proc {
         for (const l of this.listeners) l(line);
       });
     }
-    this.exited = new Promise((done) => child.once('exit', (code) => done(code)));
+    live.add(child);
+    this.exited = new Promise((done) =>
+      child.once('exit', (code) => {
+        live.delete(child);
+        done(code);
+      }),
+    );
   }
 
   get pid(): number {
@@ -47,7 +59,11 @@ export class Proc {
     return new Promise((done, fail) => {
       const timer = setTimeout(() => {
         this.listeners.delete(listener);
-        fail(new Error(`no matching line within ${timeoutMs} ms; last lines:\n${this.lines.slice(-30).join('\n')}`));
+        fail(
+          new Error(
+            `no matching line within ${timeoutMs} ms; last lines:\n${this.lines.slice(-30).join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       const listener = (line: string) => {
         if (!match(line)) return;
@@ -60,7 +76,11 @@ export class Proc {
         if (!this.listeners.has(listener)) return;
         clearTimeout(timer);
         this.listeners.delete(listener);
-        fail(new Error(`process exited (${code}) before the line appeared; last lines:\n${this.lines.slice(-30).join('\n')}`));
+        fail(
+          new Error(
+            `process exited (${code}) before the line appeared; last lines:\n${this.lines.slice(-30).join('\n')}`,
+          ),
+        );
       });
     });
   }
@@ -80,8 +100,16 @@ export class Proc {
   }
 }
 
-export function startProcess(cmd: string, args: string[], env: Record<string, string | undefined> = {}, name = 'proc'): Proc {
-  return new Proc(spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), name);
+export function startProcess(
+  cmd: string,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  name = 'proc',
+): Proc {
+  return new Proc(
+    spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }),
+    name,
+  );
 }
 
 /** Runs a command to completion; resolves with its exit code and output. */

@@ -31,7 +31,11 @@ const EnvSchema = z.object({
   LEASE_SECONDS: seconds(8),
   SWEEP_INTERVAL_SECONDS: seconds(1),
   CANCEL_GRACE_SECONDS: z.coerce.number().int().min(0).max(600).default(10),
-  JOIN_TOKEN_MAX_TTL_SECONDS: z.coerce.number().int().positive().default(7 * 24 * 3600),
+  JOIN_TOKEN_MAX_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600),
   OUTBOX_RELAY: bool(true),
   /** Demo only: where the demo keeps its embedded Postgres and NATS state. */
   HEARTH_HOME: z.string().default('.hearth'),
@@ -50,7 +54,12 @@ export interface Config {
   nats: { url: string | undefined; agentUrl: string | undefined; auth: NatsAuthSecrets | null };
   http: { host: string; port: number; publicUrl: string };
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
-  fleet: { heartbeatSeconds: number; leaseSeconds: number; sweepIntervalSeconds: number; joinTokenMaxTtlSeconds: number };
+  fleet: {
+    heartbeatSeconds: number;
+    leaseSeconds: number;
+    sweepIntervalSeconds: number;
+    joinTokenMaxTtlSeconds: number;
+  };
   jobs: { cancelGraceSeconds: number; outboxRelay: boolean };
   fault: string;
   home: string;
@@ -73,10 +82,18 @@ export function loadConfig(overrides: Record<string, string | undefined> = {}): 
     );
   }
   const auth = e.NATS_OPERATOR_SEED
-    ? { operatorSeed: e.NATS_OPERATOR_SEED, accountSeed: e.NATS_ACCOUNT_SEED!, systemAccountSeed: e.NATS_SYSTEM_ACCOUNT_SEED! }
+    ? {
+        operatorSeed: e.NATS_OPERATOR_SEED,
+        accountSeed: e.NATS_ACCOUNT_SEED!,
+        systemAccountSeed: e.NATS_SYSTEM_ACCOUNT_SEED!,
+      }
     : null;
   return Object.freeze({
-    database: { url: e.DATABASE_URL, migrationUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    database: {
+      url: e.DATABASE_URL,
+      migrationUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
+      poolSize: e.DATABASE_POOL_SIZE,
+    },
     nats: { url: e.NATS_URL, agentUrl: e.AGENT_NATS_URL ?? e.NATS_URL, auth },
     http: { host: e.HOST, port: e.PORT, publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}` },
     logLevel: e.LOG_LEVEL,

@@ -42,7 +42,12 @@ export async function runDemo(opts: { once: boolean }): Promise<number> {
     }
     if (!base.nats.url) {
       const secrets = generateNatsOperatorSecrets();
-      const nats = await startNatsServer({ port: 0, host: '127.0.0.1', dir: join(state, 'nats'), auth: new NatsAuthority(secrets) });
+      const nats = await startNatsServer({
+        port: 0,
+        host: '127.0.0.1',
+        dir: join(state, 'nats'),
+        auth: new NatsAuthority(secrets),
+      });
       stops.push(() => nats.stop());
       Object.assign(overrides, {
         NATS_URL: nats.url,
@@ -58,20 +63,40 @@ export async function runDemo(opts: { once: boolean }): Promise<number> {
     const { app, url } = await startServer(config);
     stops.push(() => app.close());
     const graphqlUrl = `${url}/graphql`;
-    const created = await new OrgsService(new Transactions(app.get(DataSource))).create('Demo', 'admin@demo.hearth.local');
+    const created = await new OrgsService(new Transactions(app.get(DataSource))).create(
+      'Demo',
+      'admin@demo.hearth.local',
+    );
     const gql = graphqlClient(graphqlUrl, created.adminToken);
 
     const { createJoinToken } = await gql<{ createJoinToken: { token: string } }>(
       `mutation { createJoinToken(ttlSeconds: 600) { token } }`,
     );
     const agentDir = join(state, 'agent');
-    await run(process.execPath, [AGENT_BIN, 'join', '--url', url, '--token', createJoinToken.token, '--data-dir', agentDir, '--label', 'demo=true']);
-    const agent = spawn(process.execPath, [AGENT_BIN, 'run', '--data-dir', agentDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await run(process.execPath, [
+      AGENT_BIN,
+      'join',
+      '--url',
+      url,
+      '--token',
+      createJoinToken.token,
+      '--data-dir',
+      agentDir,
+      '--label',
+      'demo=true',
+    ]);
+    const agent = spawn(process.execPath, [AGENT_BIN, 'run', '--data-dir', agentDir], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     stops.push(() => stopChild(agent));
-    await waitFor(async () => {
-      const { agents } = await gql<{ agents: { state: string }[] }>(`{ agents { state } }`);
-      return agents.some((a) => a.state === 'ONLINE');
-    }, 30_000, 'the agent did not come online');
+    await waitFor(
+      async () => {
+        const { agents } = await gql<{ agents: { state: string }[] }>(`{ agents { state } }`);
+        return agents.some((a) => a.state === 'ONLINE');
+      },
+      30_000,
+      'the agent did not come online',
+    );
     say('agent joined and online');
 
     const { submitJob } = await gql<{ submitJob: { id: string } }>(
@@ -79,20 +104,30 @@ export async function runDemo(opts: { once: boolean }): Promise<number> {
       { command: SAMPLE },
     );
     let job: { state: string; exitCode: number | null; logTail: string } | null = null;
-    await waitFor(async () => {
-      ({ job } = await gql<{ job: { state: string; exitCode: number | null; logTail: string } }>(
-        `query($id: ID!) { job(id: $id) { state exitCode logTail } }`,
-        { id: submitJob.id },
-      ));
-      return ['SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(job!.state);
-    }, 60_000, 'the sample job did not finish');
+    await waitFor(
+      async () => {
+        ({ job } = await gql<{ job: { state: string; exitCode: number | null; logTail: string } }>(
+          `query($id: ID!) { job(id: $id) { state exitCode logTail } }`,
+          { id: submitJob.id },
+        ));
+        return ['SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'].includes(job!.state);
+      },
+      60_000,
+      'the sample job did not finish',
+    );
     const finished = job!;
-    say(`sample job ${submitJob.id}: ${finished.state} (exit ${finished.exitCode}) ${finished.logTail.trim()}`);
+    say(
+      `sample job ${submitJob.id}: ${finished.state} (exit ${finished.exitCode}) ${finished.logTail.trim()}`,
+    );
 
     mkdirSync(home, { recursive: true });
     writeFileSync(
       join(home, 'demo.json'),
-      JSON.stringify({ graphqlUrl, adminToken: created.adminToken, organizationId: created.organizationId }, null, 2),
+      JSON.stringify(
+        { graphqlUrl, adminToken: created.adminToken, organizationId: created.organizationId },
+        null,
+        2,
+      ),
       { mode: 0o600 },
     );
     say(`GraphQL: ${graphqlUrl}`);

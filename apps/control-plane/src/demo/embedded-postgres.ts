@@ -8,7 +8,9 @@ import { createServer } from 'node:net';
  * here; the control plane switches to hearth_app in each transaction, so row-level security holds.
  * PGlite runs one query at a time; the socket server queues the rest.
  */
-export async function startEmbeddedPostgres(dataDir: string): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+): Promise<{ url: string; stop(): Promise<void> }> {
   const db = await PGlite.create(dataDir);
   const port = await freePort();
   const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port, maxConnections: 64 });

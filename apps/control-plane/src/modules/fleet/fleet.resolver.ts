@@ -23,7 +23,10 @@ export class FleetResolver {
   }
 
   @Mutation(() => AgentModel, { description: 'Revokes an agent: its credentials stop working at once.' })
-  revokeAgent(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string): Promise<AgentModel> {
+  revokeAgent(
+    @CurrentPrincipal() p: Principal,
+    @Args('id', { type: () => ID }) id: string,
+  ): Promise<AgentModel> {
     return this.fleet.revokeAgent(p, id);
   }
 }

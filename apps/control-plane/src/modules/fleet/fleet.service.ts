@@ -34,7 +34,8 @@ export class FleetService {
 
   async createJoinToken(p: Principal, ttlSeconds = 3600): Promise<JoinToken> {
     const max = this.config.fleet.joinTokenMaxTtlSeconds;
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > max) throw new JoinTokenTtlError(max);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > max)
+      throw new JoinTokenTtlError(max);
     const { secret, hash } = newSecret('hjt');
     const expiresAt = await this.tx.tenant(p.tenantId, async (m) => {
       const [row]: { expires_at: Date }[] = await m.query(
@@ -82,7 +83,10 @@ export class FleetService {
         labels: req.labels,
         capacity: 0,
       });
-      await m.query(`UPDATE join_tokens SET used_at = now(), agent_id = $2 WHERE id = $1`, [token.id, address.agentId]);
+      await m.query(`UPDATE join_tokens SET used_at = now(), agent_id = $2 WHERE id = $1`, [
+        token.id,
+        address.agentId,
+      ]);
       await this.nats.ensureAgentConsumers(address);
       const natsJwt = await this.nats.issueAgentJwt({ ...address, publicKey: req.publicKey });
       return { address, natsJwt };
@@ -98,7 +102,9 @@ export class FleetService {
   }
 
   async listAgents(p: Principal): Promise<AgentModel[]> {
-    const rows = await this.tx.tenant(p.tenantId, (m) => m.find(AgentEntity, { order: { createdAt: 'ASC' } }));
+    const rows = await this.tx.tenant(p.tenantId, (m) =>
+      m.find(AgentEntity, { order: { createdAt: 'ASC' } }),
+    );
     return rows.map((a) => this.toModel(a));
   }
 
@@ -147,18 +153,34 @@ export class FleetService {
   }
 
   /** Applies a heartbeat. Returns false when the agent is unknown or revoked (the message is dropped). */
-  async recordHeartbeat(m: EntityManager, a: AgentAddress, hb: AgentHeartbeat): Promise<{ accepted: boolean; cameOnline: boolean }> {
+  async recordHeartbeat(
+    m: EntityManager,
+    a: AgentAddress,
+    hb: AgentHeartbeat,
+  ): Promise<{ accepted: boolean; cameOnline: boolean }> {
     const s = hb.system;
-    const rows: { was_online: boolean }[] = await m.query(
-      `UPDATE agents AS a SET last_heartbeat_at = now(), hostname = $2, os = $3, arch = $4, cpus = $5, memory_bytes = $6,
+    const rows: { was_online: boolean }[] = await m
+      .query(
+        `UPDATE agents AS a SET last_heartbeat_at = now(), hostname = $2, os = $3, arch = $4, cpus = $5, memory_bytes = $6,
               gpus = $7, agent_version = $8, capacity = $9
          FROM (SELECT id, coalesce(last_heartbeat_at > now() - make_interval(secs => $10), false) AS was_online
                  FROM agents WHERE id = $1 FOR UPDATE) AS prev
         WHERE a.id = prev.id AND a.revoked_at IS NULL
         RETURNING prev.was_online`,
-      [a.agentId, s.hostname, s.os, s.arch, s.cpus, s.memoryBytes, JSON.stringify(s.gpus), s.agentVersion,
-        hb.freeSlots + hb.running.length, this.config.fleet.leaseSeconds],
-    ).then((r: [unknown[], number]) => r[0] as { was_online: boolean }[]);
+        [
+          a.agentId,
+          s.hostname,
+          s.os,
+          s.arch,
+          s.cpus,
+          s.memoryBytes,
+          JSON.stringify(s.gpus),
+          s.agentVersion,
+          hb.freeSlots + hb.running.length,
+          this.config.fleet.leaseSeconds,
+        ],
+      )
+      .then((r: [unknown[], number]) => r[0] as { was_online: boolean }[]);
     if (!rows.length) return { accepted: false, cameOnline: false };
     return { accepted: true, cameOnline: !rows[0].was_online };
   }

@@ -14,7 +14,9 @@ export class JoinController {
     const parsed = JoinRequest.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new InvalidInputError(`invalid join request: ${issue.path.join('.') || '(body)'}: ${issue.message}`);
+      throw new InvalidInputError(
+        `invalid join request: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
+      );
     }
     return this.fleet.join(parsed.data);
   }

@@ -20,6 +20,7 @@ import {
   UP_STREAM,
   UpEvent,
   type AgentAddress,
+  type ParseResult,
 } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
@@ -29,6 +30,8 @@ import { Transactions } from '../../platform/tenancy/transactions.js';
 import { FleetService } from '../fleet/fleet.service.js';
 import { AttemptsService } from './attempts.service.js';
 import { Dispatcher } from './dispatcher.service.js';
+
+const EVENT_CONCURRENCY = 32;
 
 @Injectable()
 export class AgentMessagesConsumer implements OnApplicationShutdown {
@@ -49,12 +52,18 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
   async start() {
     const nc = this.nats.nc;
     this.subs = [
-      nc.subscribe(subjects.wildcard.heartbeat, { queue: CONTROL_PLANE_QUEUE, callback: (err, msg) => {
+      nc.subscribe(subjects.wildcard.heartbeat, {
+        queue: CONTROL_PLANE_QUEUE,
+        callback: (err, msg) => {
           if (!err) void this.onHeartbeat(msg);
-        } }),
-      nc.subscribe(subjects.wildcard.claim, { queue: CONTROL_PLANE_QUEUE, callback: (err, msg) => {
+        },
+      }),
+      nc.subscribe(subjects.wildcard.claim, {
+        queue: CONTROL_PLANE_QUEUE,
+        callback: (err, msg) => {
           if (!err) void this.onClaim(msg);
-        } }),
+        },
+      }),
     ];
     const consumer = await this.nats.js.consumers.get(UP_STREAM, UP_CONSUMER);
     this.events = await consumer.consume({ max_messages: 256 });
@@ -77,7 +86,8 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     if (!a) return;
     const hb = decode(AgentHeartbeat, msg.data);
     if (!hb.ok) return this.rejected('heartbeat', msg.subject, hb.error);
-    if (hb.value.agentId !== a.agentId) return this.rejected('heartbeat', msg.subject, 'agent id does not match subject');
+    if (hb.value.agentId !== a.agentId)
+      return this.rejected('heartbeat', msg.subject, 'agent id does not match subject');
     try {
       const result = await this.tx.tenant(a.tenantId, async (m) => {
         const r = await this.fleet.recordHeartbeat(m, a, hb.value);
@@ -88,14 +98,19 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
           `UPDATE job_attempts SET lease_expires_at = now() + make_interval(secs => $2)
             WHERE agent_id = $1 AND (state = 'DISPATCHED'
                OR (state = 'RUNNING' AND (id, fencing_token) IN (SELECT * FROM unnest($3::uuid[], $4::bigint[]))))`,
-          [a.agentId, this.config.fleet.leaseSeconds, hb.value.running.map((r) => r.attemptId), hb.value.running.map((r) => r.fencingToken)],
+          [
+            a.agentId,
+            this.config.fleet.leaseSeconds,
+            hb.value.running.map((r) => r.attemptId),
+            hb.value.running.map((r) => r.fencingToken),
+          ],
         );
         return r;
       });
       if (!result.accepted) return this.rejected('heartbeat', msg.subject, 'unknown or revoked agent');
       if (result.cameOnline) {
         this.log.info(a, 'agent online');
-        await this.dispatcher.assignQueued(a.tenantId);
+        this.dispatcher.kick(a.tenantId);
       }
     } catch (err) {
       this.log.error({ err, ...a }, 'heartbeat failed');
@@ -108,7 +123,9 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     const claim = decode(JobClaim, msg.data);
     if (!claim.ok) {
       this.rejected('claim', msg.subject, claim.error);
-      msg.respond(encode(JobClaimReply, { type: 'job.claim.reply', v: 1, ok: false, reason: 'invalid claim' }));
+      msg.respond(
+        encode(JobClaimReply, { type: 'job.claim.reply', v: 1, ok: false, reason: 'invalid claim' }),
+      );
       return;
     }
     try {
@@ -119,19 +136,36 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * Handles events concurrently, up to EVENT_CONCURRENCY at once, but one at a time per job, so a
+   * job's log lines and its result are applied in the order the agent sent them.
+   */
   private async consumeEvents(messages: ConsumerMessages) {
+    const perJob = new Map<string, Promise<void>>();
+    const inFlight = new Set<Promise<void>>();
     for await (const msg of messages) {
-      await this.onEvent(msg).catch((err: unknown) => {
-        this.log.error({ err, subject: msg.subject }, 'event handling failed; will be redelivered');
-        msg.nak(1000);
+      while (inFlight.size >= EVENT_CONCURRENCY) await Promise.race(inFlight);
+      const event = decode(UpEvent, msg.data);
+      const key = event.ok ? event.value.jobId : '';
+      const task = (perJob.get(key) ?? Promise.resolve())
+        .then(() => this.onEvent(msg, event))
+        .catch((err: unknown) => {
+          this.log.error({ err, subject: msg.subject }, 'event handling failed; will be redelivered');
+          msg.nak(1000);
+        });
+      perJob.set(key, task);
+      inFlight.add(task);
+      void task.finally(() => {
+        inFlight.delete(task);
+        if (perJob.get(key) === task) perJob.delete(key);
       });
     }
+    await Promise.all(inFlight);
   }
 
-  private async onEvent(msg: JsMsg) {
+  private async onEvent(msg: JsMsg, event: ParseResult<UpEvent>) {
     const a = this.address('event', msg.subject);
     if (!a) return msg.term();
-    const event = decode(UpEvent, msg.data);
     if (!event.ok) {
       this.rejected('event', msg.subject, event.error);
       return msg.term();

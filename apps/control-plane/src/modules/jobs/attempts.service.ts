@@ -53,7 +53,8 @@ export class AttemptsService {
   private fenced(cur: Current | null, ref: Ref, agentId: string): string | null {
     if (!cur || !cur.attempt_state) return 'unknown job or attempt';
     if (cur.attempt_agent !== agentId) return 'attempt belongs to another agent';
-    if (!cur.is_current || Number(cur.fencing_token) !== ref.fencingToken) return 'stale attempt (superseded)';
+    if (!cur.is_current || Number(cur.fencing_token) !== ref.fencingToken)
+      return 'stale attempt (superseded)';
     return null;
   }
 
@@ -64,8 +65,10 @@ export class AttemptsService {
       const cur = await this.lockCurrent(m, msg);
       const fenced = this.fenced(cur, msg, a.agentId);
       if (fenced) return { reply: refuse(fenced), changed: false };
-      if (cur!.attempt_state === 'RUNNING') return { reply: { type: 'job.claim.reply', v: 1, ok: true } as const, changed: false };
-      if (cur!.attempt_state !== 'DISPATCHED') return { reply: refuse(`attempt is ${cur!.attempt_state}`), changed: false };
+      if (cur!.attempt_state === 'RUNNING')
+        return { reply: { type: 'job.claim.reply', v: 1, ok: true } as const, changed: false };
+      if (cur!.attempt_state !== 'DISPATCHED')
+        return { reply: refuse(`attempt is ${cur!.attempt_state}`), changed: false };
       if (cur!.cancel_requested) {
         await this.finish(m, msg, 'CANCELLED', null, 'cancelled before it started');
         return { reply: refuse('job was cancelled'), changed: true };
@@ -117,12 +120,17 @@ export class AttemptsService {
     if ('rejected' in outcome) return this.reject('job.finished', a, msg, outcome.rejected!);
     if ('applied' in outcome) {
       this.updates.publish(a.tenantId, msg.jobId);
-      // The agent has a free slot now.
-      await this.dispatcher.assignQueued(a.tenantId);
+      this.dispatcher.kick(a.tenantId); // the agent has a free slot now
     }
   }
 
-  private async finish(m: EntityManager, ref: Ref, outcome: string, exitCode: number | null, reason: string | null) {
+  private async finish(
+    m: EntityManager,
+    ref: Ref,
+    outcome: string,
+    exitCode: number | null,
+    reason: string | null,
+  ) {
     await m.query(
       `UPDATE job_attempts SET state = $2, exit_code = $3, reason = $4, finished_at = now() WHERE id = $1`,
       [ref.attemptId, outcome, exitCode, reason],
@@ -137,6 +145,9 @@ export class AttemptsService {
 
   private reject(type: string, a: AgentAddress, ref: Ref, reason: string) {
     staleResultsRejected.inc({ type });
-    this.log.warn({ type, ...a, jobId: ref.jobId, attemptId: ref.attemptId, fencingToken: ref.fencingToken, reason }, 'agent report rejected');
+    this.log.warn(
+      { type, ...a, jobId: ref.jobId, attemptId: ref.attemptId, fencingToken: ref.fencingToken, reason },
+      'agent report rejected',
+    );
   }
 }

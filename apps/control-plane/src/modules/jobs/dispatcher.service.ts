@@ -16,6 +16,7 @@ import { JobEntity } from './job.entity.js';
 import { JobUpdates } from './job-updates.service.js';
 
 export const ACTIVE = `('DISPATCHED','RUNNING')`;
+const SYSTEM = '*';
 
 @Injectable()
 export class Dispatcher {
@@ -27,11 +28,18 @@ export class Dispatcher {
     @Inject(JobUpdates) private readonly updates: JobUpdates,
   ) {}
 
+  private readonly kicked = new Set<string>();
+  private kickLoop: Promise<void> | null = null;
+
   /**
    * Assigns a QUEUED job (locked by the caller) to the least-loaded eligible agent. Returns false and
    * records why when none is eligible; the job then waits, QUEUED, for assignQueued to try again.
    */
-  async tryAssign(m: EntityManager, job: JobEntity): Promise<boolean> {
+  async tryAssign(
+    m: EntityManager,
+    job: JobEntity,
+    opts: { mayWait: boolean } = { mayWait: true },
+  ): Promise<boolean> {
     const lease = this.config.fleet.leaseSeconds;
     const labels = JSON.stringify(job.agentSelector.labels ?? {});
     const ids = job.agentSelector.agentIds ?? null;
@@ -45,24 +53,46 @@ export class Dispatcher {
         LIMIT 8`,
       [job.tenantId, lease, labels, ids],
     );
-    for (const { id } of candidates) {
-      // Lock the agent, then count: assignments to one agent are serialized, so capacity holds.
-      const [free]: { ok: boolean }[] = await m.query(
-        `SELECT (SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE}) < a.capacity AS ok
-           FROM agents a WHERE a.id = $1 FOR UPDATE`,
-        [id],
-      );
-      if (free?.ok) {
-        await this.assign(m, job, id);
-        return true;
-      }
+    const agentId = await this.lockFreeAgent(
+      m,
+      candidates.map((c) => c.id),
+      opts.mayWait,
+    );
+    if (agentId) {
+      await this.assign(m, job, agentId);
+      return true;
     }
     const reason = await this.whyWaiting(m, job, labels, ids);
     if (reason !== job.stateReason) {
-      await m.query(`UPDATE jobs SET state_reason = $2, updated_at = clock_timestamp() WHERE id = $1`, [job.id, reason]);
+      await m.query(`UPDATE jobs SET state_reason = $2, updated_at = clock_timestamp() WHERE id = $1`, [
+        job.id,
+        reason,
+      ]);
       job.stateReason = reason;
     }
     return false;
+  }
+
+  /**
+   * Locks the first candidate that still has room; the agent row lock serializes assignments to one
+   * agent. First without waiting (SKIP LOCKED: a transaction never waits on one agent while holding
+   * another, so no lock cycle), then, if every candidate was busy being assigned, waiting on the least
+   * loaded one, but only when the caller holds no agent lock at all (mayWait).
+   */
+  private async lockFreeAgent(m: EntityManager, ids: string[], mayWait: boolean): Promise<string | null> {
+    for (const wait of mayWait ? [false, true] : [false]) {
+      for (const id of wait ? ids.slice(0, 1) : ids) {
+        const [row]: { id: string }[] = await m.query(
+          `SELECT a.id FROM agents a
+            WHERE a.id = $1
+              AND (SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE}) < a.capacity
+            FOR UPDATE${wait ? '' : ' SKIP LOCKED'}`,
+          [id],
+        );
+        if (row) return row.id;
+      }
+    }
+    return null;
   }
 
   private async assign(m: EntityManager, job: JobEntity, agentId: string) {
@@ -96,10 +126,21 @@ export class Dispatcher {
       msgId: attemptId,
       payload: Buffer.from(payload),
     });
-    Object.assign(job, { state: 'DISPATCHED', stateReason: null, attempts: number, currentAttemptId: attemptId, agentId });
+    Object.assign(job, {
+      state: 'DISPATCHED',
+      stateReason: null,
+      attempts: number,
+      currentAttemptId: attemptId,
+      agentId,
+    });
   }
 
-  private async whyWaiting(m: EntityManager, job: JobEntity, labels: string, ids: string[] | null): Promise<string> {
+  private async whyWaiting(
+    m: EntityManager,
+    job: JobEntity,
+    labels: string,
+    ids: string[] | null,
+  ): Promise<string> {
     const [row]: { matching: string; online: string }[] = await m.query(
       `SELECT count(*) AS matching,
               count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2)) AS online
@@ -116,6 +157,25 @@ export class Dispatcher {
    * Assigns queued jobs, oldest first: for one tenant (after an agent came online or freed a slot)
    * or for all (the periodic sweep). SKIP LOCKED lets replicas share the work.
    */
+  /**
+   * Asks for assignQueued soon, coalescing bursts (every finished job frees a slot; a pass per event
+   * would repeat the same scan). At most one pass runs at a time in this process.
+   */
+  kick(tenantId: string | null) {
+    this.kicked.add(tenantId ?? SYSTEM);
+    if (this.kickLoop) return;
+    this.kickLoop = (async () => {
+      while (this.kicked.size) {
+        const scope = this.kicked.has(SYSTEM) ? SYSTEM : [...this.kicked][0];
+        if (scope === SYSTEM) this.kicked.clear();
+        else this.kicked.delete(scope);
+        await this.assignQueued(scope === SYSTEM ? null : scope).catch((err: unknown) =>
+          this.log.error({ err }, 'assigning queued jobs failed'),
+        );
+      }
+    })().finally(() => (this.kickLoop = null));
+  }
+
   async assignQueued(tenantId: string | null, limit = 200): Promise<void> {
     const run = (m: EntityManager) => this.assignQueuedIn(m, limit);
     const assigned = tenantId ? await this.tx.tenant(tenantId, run) : await this.tx.system(run);
@@ -135,10 +195,16 @@ export class Dispatcher {
       .setOnLocked('skip_locked')
       .getMany();
     const assigned: JobEntity[] = [];
+    const full = new Set<string>(); // selectors no agent could take in this pass
     for (const job of queued) {
-      if (await this.tryAssign(m, job)) assigned.push(job);
+      const selector = `${job.tenantId}:${JSON.stringify(job.agentSelector)}`;
+      if (full.has(selector)) continue;
+      // Once this transaction holds an agent lock it must not wait for another (lock cycles).
+      if (await this.tryAssign(m, job, { mayWait: assigned.length === 0 })) assigned.push(job);
+      else full.add(selector);
     }
-    if (queued.length) this.log.debug({ queued: queued.length, assigned: assigned.length }, 'assigned queued jobs');
+    if (queued.length)
+      this.log.debug({ queued: queued.length, assigned: assigned.length }, 'assigned queued jobs');
     return assigned;
   }
 }

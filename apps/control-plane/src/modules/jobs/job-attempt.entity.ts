@@ -1,7 +1,8 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { bigintAsNumber } from '../../platform/database/columns.js';
 
-export type AttemptState = 'DISPATCHED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'TIMED_OUT' | 'LOST';
+export type AttemptState =
+  'DISPATCHED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'TIMED_OUT' | 'LOST';
 
 /** One try of a job on one agent. Its fencing token is what makes a late result from it harmless. */
 @Entity('job_attempts')

@@ -1,7 +1,15 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { bigintAsNumber } from '../../platform/database/columns.js';
 
-export const JOB_STATES = ['QUEUED', 'DISPATCHED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'] as const;
+export const JOB_STATES = [
+  'QUEUED',
+  'DISPATCHED',
+  'RUNNING',
+  'SUCCEEDED',
+  'FAILED',
+  'CANCELLED',
+  'TIMED_OUT',
+] as const;
 export type JobStateName = (typeof JOB_STATES)[number];
 export const TERMINAL_STATES: readonly JobStateName[] = ['SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'];
 
@@ -14,7 +22,10 @@ export class JobEntity {
   @Column('jsonb') env!: Record<string, string>;
   @Column('integer', { name: 'timeout_seconds' }) timeoutSeconds!: number;
   @Column('integer', { name: 'max_attempts' }) maxAttempts!: number;
-  @Column('jsonb', { name: 'agent_selector' }) agentSelector!: { agentIds?: string[]; labels?: Record<string, string> };
+  @Column('jsonb', { name: 'agent_selector' }) agentSelector!: {
+    agentIds?: string[];
+    labels?: Record<string, string>;
+  };
   @Column('text') state!: JobStateName;
   @Column('text', { name: 'state_reason', nullable: true }) stateReason!: string | null;
   @Column('integer') attempts!: number;

@@ -1,5 +1,16 @@
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from '@nestjs/graphql';
-import { ArrayMaxSize, ArrayMinSize, IsInt, IsOptional, IsUUID, Matches, Max, MaxLength, Min, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsInt,
+  IsOptional,
+  IsUUID,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
 import { Type } from 'class-transformer';
 import { AgentModel } from '../fleet/agent.model.js';
 
@@ -39,7 +50,9 @@ export class JobModel {
   @Field(() => Int) timeoutSeconds!: number;
   @Field(() => AgentModel, { nullable: true, description: 'The agent of the current or last attempt.' })
   agent!: { id: string } | null;
-  @Field(() => String, { description: 'The last lines of output (bounded); the full log stays on the agent.' })
+  @Field(() => String, {
+    description: 'The last lines of output (bounded); the full log stays on the agent.',
+  })
   logTail!: string;
   @Field(() => Date) createdAt!: Date;
   @Field(() => Date, { nullable: true }) startedAt!: Date | null;
@@ -78,7 +91,9 @@ export class EnvVarInput {
 @InputType()
 export class LabelInput {
   @Field()
-  @Matches(/^[a-z0-9][a-z0-9._-]{0,62}$/, { message: 'label key must be lowercase letters, digits, . _ - (max 63)' })
+  @Matches(/^[a-z0-9][a-z0-9._-]{0,62}$/, {
+    message: 'label key must be lowercase letters, digits, . _ - (max 63)',
+  })
   key!: string;
   @Field()
   @MaxLength(63)

@@ -11,7 +11,16 @@ import { LeaseSweeper } from './lease-sweeper.service.js';
 
 @Module({
   imports: [FleetModule],
-  providers: [JobsService, JobsResolver, JobWatcher, Dispatcher, JobUpdates, AttemptsService, AgentMessagesConsumer, LeaseSweeper],
+  providers: [
+    JobsService,
+    JobsResolver,
+    JobWatcher,
+    Dispatcher,
+    JobUpdates,
+    AttemptsService,
+    AgentMessagesConsumer,
+    LeaseSweeper,
+  ],
   exports: [AgentMessagesConsumer, LeaseSweeper],
 })
 export class JobsModule {}

@@ -1,5 +1,16 @@
 import { Inject } from '@nestjs/common';
-import { Args, Context, ID, Int, Mutation, Parent, Query, ResolveField, Resolver, Subscription } from '@nestjs/graphql';
+import {
+  Args,
+  Context,
+  ID,
+  Int,
+  Mutation,
+  Parent,
+  Query,
+  ResolveField,
+  Resolver,
+  Subscription,
+} from '@nestjs/graphql';
 import { CurrentPrincipal } from '../../platform/auth/principal.decorator.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { AgentModel } from '../fleet/agent.model.js';

@@ -69,7 +69,8 @@ export class JobsService {
     const { job, sent } = await this.tx.tenant(p.tenantId, async (m) => {
       const found = await m.findOne(JobEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!found) throw new JobNotFoundError(id);
-      if (TERMINAL_STATES.includes(found.state) || found.cancelRequestedAt) return { job: found, sent: false };
+      if (TERMINAL_STATES.includes(found.state) || found.cancelRequestedAt)
+        return { job: found, sent: false };
       if (found.state === 'QUEUED') {
         await m.query(
           `UPDATE jobs SET state = 'CANCELLED', state_reason = 'cancelled before dispatch', cancel_requested_at = now(),
@@ -117,7 +118,12 @@ export class JobsService {
   }
 
   /** Newest first, keyset-paginated on the id (UUIDv7: time-ordered). */
-  async list(p: Principal, first = 50, after?: string | null, filter?: JobFilter | null): Promise<JobConnection> {
+  async list(
+    p: Principal,
+    first = 50,
+    after?: string | null,
+    filter?: JobFilter | null,
+  ): Promise<JobConnection> {
     if (!Number.isInteger(first) || first < 1 || first > 200) throw new InvalidPageSizeError();
     const cursor = after ? decodeCursor(after) : null;
     const rows = await this.tx.tenant(p.tenantId, (m) => {
@@ -125,7 +131,10 @@ export class JobsService {
       if (filter?.states?.length) q.andWhere('j.state IN (:...states)', { states: filter.states });
       if (filter?.agentId) q.andWhere('j.agent_id = :agentId', { agentId: filter.agentId });
       if (cursor) q.andWhere('j.id < :cursor', { cursor });
-      return q.orderBy('j.id', 'DESC').limit(first + 1).getMany();
+      return q
+        .orderBy('j.id', 'DESC')
+        .limit(first + 1)
+        .getMany();
     });
     const page = rows.slice(0, first);
     const edges = page.map((j) => ({ cursor: encodeCursor(j), node: toJobModel(j) }));

@@ -53,26 +53,36 @@ export class LeaseSweeper implements OnApplicationShutdown {
       const done: Expired[] = [];
       for (const e of expired) {
         // Job first, then attempt: the same lock order as the agent-report path.
-        const [job]: { current_attempt_id: string; attempts: number; max_attempts: number; cancel: boolean }[] =
-          await m.query(
-            `SELECT current_attempt_id, attempts, max_attempts, cancel_requested_at IS NOT NULL AS cancel
+        const [job]: {
+          current_attempt_id: string;
+          attempts: number;
+          max_attempts: number;
+          cancel: boolean;
+        }[] = await m.query(
+          `SELECT current_attempt_id, attempts, max_attempts, cancel_requested_at IS NOT NULL AS cancel
                FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED`,
-            [e.job_id],
-          );
+          [e.job_id],
+        );
         if (!job) continue;
-        const [still] = await m.query(
-          `UPDATE job_attempts SET state = 'LOST', finished_at = now(),
+        const [still] = await m
+          .query(
+            `UPDATE job_attempts SET state = 'LOST', finished_at = now(),
                   reason = 'lease expired: the agent stopped responding or was revoked'
             WHERE id = $1 AND state IN ('DISPATCHED','RUNNING') AND lease_expires_at < now() RETURNING id`,
-          [e.attempt_id],
-        ).then((r: [unknown[], number]) => r[0] as unknown[]);
+            [e.attempt_id],
+          )
+          .then((r: [unknown[], number]) => r[0] as unknown[]);
         if (!still || job.current_attempt_id !== e.attempt_id) continue;
         let state: string;
         let reason: string;
         if (job.cancel) [state, reason] = ['CANCELLED', 'cancelled; the agent was lost before it confirmed'];
         else if (job.attempts < job.max_attempts)
           [state, reason] = ['QUEUED', `attempt ${e.number} lost with agent ${e.agent_id}; re-queued`];
-        else [state, reason] = ['FAILED', `attempt ${e.number} of ${job.max_attempts} lost with agent ${e.agent_id}; no attempts left`];
+        else
+          [state, reason] = [
+            'FAILED',
+            `attempt ${e.number} of ${job.max_attempts} lost with agent ${e.agent_id}; no attempts left`,
+          ];
         const terminal = state !== 'QUEUED';
         await m.query(
           `UPDATE jobs SET state = $2, state_reason = $3, current_attempt_id = CASE WHEN $4 THEN current_attempt_id END,
@@ -80,14 +90,17 @@ export class LeaseSweeper implements OnApplicationShutdown {
           [e.job_id, state, reason, terminal],
         );
         jobTransitions.inc({ to: state });
-        this.log.warn({ tenantId: e.tenant_id, jobId: e.job_id, attemptId: e.attempt_id, agentId: e.agent_id, state }, 'attempt lost');
+        this.log.warn(
+          { tenantId: e.tenant_id, jobId: e.job_id, attemptId: e.attempt_id, agentId: e.agent_id, state },
+          'attempt lost',
+        );
         done.push(e);
       }
       await m.query(`DELETE FROM outbox WHERE published_at < now() - interval '1 day'`);
       return done;
     });
     for (const e of changed) this.updates.publish(e.tenant_id, e.job_id);
-    await this.dispatcher.assignQueued(null);
+    this.dispatcher.kick(null);
   }
 
   async onApplicationShutdown() {

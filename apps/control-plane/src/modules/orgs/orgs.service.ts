@@ -23,8 +23,10 @@ export class OrgsService {
   /** Creates an organization, its first admin and the admin's API token, atomically. */
   async create(name: string, adminEmail: string): Promise<CreatedOrganization> {
     const trimmed = name.trim();
-    if (trimmed.length < 1 || trimmed.length > 200) throw new InvalidInputError('name must be 1 to 200 characters');
-    if (!EMAIL.test(adminEmail) || adminEmail.length > 320) throw new InvalidInputError(`not an email address: ${adminEmail}`);
+    if (trimmed.length < 1 || trimmed.length > 200)
+      throw new InvalidInputError('name must be 1 to 200 characters');
+    if (!EMAIL.test(adminEmail) || adminEmail.length > 320)
+      throw new InvalidInputError(`not an email address: ${adminEmail}`);
     const organizationId = uuidv7();
     const adminUserId = uuidv7();
     const { secret, hash } = newSecret('hrt');

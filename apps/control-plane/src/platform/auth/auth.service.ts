@@ -30,7 +30,8 @@ export class AuthService {
           WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
         [hashSecret(token)],
       );
-      if (found[0]?.stale) await m.query(`UPDATE api_tokens SET last_used_at = now() WHERE id = $1`, [found[0].id]);
+      if (found[0]?.stale)
+        await m.query(`UPDATE api_tokens SET last_used_at = now() WHERE id = $1`, [found[0].id]);
       return found;
     });
     const row = rows[0];

@@ -4,7 +4,10 @@ import { loadSqlMigrations } from './migrations.js';
 // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
 type EntityTarget = Function | EntitySchema;
 
-export function createDataSource(url: string, opts: { poolSize: number; entities?: EntityTarget[] }): DataSource {
+export function createDataSource(
+  url: string,
+  opts: { poolSize: number; entities?: EntityTarget[] },
+): DataSource {
   return new DataSource({
     type: 'postgres',
     url,

@@ -13,7 +13,10 @@ import { ENTITIES } from './entities.js';
       inject: [CONFIG],
       useFactory: async (c: Config) => {
         if (!c.database.url) throw new Error('DATABASE_URL is not set');
-        return createDataSource(c.database.url, { poolSize: c.database.poolSize, entities: ENTITIES }).initialize();
+        return createDataSource(c.database.url, {
+          poolSize: c.database.poolSize,
+          entities: ENTITIES,
+        }).initialize();
       },
     },
     Transactions,

@@ -8,4 +8,13 @@ import { Organization } from '../../modules/orgs/organization.entity.js';
 import { User } from '../../modules/orgs/user.entity.js';
 import { OutboxMessage } from '../messaging/outbox-message.entity.js';
 
-export const ENTITIES = [Organization, User, ApiToken, AgentEntity, JoinTokenEntity, JobEntity, JobAttemptEntity, OutboxMessage];
+export const ENTITIES = [
+  Organization,
+  User,
+  ApiToken,
+  AgentEntity,
+  JoinTokenEntity,
+  JobEntity,
+  JobAttemptEntity,
+  OutboxMessage,
+];

@@ -52,7 +52,8 @@ export function graphqlErrorFormatter(log: Logger) {
     const codes = errors.map((e) => e.extensions.code as string);
     let statusCode = 200;
     if (!execution.data && codes.every((c) => c === 'GRAPHQL_VALIDATION_FAILED')) statusCode = 400;
-    else if (codes.length && codes.every((c) => c === 'UNAUTHENTICATED')) statusCode = HTTP_STATUS.UNAUTHENTICATED;
+    else if (codes.length && codes.every((c) => c === 'UNAUTHENTICATED'))
+      statusCode = HTTP_STATUS.UNAUTHENTICATED;
     return { statusCode, response: { data: execution.data ?? null, errors } };
   };
 }

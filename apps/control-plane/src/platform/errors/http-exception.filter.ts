@@ -19,7 +19,8 @@ export class HttpErrorFilter implements ExceptionFilter {
       return reply.status(status).send({ error: { code, message: err.message } });
     }
     const pub = toPublicError(err, this.log);
-    const status = err instanceof DomainError ? HTTP_STATUS[err.code] : pub.code === 'BAD_USER_INPUT' ? 400 : 500;
+    const status =
+      err instanceof DomainError ? HTTP_STATUS[err.code] : pub.code === 'BAD_USER_INPUT' ? 400 : 500;
     return reply.status(status).send({ error: pub });
   }
 }

@@ -24,7 +24,11 @@ import { LOGGER } from '../logging/logging.module.js';
         subscription: {
           keepAlive: 15_000,
           // graphql-ws connection_init payload: { authorization: 'Bearer …' }
-          onConnect: async ({ payload }: { payload?: { authorization?: string; Authorization?: string } }) => {
+          onConnect: async ({
+            payload,
+          }: {
+            payload?: { authorization?: string; Authorization?: string };
+          }) => {
             try {
               return { principal: await auth.authenticate(payload?.authorization ?? payload?.Authorization) };
             } catch {

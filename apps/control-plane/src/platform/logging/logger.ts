@@ -18,14 +18,19 @@ export const REDACT = [
 ];
 
 export function createLogger(level: string, name = 'control-plane'): Logger {
-  return pino({
-    name,
-    level,
-    redact: { paths: REDACT, censor: '[redacted]' },
-    // Request id and tenant id on every line written while serving a request.
-    mixin() {
-      const ctx = requestContext();
-      return ctx ? { requestId: ctx.requestId, tenantId: ctx.tenantId } : {};
+  // Synchronous writes: a line logged just before a crash or a SIGKILL is never lost.
+  const destination = pino.destination({ dest: 1, sync: true });
+  return pino(
+    {
+      name,
+      level,
+      redact: { paths: REDACT, censor: '[redacted]' },
+      // Request id and tenant id on every line written while serving a request.
+      mixin() {
+        const ctx = requestContext();
+        return ctx ? { requestId: ctx.requestId, tenantId: ctx.tenantId } : {};
+      },
     },
-  });
+    destination,
+  );
 }

@@ -60,7 +60,8 @@ export class NatsService implements OnApplicationShutdown {
     const servers = this.config.nats.url;
     if (!servers) throw new Error('NATS_URL is not set');
     const creds = this.authority ? await this.authority.serviceCredentials('control-plane') : null;
-    if (!creds) this.log.warn('NATS runs without auth: agent isolation is enforced by Hearth only, not by nats-server');
+    if (!creds)
+      this.log.warn('NATS runs without auth: agent isolation is enforced by Hearth only, not by nats-server');
     this.connection = await connect({
       servers: servers.split(','),
       name: 'hearth-control-plane',
@@ -75,9 +76,13 @@ export class NatsService implements OnApplicationShutdown {
   private async watchStatus(nc: NatsConnection) {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error')
-        this.log.warn({ nats: s.type, server: 'server' in s ? s.server : undefined }, 'NATS connection status');
+        this.log.warn(
+          { nats: s.type, server: 'server' in s ? s.server : undefined },
+          'NATS connection status',
+        );
       if (s.type === 'reconnect') {
-        for (const hook of this.reconnectHooks) await hook().catch((err: unknown) => this.log.error({ err }, 'reconnect hook failed'));
+        for (const hook of this.reconnectHooks)
+          await hook().catch((err: unknown) => this.log.error({ err }, 'reconnect hook failed'));
       }
     }
   }

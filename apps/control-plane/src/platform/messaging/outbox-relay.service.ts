@@ -37,7 +37,9 @@ export class OutboxRelay implements OnApplicationShutdown {
 
   start() {
     if (!this.config.jobs.outboxRelay) {
-      this.log.warn('outbox relay disabled (OUTBOX_RELAY=false): nothing will be dispatched from this process');
+      this.log.warn(
+        'outbox relay disabled (OUTBOX_RELAY=false): nothing will be dispatched from this process',
+      );
       return;
     }
     this.timer = setInterval(() => this.kick(), this.config.fleet.sweepIntervalSeconds * 1000);
@@ -79,15 +81,19 @@ export class OutboxRelay implements OnApplicationShutdown {
               process.exit(70);
             }
           } catch (err) {
-            this.log.warn({ err, subject: row.subject, msgId: row.msg_id }, 'outbox publish failed; will retry');
-            await m.query(`UPDATE outbox SET publish_tries = publish_tries + 1, last_error = $2 WHERE id = $1`, [
-              row.id,
-              String(err).slice(0, 500),
-            ]);
+            this.log.warn(
+              { err, subject: row.subject, msgId: row.msg_id },
+              'outbox publish failed; will retry',
+            );
+            await m.query(
+              `UPDATE outbox SET publish_tries = publish_tries + 1, last_error = $2 WHERE id = $1`,
+              [row.id, String(err).slice(0, 500)],
+            );
             break;
           }
         }
-        if (done.length) await m.query(`UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [done]);
+        if (done.length)
+          await m.query(`UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [done]);
         return { count: done.length, full: rows.length === BATCH };
       });
       if (!published.full || published.count === 0) return;

@@ -21,7 +21,10 @@ export class Transactions {
   /** Runs `work` as the app role, scoped to one tenant. */
   tenant<T>(tenantId: string, work: Work<T>): Promise<T> {
     return this.ds.transaction(async (m) => {
-      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)`, [APP_ROLE, tenantId]);
+      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)`, [
+        APP_ROLE,
+        tenantId,
+      ]);
       const ctx = requestContext();
       if (ctx && !ctx.tenantId) ctx.tenantId = tenantId;
       return work(m);
@@ -34,18 +37,25 @@ export class Transactions {
    * revocation list). Same transaction, so no second connection is needed.
    */
   async elevated<T>(m: EntityManager, tenantId: string, work: Work<T>): Promise<T> {
-    await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', '', true)`, [SYSTEM_ROLE]);
+    await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', '', true)`, [
+      SYSTEM_ROLE,
+    ]);
     try {
       return await work(m);
     } finally {
-      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)`, [APP_ROLE, tenantId]);
+      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)`, [
+        APP_ROLE,
+        tenantId,
+      ]);
     }
   }
 
   /** Runs `work` with cross-tenant reach. Only for the platform's own duties; never with user input as the scope. */
   system<T>(work: Work<T>): Promise<T> {
     return this.ds.transaction(async (m) => {
-      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', '', true)`, [SYSTEM_ROLE]);
+      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', '', true)`, [
+        SYSTEM_ROLE,
+      ]);
       return work(m);
     });
   }

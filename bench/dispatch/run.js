@@ -1,0 +1,127 @@
+// bench/dispatch: submit → RUNNING latency and throughput with several real agents.
+//   npm run build && node bench/dispatch/run.js [--rate 200] [--seconds 10] [--agents 4]
+// Uses the local Postgres and nats-server (as the tests do), a real control plane and real agents.
+// Latency is measured by Postgres's clock: jobs.started_at (claim committed) - jobs.created_at.
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import {
+  createOrganization,
+  createTestDatabase,
+  GraphQLClient,
+  query,
+  startAgent,
+  startControlPlane,
+  waitFor,
+} from '@hearth/testing';
+
+const { values } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '10' },
+    agents: { type: 'string', default: '4' },
+  },
+});
+const rate = Number(values.rate);
+const seconds = Number(values.seconds);
+const agentCount = Number(values.agents);
+
+const db = await createTestDatabase();
+const cp = await startControlPlane({
+  DATABASE_URL: db.appUrl,
+  NATS_URL: 'nats://127.0.0.1:4222',
+  DATABASE_POOL_SIZE: '20',
+});
+const agents = [];
+try {
+  const org = await createOrganization(db.appUrl, 'Bench');
+  const api = new GraphQLClient(cp.graphqlUrl, org.adminToken);
+  for (let i = 0; i < agentCount; i++) {
+    const { createJoinToken } = await api.ok(`mutation { createJoinToken { token } }`);
+    agents.push(await startAgent(cp.url, createJoinToken.token, { args: ['--max-jobs', '64'] }));
+  }
+  await waitFor(
+    async () => (await api.ok(`{ agents { state } }`)).agents.every((a) => a.state === 'ONLINE'),
+    { what: 'agents online' },
+  );
+
+  const submit = () =>
+    api.ok(`mutation { submitJob(input: { kind: COMMAND, command: ["true"], timeoutSeconds: 60 }) { id } }`);
+  for (let i = 0; i < 20; i++) await submit(); // warm-up: JIT, pools, consumers
+  await waitFor(
+    async () =>
+      Number((await query(db.adminUrl, `SELECT count(*) AS n FROM jobs WHERE finished_at IS NULL`))[0].n) ===
+      0,
+    {
+      what: 'warm-up to finish',
+    },
+  );
+  const warm = (await query(db.adminUrl, `SELECT max(created_at) AS t FROM jobs`))[0].t;
+
+  // Open-loop load: one submit every 1/rate s, whatever the responses do.
+  const total = rate * seconds;
+  const pending = [];
+  const errors = [];
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    pending.push(submit().catch((err) => errors.push(String(err))));
+  }
+  await Promise.all(pending);
+  const offeredSeconds = (performance.now() - t0) / 1000;
+  await waitFor(
+    async () =>
+      Number((await query(db.adminUrl, `SELECT count(*) AS n FROM jobs WHERE finished_at IS NULL`))[0].n) ===
+      0,
+    {
+      what: 'all jobs to finish',
+      timeoutMs: 120_000,
+      intervalMs: 500,
+    },
+  ).catch(async (err) => {
+    console.error(await query(db.adminUrl, `SELECT state, state_reason, count(*) FROM jobs GROUP BY 1, 2`));
+    throw err;
+  });
+
+  const [stats] = await query(
+    db.adminUrl,
+    `SELECT count(*) AS jobs,
+            count(*) FILTER (WHERE state = 'SUCCEEDED') AS succeeded,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000) AS p50,
+            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000) AS p99,
+            max(extract(epoch FROM started_at - created_at) * 1000) AS max,
+            extract(epoch FROM max(started_at) - min(created_at)) AS span_running,
+            extract(epoch FROM max(finished_at) - min(created_at)) AS span_done
+       FROM jobs WHERE created_at > $1`,
+    [warm],
+  );
+  const result = {
+    date: new Date().toISOString(),
+    machine: '2 cores, 24 GB; Postgres 15, nats-server 2.9 local',
+    agents: agentCount,
+    offeredRate: rate,
+    offeredSeconds: Number(offeredSeconds.toFixed(2)),
+    jobs: Number(stats.jobs),
+    submitErrors: errors.length,
+    succeeded: Number(stats.succeeded),
+    submitToRunningMs: { p50: round(stats.p50), p99: round(stats.p99), max: round(stats.max) },
+    dispatchedPerSecond: round(Number(stats.jobs) / Number(stats.span_running)),
+    completedPerSecond: round(Number(stats.jobs) / Number(stats.span_done)),
+  };
+  console.log(JSON.stringify(result, null, 2));
+  if (errors.length) console.error('first submit errors:', errors.slice(0, 3));
+  mkdirSync('bench/dispatch', { recursive: true });
+  writeFileSync(
+    `bench/dispatch/results-${result.date.slice(0, 19).replace(/:/g, '')}.json`,
+    JSON.stringify(result, null, 2),
+  );
+} finally {
+  for (const a of agents) await a.proc.stop();
+  await cp.stop();
+  await db.drop();
+}
+
+function round(x) {
+  return Math.round(Number(x) * 10) / 10;
+}
