@@ -40,24 +40,9 @@ export class Dispatcher {
     job: JobEntity,
     opts: { mayWait: boolean } = { mayWait: true },
   ): Promise<boolean> {
-    const lease = this.config.fleet.leaseSeconds;
     const labels = JSON.stringify(job.agentSelector.labels ?? {});
     const ids = job.agentSelector.agentIds ?? null;
-    const candidates: { id: string }[] = await m.query(
-      `SELECT a.id FROM agents a
-        WHERE a.tenant_id = $1 AND a.revoked_at IS NULL
-          AND a.last_heartbeat_at > now() - make_interval(secs => $2)
-          AND a.labels @> $3::jsonb AND ($4::uuid[] IS NULL OR a.id = ANY($4::uuid[]))
-        ORDER BY (SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE}) - a.capacity,
-                 a.last_heartbeat_at DESC
-        LIMIT 8`,
-      [job.tenantId, lease, labels, ids],
-    );
-    const agentId = await this.lockFreeAgent(
-      m,
-      candidates.map((c) => c.id),
-      opts.mayWait,
-    );
+    const agentId = await this.lockFreeAgent(m, job.tenantId, labels, ids, opts.mayWait);
     if (agentId) {
       await this.assign(m, job, agentId);
       return true;
@@ -74,23 +59,31 @@ export class Dispatcher {
   }
 
   /**
-   * Locks the first candidate that still has room; the agent row lock serializes assignments to one
-   * agent. First without waiting (SKIP LOCKED: a transaction never waits on one agent while holding
-   * another, so no lock cycle), then, if every candidate was busy being assigned, waiting on the least
-   * loaded one, but only when the caller holds no agent lock at all (mayWait).
+   * Picks and locks the least-loaded eligible agent that has room; the agent row lock serializes
+   * assignments to one agent. First without waiting (SKIP LOCKED: a transaction never waits on an
+   * agent while holding another, so no lock cycle); then, if every such agent was being assigned to
+   * at that moment, waiting for one, but only when the caller holds no agent lock (mayWait).
    */
-  private async lockFreeAgent(m: EntityManager, ids: string[], mayWait: boolean): Promise<string | null> {
+  private async lockFreeAgent(
+    m: EntityManager,
+    tenantId: string,
+    labels: string,
+    ids: string[] | null,
+    mayWait: boolean,
+  ): Promise<string | null> {
+    const load = `(SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE})`;
     for (const wait of mayWait ? [false, true] : [false]) {
-      for (const id of wait ? ids.slice(0, 1) : ids) {
-        const [row]: { id: string }[] = await m.query(
-          `SELECT a.id FROM agents a
-            WHERE a.id = $1
-              AND (SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE}) < a.capacity
-            FOR UPDATE${wait ? '' : ' SKIP LOCKED'}`,
-          [id],
-        );
-        if (row) return row.id;
-      }
+      const [row]: { id: string }[] = await m.query(
+        `SELECT a.id FROM agents a
+          WHERE a.tenant_id = $1 AND a.revoked_at IS NULL
+            AND a.last_heartbeat_at > now() - make_interval(secs => $2)
+            AND a.labels @> $3::jsonb AND ($4::uuid[] IS NULL OR a.id = ANY($4::uuid[]))
+            AND ${load} < a.capacity
+          ORDER BY ${load} - a.capacity, a.last_heartbeat_at DESC
+          LIMIT 1 FOR UPDATE${wait ? '' : ' SKIP LOCKED'}`,
+        [tenantId, this.config.fleet.leaseSeconds, labels, ids],
+      );
+      if (row) return row.id;
     }
     return null;
   }

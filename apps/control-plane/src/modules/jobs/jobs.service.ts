@@ -50,9 +50,17 @@ export class JobsService {
         logDroppedLines: 0,
         createdBy: p.userId,
       });
-      await m.insert(JobEntity, row);
+      const [{ created_at }]: { created_at: Date }[] = await m
+        .createQueryBuilder()
+        .insert()
+        .into(JobEntity)
+        .values(row)
+        .returning('created_at')
+        .execute()
+        .then((r) => r.raw as { created_at: Date }[]);
+      Object.assign(row, { createdAt: created_at, updatedAt: created_at, startedAt: null, finishedAt: null });
       await this.dispatcher.tryAssign(m, row);
-      return m.findOneByOrFail(JobEntity, { id: row.id });
+      return row;
     });
     if (job.state === 'DISPATCHED') this.relay.kick();
     this.updates.publish(job.tenantId, job.id);

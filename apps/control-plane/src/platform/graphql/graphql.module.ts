@@ -20,6 +20,7 @@ import { LOGGER } from '../logging/logging.module.js';
         path: '/graphql',
         graphiql: false,
         queryDepth: 10,
+        jit: 1, // compile each query with graphql-jit after its first use
         errorFormatter: graphqlErrorFormatter(log) as MercuriusDriverConfig['errorFormatter'],
         subscription: {
           keepAlive: 15_000,
