@@ -41,6 +41,16 @@ export async function startServer(
     void reply.header('x-request-id', req.id);
     runWithContext({ requestId: String(req.id) }, done);
   });
+  // One access line per request; the logger adds requestId and (once authenticated) tenantId.
+  const access = log.child({ component: 'http' });
+  fastify.addHook('onResponse', (req, reply, done) => {
+    if (req.url !== '/healthz' && req.url !== '/readyz' && req.url !== '/metrics')
+      access.info(
+        { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+        'request',
+      );
+    done();
+  });
 
   await app.get(NatsService).connect();
   await app.init();

@@ -310,6 +310,25 @@ describe('jobs', () => {
   });
 });
 
+describe('logs', () => {
+  it('carry the request id and the tenant id on the lines of a request', async () => {
+    const requestId = `e2e-${Date.now()}`;
+    const res = await fetch(cp.graphqlUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${a.token}`,
+        'x-request-id': requestId,
+      },
+      body: JSON.stringify({ query: '{ agents { id } }' }),
+    });
+    expect(res.headers.get('x-request-id')).toBe(requestId);
+    const line = await cp.proc.waitForLine((l) => l.includes(requestId));
+    expect(JSON.parse(line)).toMatchObject({ requestId, tenantId: orgA, url: '/graphql', status: 200 });
+    expect(cp.proc.lines.join('\n')).not.toContain(a.token!); // secrets never reach a log line
+  });
+});
+
 describe('untrusted agent messages', () => {
   async function rejectedCount(): Promise<number> {
     const text = await (await fetch(`${cp.url}/metrics`)).text();
