@@ -167,6 +167,7 @@ export type JoinRequest = z.infer<typeof JoinRequest>;
 export const JoinResponse = z
   .object({
     agentId: id,
+    /** The agent's organization; also its tenant id, the second token of every subject it uses. */
     organizationId: id,
     /** NATS servers the agent connects to. */
     natsServers: z.array(z.string().min(1)).min(1),

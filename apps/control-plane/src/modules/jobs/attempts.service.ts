@@ -73,15 +73,14 @@ export class AttemptsService {
         await this.finish(m, msg, 'CANCELLED', null, 'cancelled before it started');
         return { reply: refuse('job was cancelled'), changed: true };
       }
+      // One round trip for both rows: this is on the path from submit to RUNNING.
       await m.query(
-        `UPDATE job_attempts SET state = 'RUNNING', started_at = now(), lease_expires_at = now() + make_interval(secs => $2)
-          WHERE id = $1`,
-        [msg.attemptId, this.config.fleet.leaseSeconds],
-      );
-      await m.query(
-        `UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
+        `WITH attempt AS (
+           UPDATE job_attempts SET state = 'RUNNING', started_at = now(), lease_expires_at = now() + make_interval(secs => $3)
+            WHERE id = $2)
+         UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
                 updated_at = clock_timestamp() WHERE id = $1`,
-        [msg.jobId],
+        [msg.jobId, msg.attemptId, this.config.fleet.leaseSeconds],
       );
       jobTransitions.inc({ to: 'RUNNING' });
       return { reply: { type: 'job.claim.reply', v: 1, ok: true } as const, changed: true };

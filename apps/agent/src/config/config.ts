@@ -1,0 +1,147 @@
+/**
+ * The agent's configuration: CLI flags, then the optional environment, parsed once into frozen,
+ * typed objects. This folder is the only place that reads process.env.
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The minimal environment every job starts from (the job's own env is added on top). */
+export interface JobBaseEnv {
+  readonly PATH: string;
+  readonly TMPDIR: string;
+  readonly LANG?: string;
+}
+
+export interface RunConfig {
+  readonly dataDir: string;
+  readonly maxJobs: number;
+  /** Overrides the NATS servers from agent.json when set. */
+  readonly natsUrl: string | null;
+  readonly drainSeconds: number;
+  readonly logLevel: LogLevel;
+  readonly jobBaseEnv: JobBaseEnv;
+}
+
+export interface JoinConfig {
+  readonly url: string;
+  /** Secret: never logged. */
+  readonly token: string;
+  readonly dataDir: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly force: boolean;
+  readonly logLevel: LogLevel;
+}
+
+/** A configuration the user must fix; its message is shown as is. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export interface RunFlags {
+  dataDir?: string;
+  maxJobs?: string;
+  natsUrl?: string;
+  drainSeconds?: string;
+  logLevel?: string;
+}
+
+export interface JoinFlags {
+  url?: string;
+  token?: string;
+  dataDir?: string;
+  label?: string[];
+  force?: boolean;
+  logLevel?: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export const DEFAULT_MAX_JOBS = 2;
+export const DEFAULT_DRAIN_SECONDS = 30;
+
+export function parseRunConfig(flags: RunFlags, env: Env = process.env): RunConfig {
+  const config: RunConfig = {
+    dataDir: dataDir(flags.dataDir, env),
+    maxJobs: integer('--max-jobs', flags.maxJobs ?? env.HEARTH_AGENT_MAX_JOBS, DEFAULT_MAX_JOBS, 1, 1024),
+    natsUrl: flags.natsUrl ? natsUrl(flags.natsUrl) : null,
+    drainSeconds: integer('--drain-seconds', flags.drainSeconds, DEFAULT_DRAIN_SECONDS, 0, 24 * 3600),
+    logLevel: logLevel(flags.logLevel ?? env.HEARTH_AGENT_LOG_LEVEL),
+    jobBaseEnv: Object.freeze({
+      PATH: env.PATH || '/usr/local/bin:/usr/bin:/bin',
+      TMPDIR: env.TMPDIR || os.tmpdir(),
+      ...(env.LANG ? { LANG: env.LANG } : {}),
+    }),
+  };
+  return Object.freeze(config);
+}
+
+export function parseJoinConfig(flags: JoinFlags, env: Env = process.env): JoinConfig {
+  const token = flags.token ?? env.HEARTH_AGENT_JOIN_TOKEN;
+  if (!token) throw new ConfigError('a join token is required (--token or HEARTH_AGENT_JOIN_TOKEN)');
+  const config: JoinConfig = {
+    url: controlPlaneUrl(flags.url),
+    token,
+    dataDir: dataDir(flags.dataDir, env),
+    labels: Object.freeze(labels(flags.label ?? [])),
+    force: flags.force === true,
+    logLevel: logLevel(flags.logLevel ?? env.HEARTH_AGENT_LOG_LEVEL),
+  };
+  return Object.freeze(config);
+}
+
+function dataDir(flag: string | undefined, env: Env): string {
+  const value = flag ?? env.HEARTH_AGENT_DATA_DIR;
+  if (!value) throw new ConfigError('a data dir is required (--data-dir or HEARTH_AGENT_DATA_DIR)');
+  return path.resolve(value);
+}
+
+function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function logLevel(raw: string | undefined): LogLevel {
+  if (raw === undefined || raw === '') return 'info';
+  const level = LOG_LEVELS.find((l) => l === raw);
+  if (!level)
+    throw new ConfigError(`log level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+  return level;
+}
+
+function controlPlaneUrl(raw: string | undefined): string {
+  if (!raw) throw new ConfigError('--url (the control plane base URL) is required');
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`--url is not a URL: ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(`--url must be http(s), got ${url.protocol}`);
+  }
+  return url.toString().replace(/\/+$/, '');
+}
+
+function natsUrl(raw: string): string {
+  if (!/^(nats|tls|wss?):\/\/[^\s]+$|^[^\s:/]+:\d+$/.test(raw)) {
+    throw new ConfigError(`--nats-url must look like nats://host:4222, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+}
+
+function labels(pairs: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--label must be key=value, got ${JSON.stringify(pair)}`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}

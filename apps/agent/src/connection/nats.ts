@@ -1,0 +1,82 @@
+/**
+ * The agent's one NATS connection: outbound only, its own inbox prefix (the server lets it
+ * subscribe nowhere else), JWT + nkey auth when the control plane issued a JWT, and reconnects
+ * forever with backoff and jitter. The first connect is retried the same way until it succeeds
+ * or the signal aborts.
+ */
+import { agentInboxPrefix } from '@hearth/contracts';
+import {
+  connect,
+  jwtAuthenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from '@nats-io/transport-node';
+import { errorMessage, type Logger } from '../logger.js';
+import { backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
+import type { AgentIdentity } from './credentials.js';
+
+const RECONNECT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000 };
+
+/** Reconnect attempts since the last successful connection (drives the backoff). */
+interface ReconnectPacer {
+  attempts: number;
+}
+
+export function connectionOptions(
+  identity: AgentIdentity,
+  servers: readonly string[],
+  pacer: ReconnectPacer = { attempts: 0 },
+): NodeConnectionOptions {
+  const { agentId, natsJwt } = identity.file;
+  return {
+    servers: [...servers],
+    name: `hearth-agent-${agentId}`,
+    inboxPrefix: agentInboxPrefix(agentId),
+    ...(natsJwt === null ? {} : { authenticator: jwtAuthenticator(natsJwt, identity.seed) }),
+    maxReconnectAttempts: -1,
+    reconnectDelayHandler: () => backoffDelay(pacer.attempts++, RECONNECT_BACKOFF),
+    pingInterval: 20_000,
+    maxPingOut: 3,
+  };
+}
+
+export async function connectWithRetry(
+  identity: AgentIdentity,
+  servers: readonly string[],
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<NatsConnection | null> {
+  for (let i = 0; !signal.aborted; i++) {
+    try {
+      const pacer: ReconnectPacer = { attempts: 0 };
+      const nc = await connect(connectionOptions(identity, servers, pacer));
+      logger.info({ server: nc.getServer() }, 'connected to NATS');
+      void watchStatus(nc, pacer, logger);
+      return nc;
+    } catch (err) {
+      const delay = backoffDelay(i, RECONNECT_BACKOFF);
+      logger.warn({ err: errorMessage(err), servers, retryInMs: delay }, 'cannot connect to NATS; retrying');
+      await sleep(delay, signal);
+    }
+  }
+  return null;
+}
+
+async function watchStatus(nc: NatsConnection, pacer: ReconnectPacer, logger: Logger): Promise<void> {
+  for await (const status of nc.status()) {
+    switch (status.type) {
+      case 'disconnect':
+        logger.warn({ server: status.server }, 'disconnected from NATS');
+        break;
+      case 'reconnect':
+        pacer.attempts = 0;
+        logger.info({ server: status.server }, 'reconnected to NATS');
+        break;
+      case 'error':
+        logger.warn({ err: errorMessage(status.error) }, 'NATS connection error');
+        break;
+      default:
+        logger.debug({ status: status.type }, 'NATS status');
+    }
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The egress guard: the one door every outgoing message passes. Each message is encoded with the
+ * contract's schema (so nothing the contract does not allow can leave), recorded in the local
+ * ledger, and only then sent. The subject is chosen here from the message type and this agent's
+ * address: callers cannot send anywhere else. No other module publishes or requests.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import {
+  AgentHeartbeat,
+  JOIN_PATH,
+  JobClaim,
+  JobClaimReply,
+  JoinRequest,
+  UpEvent,
+  decode,
+  encode,
+  subjects,
+  type AgentAddress,
+} from '@hearth/contracts';
+import type { EgressLedger } from './ledger.js';
+
+/** A message the contract does not allow: a bug on our side, so it is refused, never sent. */
+export class EgressRefusedError extends Error {
+  override readonly name = 'EgressRefusedError';
+}
+
+/** The control plane answered a claim with something the contract does not allow. */
+export class InvalidReplyError extends Error {
+  override readonly name = 'InvalidReplyError';
+}
+
+export type CoreTransport = Pick<NatsConnection, 'publish' | 'request'>;
+export type StreamTransport = Pick<JetStreamClient, 'publish'>;
+
+export interface EgressGuardOptions {
+  nc: CoreTransport;
+  js: StreamTransport;
+  ledger: EgressLedger;
+  address: AgentAddress;
+  /** How long a claim or a JetStream publish waits for its answer. */
+  timeoutMs?: number;
+}
+
+export class EgressGuard {
+  private readonly timeoutMs: number;
+
+  constructor(private readonly options: EgressGuardOptions) {
+    this.timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  /** Core NATS, fire and forget: the next heartbeat is the retry. */
+  heartbeat(message: AgentHeartbeat): void {
+    const subject = subjects.heartbeat(this.options.address);
+    this.options.nc.publish(
+      subject,
+      seal(this.options.ledger, AgentHeartbeat, message, subject, message.type),
+    );
+  }
+
+  /** Request/reply; throws on no responders, timeout or an invalid reply, so the caller retries. */
+  async claim(message: JobClaim): Promise<JobClaimReply> {
+    const subject = subjects.claim(this.options.address);
+    const bytes = seal(this.options.ledger, JobClaim, message, subject, message.type);
+    const reply = await this.options.nc.request(subject, bytes, { timeout: this.timeoutMs });
+    const parsed = decode(JobClaimReply, reply.data);
+    if (!parsed.ok) throw new InvalidReplyError(`claim reply ${parsed.error}`);
+    return parsed.value;
+  }
+
+  /**
+   * JetStream publish to the events subject; resolves with the stream's PubAck, throws when it
+   * does not come. The message id makes retries of the same event idempotent in the stream.
+   */
+  async event(message: UpEvent): Promise<PubAck> {
+    const subject = subjects.events(this.options.address);
+    const bytes = seal(this.options.ledger, UpEvent, message, subject, message.type);
+    const msgID =
+      message.type === 'job.finished'
+        ? `${message.attemptId}.finished`
+        : `${message.attemptId}.log.${message.seq}`;
+    return this.options.js.publish(subject, bytes, { msgID, timeout: this.timeoutMs });
+  }
+}
+
+/**
+ * Enrollment over HTTPS goes through the guard too: the request is schema-checked and recorded in
+ * the ledger (its hash only: it holds the join token) before it is posted.
+ */
+export async function postJoinRequest(
+  ledger: EgressLedger,
+  baseUrl: string,
+  request: JoinRequest,
+  timeoutMs = 30_000,
+): Promise<Response> {
+  const url = `${baseUrl}${JOIN_PATH}`;
+  const body = seal(ledger, JoinRequest, request, url, 'agent.join');
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+}
+
+type Schema = Parameters<typeof encode>[0];
+
+function seal<S extends Schema>(
+  ledger: EgressLedger,
+  schema: S,
+  message: Parameters<typeof encode<S>>[1],
+  subject: string,
+  type: string,
+): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(schema, message);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new EgressRefusedError(`refused to send an invalid ${type} message: ${detail.slice(0, 500)}`);
+  }
+  ledger.record(subject, type, bytes);
+  return bytes;
+}

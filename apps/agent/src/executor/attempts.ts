@@ -1,0 +1,84 @@
+/**
+ * The attempts this agent holds right now: received, claimed, running or reporting. The heartbeat
+ * reads it (leases), the control loop finds attempts to cancel in it, shutdown kills through it.
+ */
+import type { JobDispatch } from '@hearth/contracts';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { CommandRun } from './command-runner.js';
+
+export type AttemptState = 'claiming' | 'running' | 'reporting';
+
+export class Attempt {
+  state: AttemptState = 'claiming';
+  private run: CommandRun | null = null;
+  private cancelRequest: { graceSeconds: number; reason: string } | null = null;
+  private killReason: string | null = null;
+
+  constructor(
+    readonly job: JobDispatch,
+    /** The latest delivery of the dispatch message: the one to keep alive and to ack. */
+    public msg: JsMsg,
+  ) {}
+
+  /** A redelivery of a message we already hold: keep the newest delivery. */
+  adopt(msg: JsMsg): void {
+    this.msg = msg;
+  }
+
+  /** Attaches the started process; a cancel or kill that came before start applies now. */
+  attach(run: CommandRun): void {
+    this.run = run;
+    if (this.killReason) run.kill(this.killReason);
+    else if (this.cancelRequest) run.cancel(this.cancelRequest.graceSeconds, this.cancelRequest.reason);
+  }
+
+  /** True when the attempt must not start (cancelled or killed before its process existed). */
+  get stopRequested(): { reason: string } | null {
+    if (this.killReason) return { reason: this.killReason };
+    return this.cancelRequest ? { reason: this.cancelRequest.reason } : null;
+  }
+
+  cancel(graceSeconds: number, reason = 'cancelled'): void {
+    this.cancelRequest ??= { graceSeconds, reason };
+    this.run?.cancel(graceSeconds, reason);
+  }
+
+  kill(reason: string): void {
+    this.killReason ??= reason;
+    this.run?.kill(reason);
+  }
+}
+
+export class AttemptRegistry {
+  private readonly attempts = new Map<string, Attempt>();
+
+  get(attemptId: string): Attempt | undefined {
+    return this.attempts.get(attemptId);
+  }
+
+  add(job: JobDispatch, msg: JsMsg): Attempt {
+    const attempt = new Attempt(job, msg);
+    this.attempts.set(job.attemptId, attempt);
+    return attempt;
+  }
+
+  remove(attempt: Attempt): void {
+    if (this.attempts.get(attempt.job.attemptId) === attempt) this.attempts.delete(attempt.job.attemptId);
+  }
+
+  /** Claimed attempts, whose leases the heartbeat keeps alive. */
+  running(): { attemptId: string; fencingToken: number }[] {
+    return [...this.attempts.values()]
+      .filter((a) => a.state !== 'claiming')
+      .map((a) => ({ attemptId: a.job.attemptId, fencingToken: a.job.fencingToken }));
+  }
+
+  killAll(reason: string): number {
+    for (const attempt of this.attempts.values()) attempt.kill(reason);
+    return this.attempts.size;
+  }
+
+  get size(): number {
+    return this.attempts.size;
+  }
+}

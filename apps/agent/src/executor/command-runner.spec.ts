@@ -1,0 +1,174 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startCommand, type CommandSpec } from './command-runner.js';
+import type { OutputStream } from './log-tail.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-runner-'));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+let n = 0;
+function spec(command: string[], extra: Partial<CommandSpec> = {}): CommandSpec {
+  const dir = path.join(root, String(n++));
+  return {
+    command,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    cwd: path.join(dir, 'work'),
+    logFile: path.join(dir, 'logs', 'attempt.log'),
+    timeoutSeconds: 30,
+    cancelGraceSeconds: 5,
+    ...extra,
+  };
+}
+
+function collect() {
+  const lines: { stream: OutputStream; text: string }[] = [];
+  const waiters: { match: string; resolve: (text: string) => void }[] = [];
+  const onLine = (stream: OutputStream, text: string) => {
+    lines.push({ stream, text });
+    for (const w of waiters.filter((w) => text.includes(w.match))) w.resolve(text);
+  };
+  const waitFor = (match: string) => new Promise<string>((resolve) => waiters.push({ match, resolve }));
+  return { lines, onLine, waitFor };
+}
+
+/** Processes of a group that are still alive (zombies count as gone), read from /proc. */
+function livingMembers(pgid: number): number[] {
+  return fs.readdirSync('/proc').flatMap((entry) => {
+    if (!/^\d+$/.test(entry)) return [];
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(pgrp) === pgid && state !== 'Z' ? [Number(entry)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+describe('startCommand', () => {
+  it('runs a command to success, with its output as lines and in the log file', async () => {
+    const out = collect();
+    const s = spec(['node', '-e', 'console.log("hello"); console.error("careful"); console.log("bye")']);
+    const result = await startCommand(s, out.onLine).done;
+    expect(result).toEqual({ outcome: 'SUCCEEDED', exitCode: 0, signal: null, reason: null });
+    expect(out.lines).toEqual(
+      expect.arrayContaining([
+        { stream: 'stdout', text: 'hello' },
+        { stream: 'stderr', text: 'careful' },
+        { stream: 'stdout', text: 'bye' },
+      ]),
+    );
+    const log = fs.readFileSync(s.logFile, 'utf8');
+    expect(log).toContain('hello\n');
+    expect(log).toContain('careful\n');
+    expect(fs.statSync(s.logFile).mode & 0o777).toBe(0o600);
+  });
+
+  it('reports a non-zero exit code as FAILED', async () => {
+    const result = await startCommand(spec(['sh', '-c', 'exit 3']), () => undefined).done;
+    expect(result).toEqual({ outcome: 'FAILED', exitCode: 3, signal: null, reason: 'exited with code 3' });
+  });
+
+  it('runs without a shell: metacharacters are passed literally', async () => {
+    const out = collect();
+    const s = spec(['echo', '$HOME;rm -rf x']);
+    fs.mkdirSync(s.cwd, { recursive: true });
+    fs.writeFileSync(path.join(s.cwd, 'x'), 'keep me');
+    const result = await startCommand(s, out.onLine).done;
+    expect(result.outcome).toBe('SUCCEEDED');
+    expect(out.lines).toEqual([{ stream: 'stdout', text: '$HOME;rm -rf x' }]);
+    expect(fs.readFileSync(path.join(s.cwd, 'x'), 'utf8')).toBe('keep me');
+  });
+
+  it('gives the process only the env it is given, in the work dir', async () => {
+    const out = collect();
+    const s = spec(
+      ['node', '-e', 'console.log(JSON.stringify([process.cwd(), Object.keys(process.env).sort()]))'],
+      {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FOO: 'bar' },
+      },
+    );
+    await startCommand(s, out.onLine).done;
+    const [cwd, keys] = JSON.parse(out.lines[0].text) as [string, string[]];
+    expect(fs.realpathSync(cwd)).toBe(fs.realpathSync(s.cwd));
+    expect(keys).toEqual(['FOO', 'PATH']);
+  });
+
+  it('times out: TIMED_OUT, and the whole process group is gone', async () => {
+    const out = collect();
+    const s = spec(['sh', '-c', 'sleep 60 & echo child=$!; sleep 60'], {
+      timeoutSeconds: 1,
+      cancelGraceSeconds: 1,
+    });
+    const run = startCommand(s, out.onLine);
+    const childLine = await out.waitFor('child=');
+    const grandchild = Number(childLine.split('=')[1]);
+    expect(livingMembers(run.pid!)).toEqual(expect.arrayContaining([run.pid, grandchild]));
+    const started = Date.now();
+    const result = await run.done;
+    expect(result.outcome).toBe('TIMED_OUT');
+    expect(result.reason).toBe('timed out after 1s');
+    expect(result.exitCode).toBeNull();
+    expect(result.signal).toBe('SIGTERM');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(livingMembers(run.pid!)).toEqual([]);
+  });
+
+  it('cancels: SIGTERM first, SIGKILL after the grace when the process ignores SIGTERM', async () => {
+    const out = collect();
+    const s = spec([
+      'node',
+      '-e',
+      "process.on('SIGTERM',()=>console.log('ignoring SIGTERM'));console.log('ready');setInterval(()=>{},1000)",
+    ]);
+    const run = startCommand(s, out.onLine);
+    await out.waitFor('ready');
+    const started = Date.now();
+    run.cancel(1);
+    const result = await run.done;
+    const elapsed = Date.now() - started;
+    expect(result).toEqual({ outcome: 'CANCELLED', exitCode: null, signal: 'SIGKILL', reason: 'cancelled' });
+    expect(out.lines.map((l) => l.text)).toContain('ignoring SIGTERM');
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(5000);
+    expect(livingMembers(run.pid!)).toEqual([]);
+  });
+
+  it('cancels a process that stops on SIGTERM without waiting for the grace', async () => {
+    const out = collect();
+    const run = startCommand(
+      spec(['node', '-e', "console.log('ready');setInterval(()=>{},1000)"]),
+      out.onLine,
+    );
+    await out.waitFor('ready');
+    const started = Date.now();
+    run.cancel(30, 'cancelled by the control plane');
+    const result = await run.done;
+    expect(result).toEqual({
+      outcome: 'CANCELLED',
+      exitCode: null,
+      signal: 'SIGTERM',
+      reason: 'cancelled by the control plane',
+    });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('reports a command that cannot start as FAILED with a reason, without throwing', async () => {
+    const result = await startCommand(spec(['hearth-no-such-command-xyz', '--flag']), () => undefined).done;
+    expect(result).toEqual({
+      outcome: 'FAILED',
+      exitCode: null,
+      signal: null,
+      reason: 'spawn failed: ENOENT: hearth-no-such-command-xyz',
+    });
+  });
+
+  it('does not wait for background processes that hold the output open after the main one exits', async () => {
+    const started = Date.now();
+    const result = await startCommand(spec(['sh', '-c', 'sleep 60 & echo started']), () => undefined).done;
+    expect(result.outcome).toBe('SUCCEEDED');
+    expect(Date.now() - started).toBeLessThan(8000);
+  });
+});

@@ -1,0 +1,149 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { encode, JobDispatch, type JobClaim, type JobClaimReply, type UpEvent } from '@hearth/contracts';
+import type { JsMsg, PubAck } from '@nats-io/jetstream';
+import { pino } from 'pino';
+import { AgentCounters } from '../telemetry/counters.js';
+import { AttemptRegistry } from './attempts.js';
+import { handleDispatch, type JobRunnerDeps } from './job-runner.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-job-runner-'));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A dispatch message that records what the runner did with it. */
+function message(data: Uint8Array) {
+  const calls: string[] = [];
+  const msg = {
+    data,
+    subject: 'hearth.test.down.job',
+    seq: 1,
+    ack: () => calls.push('ack'),
+    ackAck: async () => (calls.push('ack'), true),
+    term: () => calls.push('term'),
+    nak: () => calls.push('nak'),
+    working: () => calls.push('working'),
+  } as unknown as JsMsg;
+  return { msg, calls };
+}
+
+function dispatch(command: string[]): JobDispatch {
+  return {
+    type: 'job.dispatch',
+    v: 1,
+    jobId: randomUUID(),
+    attemptId: randomUUID(),
+    fencingToken: 7,
+    kind: 'command',
+    command,
+    env: { GREETING: 'hi' },
+    timeoutSeconds: 30,
+    cancelGraceSeconds: 1,
+  };
+}
+
+interface FakeGuard {
+  claims: JobClaim[];
+  events: UpEvent[];
+  claimFailures: number;
+  eventFailures: number;
+  reply: JobClaimReply;
+}
+
+function setup(fake: Partial<FakeGuard> = {}) {
+  const guard: FakeGuard = {
+    claims: [],
+    events: [],
+    claimFailures: 0,
+    eventFailures: 0,
+    reply: { type: 'job.claim.reply', v: 1, ok: true },
+    ...fake,
+  };
+  const counters = new AgentCounters();
+  const dataDir = fs.mkdtempSync(path.join(root, 'data-'));
+  const deps: JobRunnerDeps = {
+    dataDir,
+    jobBaseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', TMPDIR: os.tmpdir() },
+    registry: new AttemptRegistry(),
+    counters,
+    logger: pino({ level: 'silent' }),
+    stopTaking: new AbortController().signal,
+    forced: new AbortController().signal,
+    guard: {
+      claim: async (claim) => {
+        guard.claims.push(claim);
+        if (guard.claimFailures-- > 0) throw new Error('503 No Responders Available For Request');
+        return guard.reply;
+      },
+      event: async (event) => {
+        if (event.type === 'job.finished' && guard.eventFailures-- > 0) throw new Error('TIMEOUT');
+        guard.events.push(event);
+        return { stream: 'HEARTH_UP', seq: guard.events.length, duplicate: false } as PubAck;
+      },
+    },
+  };
+  return { guard, counters, deps, dataDir };
+}
+
+const finishedOf = (events: UpEvent[]) => events.filter((e) => e.type === 'job.finished');
+
+describe('handleDispatch', () => {
+  it('terminates an invalid message, counts it, and claims nothing', async () => {
+    const { guard, counters, deps } = setup();
+    const { msg, calls } = message(new TextEncoder().encode('{"type":"job.dispatch","v":1,"command":[]}'));
+    await handleDispatch(msg, deps);
+    expect(calls).toEqual(['term']);
+    expect(counters.invalidDispatch).toBe(1);
+    expect(guard.claims).toEqual([]);
+  });
+
+  it('never runs an attempt whose claim is refused', async () => {
+    const { guard, deps, dataDir } = setup({
+      reply: { type: 'job.claim.reply', v: 1, ok: false, reason: 'stale' },
+    });
+    const marker = path.join(dataDir, 'ran');
+    const { msg, calls } = message(encode(JobDispatch, dispatch(['touch', marker])));
+    await handleDispatch(msg, deps);
+    expect(calls).toEqual(['term']);
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(guard.events).toEqual([]);
+  });
+
+  it('retries the claim while the control plane does not answer, keeping the message alive', async () => {
+    const { guard, counters, deps } = setup({ claimFailures: 2 });
+    const job = dispatch(['node', '-e', 'console.log(process.env.GREETING, process.env.HEARTH_JOB_ID)']);
+    const { msg, calls } = message(encode(JobDispatch, job));
+    await handleDispatch(msg, deps);
+    expect(guard.claims).toHaveLength(3);
+    expect(counters.claimFailures).toBe(2);
+    expect(calls.filter((c) => c === 'working')).toHaveLength(2);
+    expect(finishedOf(guard.events)).toMatchObject([{ outcome: 'SUCCEEDED', attemptId: job.attemptId }]);
+    const logLines = guard.events.flatMap((e) => (e.type === 'job.log' ? e.lines.map((l) => l.text) : []));
+    expect(logLines).toEqual([`hi ${job.jobId}`]);
+    expect(calls.at(-1)).toBe('ack');
+  });
+
+  it('retries JobFinished until the stream acknowledges it, and acks the dispatch only then', async () => {
+    const { guard, counters, deps } = setup({ eventFailures: 2 });
+    const { msg, calls } = message(encode(JobDispatch, dispatch(['sh', '-c', 'exit 4'])));
+    await handleDispatch(msg, deps);
+    expect(counters.sendFailures).toBe(2);
+    expect(finishedOf(guard.events)).toMatchObject([
+      { outcome: 'FAILED', exitCode: 4, reason: 'exited with code 4' },
+    ]);
+    expect(calls).toEqual(['working', 'working', 'ack']);
+  });
+
+  it('gives the message back (nak) when stopping before the claim succeeds', async () => {
+    const { deps } = setup({ claimFailures: 100 });
+    const stopping = new AbortController();
+    const { msg, calls } = message(encode(JobDispatch, dispatch(['true'])));
+    const handled = handleDispatch(msg, { ...deps, stopTaking: stopping.signal });
+    setTimeout(() => stopping.abort(), 100);
+    await handled;
+    expect(calls.at(-1)).toBe('nak');
+    expect(calls).not.toContain('ack');
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * One dispatched attempt, from message to ack: validate, claim (the control plane must agree
+ * before anything starts), run, ship the log tail, report JobFinished until the stream acks it,
+ * and only then ack the dispatch message. The message is kept alive with working() throughout.
+ */
+import path from 'node:path';
+import { JobDispatch, decode, type JobFinished } from '@hearth/contracts';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { JobBaseEnv } from '../config/config.js';
+import { backoffDelay, sleep } from '../connection/backoff.js';
+import type { EgressGuard } from '../egress/guard.js';
+import { errorMessage, type Logger } from '../logger.js';
+import type { AgentCounters } from '../telemetry/counters.js';
+import type { Attempt, AttemptRegistry } from './attempts.js';
+import { startCommand, type CommandResult } from './command-runner.js';
+import { LogShipper } from './log-shipper.js';
+import { LogTail } from './log-tail.js';
+
+export interface JobRunnerDeps {
+  dataDir: string;
+  jobBaseEnv: JobBaseEnv;
+  guard: Pick<EgressGuard, 'claim' | 'event'>;
+  registry: AttemptRegistry;
+  counters: AgentCounters;
+  logger: Logger;
+  /** Graceful stop: claims that have not succeeded yet give the message back. */
+  stopTaking: AbortSignal;
+  /** Forced stop: reporting gives up (the message is then redelivered). */
+  forced: AbortSignal;
+  workingIntervalMs?: number;
+}
+
+const FINISH_BACKOFF = { initialMs: 500, maxMs: 30_000 };
+
+export async function handleDispatch(msg: JsMsg, deps: JobRunnerDeps): Promise<void> {
+  const parsed = decode(JobDispatch, msg.data);
+  if (!parsed.ok) {
+    deps.counters.invalidDispatch++;
+    deps.logger.warn(
+      {
+        reason: parsed.error,
+        subject: msg.subject,
+        streamSeq: msg.seq,
+        invalid: deps.counters.invalidDispatch,
+      },
+      'invalid job dispatch message terminated',
+    );
+    msg.term(); // no reason argument: nats-server < 2.10.4 ignores "+TERM <reason>" (the reason is logged)
+    return;
+  }
+  const job = parsed.value;
+  const existing = deps.registry.get(job.attemptId);
+  if (existing) {
+    deps.logger.info({ attemptId: job.attemptId }, 'redelivery of an attempt already held here');
+    existing.adopt(msg);
+    return;
+  }
+  const attempt = deps.registry.add(job, msg);
+  const log = deps.logger.child({
+    jobId: job.jobId,
+    attemptId: job.attemptId,
+    fencingToken: job.fencingToken,
+  });
+  const working = setInterval(() => attempt.msg.working(), deps.workingIntervalMs ?? 10_000);
+  try {
+    await runAttempt(attempt, deps, log);
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'attempt handling failed; the message will be redelivered');
+  } finally {
+    clearInterval(working);
+    deps.registry.remove(attempt);
+  }
+}
+
+async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Promise<void> {
+  const claim = await claimAttempt(attempt, deps, log);
+  if (claim === 'stopped') {
+    attempt.msg.nak();
+    return;
+  }
+  if (!claim.ok) {
+    deps.counters.claimsRefused++;
+    log.info({ reason: claim.reason }, 'claim refused; the attempt will not run');
+    attempt.msg.term();
+    return;
+  }
+  attempt.state = 'running';
+  const stop = attempt.stopRequested;
+  const result: CommandResult = stop
+    ? { outcome: 'CANCELLED', exitCode: null, signal: null, reason: `${stop.reason} before start` }
+    : await execute(attempt, deps, log);
+  attempt.state = 'reporting';
+  log.info({ outcome: result.outcome, exitCode: result.exitCode, signal: result.signal }, 'attempt finished');
+  if (await reportFinished(attempt, result, deps, log)) await ackDispatch(attempt, log);
+}
+
+/**
+ * Acks the dispatch and waits for the server to confirm. A lost ack is not fatal: the message is
+ * redelivered after ack_wait and the control plane refuses the claim of a finished attempt.
+ */
+async function ackDispatch(attempt: Attempt, log: Logger): Promise<void> {
+  let confirmed = false;
+  try {
+    confirmed = await attempt.msg.ackAck({ timeout: 5000 });
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'dispatch ack not confirmed');
+  }
+  if (!confirmed) log.warn('dispatch ack not confirmed; a redelivery will be refused at claim');
+}
+
+type ClaimOutcome = { ok: true } | { ok: false; reason: string } | 'stopped';
+
+async function claimAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Promise<ClaimOutcome> {
+  const { jobId, attemptId, fencingToken } = attempt.job;
+  for (let i = 0; ; i++) {
+    if (deps.stopTaking.aborted) return 'stopped';
+    try {
+      const reply = await deps.guard.claim({ type: 'job.claim', v: 1, jobId, attemptId, fencingToken });
+      return reply.ok ? { ok: true } : { ok: false, reason: reply.reason ?? 'no reason given' };
+    } catch (err) {
+      deps.counters.claimFailures++;
+      const delay = backoffDelay(i);
+      log.warn({ err: errorMessage(err), try: i + 1, retryInMs: delay }, 'claim not answered; retrying');
+      attempt.msg.working();
+      if (!(await sleep(delay, deps.stopTaking))) return 'stopped';
+    }
+  }
+}
+
+async function execute(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Promise<CommandResult> {
+  const { job } = attempt;
+  const workDir = path.join(deps.dataDir, 'work', job.jobId, job.attemptId);
+  const tail = new LogTail();
+  const shipper = new LogShipper({
+    tail,
+    logger: log,
+    signal: deps.forced,
+    send: async (batch, seq) => {
+      const { jobId, attemptId, fencingToken } = job;
+      await deps.guard.event({ type: 'job.log', v: 1, jobId, attemptId, fencingToken, seq, ...batch });
+    },
+  });
+  shipper.start();
+  const run = startCommand(
+    {
+      command: job.command,
+      env: {
+        ...deps.jobBaseEnv,
+        HOME: workDir,
+        ...job.env,
+        HEARTH_JOB_ID: job.jobId,
+        HEARTH_ATTEMPT_ID: job.attemptId,
+      },
+      cwd: workDir,
+      logFile: path.join(deps.dataDir, 'logs', job.jobId, `${job.attemptId}.log`),
+      timeoutSeconds: job.timeoutSeconds,
+      cancelGraceSeconds: job.cancelGraceSeconds,
+    },
+    (stream, text) => tail.push(stream, text),
+  );
+  log.info({ pid: run.pid, command: job.command[0] }, 'attempt started');
+  attempt.attach(run);
+  const result = await run.done;
+  await shipper.finish();
+  deps.counters.logLinesDropped += tail.totalDropped;
+  return result;
+}
+
+/** Publishes JobFinished until the stream acknowledges it; false only when a forced stop cuts it. */
+async function reportFinished(
+  attempt: Attempt,
+  result: CommandResult,
+  deps: JobRunnerDeps,
+  log: Logger,
+): Promise<boolean> {
+  const { jobId, attemptId, fencingToken } = attempt.job;
+  const finished: JobFinished = {
+    type: 'job.finished',
+    v: 1,
+    jobId,
+    attemptId,
+    fencingToken,
+    outcome: result.outcome,
+    exitCode: result.exitCode,
+    signal: result.signal,
+    reason: result.reason === null ? null : result.reason.slice(0, 512),
+    finishedAt: new Date().toISOString(),
+  };
+  for (let i = 0; ; i++) {
+    try {
+      await deps.guard.event(finished);
+      return true;
+    } catch (err) {
+      deps.counters.sendFailures++;
+      const delay = backoffDelay(i, FINISH_BACKOFF);
+      log.warn(
+        { err: errorMessage(err), try: i + 1, retryInMs: delay },
+        'JobFinished not acknowledged; retrying',
+      );
+      attempt.msg.working();
+      if (!(await sleep(delay, deps.forced))) {
+        log.error('forced stop before JobFinished was acknowledged; the dispatch stays unacked');
+        return false;
+      }
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import { describe, expect, it } from '@jest/globals';
+import { JobLog, LOG_TAIL } from '@hearth/contracts';
+import { LineSplitter } from './line-splitter.js';
+import { LogTail, truncateLine, type TailBatch } from './log-tail.js';
+
+function clock(start = 1_000_000) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+function drain(tail: LogTail): TailBatch[] {
+  const batches: TailBatch[] = [];
+  for (let b = tail.take(); b; b = tail.take()) batches.push(b);
+  return batches;
+}
+
+const ref = {
+  jobId: '0b6a3f3e-8d8e-4e8c-9a61-3c3b7e6c2d11',
+  attemptId: '5f0f8c1c-1b7d-4f0e-8f6c-2d7c7d9e3a22',
+  fencingToken: 1,
+};
+
+describe('LogTail', () => {
+  it('admits a burst, then drops and counts the excess', () => {
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 50, burst: 200, maxPending: 1000, now: c.now });
+    for (let i = 0; i < 300; i++) tail.push('stdout', `line ${i}`);
+    const batches = drain(tail);
+    expect(batches.flatMap((b) => b.lines)).toHaveLength(200);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(100);
+    expect(batches.every((b) => b.lines.length <= LOG_TAIL.maxLinesPerMessage)).toBe(true);
+    expect(batches[0].lines[0]).toEqual({ stream: 'stdout', text: 'line 0' });
+    expect(batches.at(-1)?.lines.at(-1)?.text).toBe('line 199');
+    expect(tail.totalDropped).toBe(100);
+  });
+
+  it('refills at the sustained rate', () => {
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 50, burst: 200, maxPending: 1000, now: c.now });
+    for (let i = 0; i < 200; i++) tail.push('stdout', 'x');
+    drain(tail);
+    c.advance(1000);
+    for (let i = 0; i < 80; i++) tail.push('stderr', 'y');
+    const batches = drain(tail);
+    expect(batches.flatMap((b) => b.lines)).toHaveLength(50);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(30);
+  });
+
+  it('never holds more than maxPending lines while nothing is taken', () => {
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 1000, burst: 1000, maxPending: 120, now: c.now });
+    for (let i = 0; i < 500; i++) tail.push('stdout', 'z');
+    const batches = drain(tail);
+    expect(batches.flatMap((b) => b.lines)).toHaveLength(120);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(380);
+  });
+
+  it('truncates long lines to the contract bound, visibly', () => {
+    const tail = new LogTail();
+    tail.push('stdout', 'a'.repeat(5000));
+    const [batch] = drain(tail);
+    expect(batch.lines[0].text).toHaveLength(LOG_TAIL.maxLineChars);
+    expect(batch.lines[0].text.endsWith('…')).toBe(true);
+    expect(truncateLine('short')).toBe('short');
+  });
+
+  it('produces batches the contract accepts', () => {
+    const tail = new LogTail();
+    for (let i = 0; i < 260; i++) tail.push(i % 2 ? 'stderr' : 'stdout', 'b'.repeat(i * 20));
+    drain(tail).forEach((batch, seq) => {
+      expect(JobLog.safeParse({ type: 'job.log', v: 1, ...ref, seq, ...batch }).success).toBe(true);
+    });
+  });
+
+  it('counts the lines of a batch that could not be sent as dropped in the next one', () => {
+    const tail = new LogTail();
+    tail.push('stdout', 'one');
+    tail.push('stdout', 'two');
+    const batch = tail.take()!;
+    tail.restore(batch);
+    expect(tail.take()).toEqual({ lines: [], dropped: 2 });
+    expect(tail.take()).toBeNull();
+    expect(tail.totalDropped).toBe(2);
+  });
+});
+
+describe('LineSplitter', () => {
+  it('splits across chunks, keeps multi-byte characters whole and strips CR', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((l) => lines.push(l));
+    const bytes = Buffer.from('héllo\r\nwörld\nlast');
+    for (let i = 0; i < bytes.length; i++) splitter.push(bytes.subarray(i, i + 1));
+    splitter.end();
+    expect(lines).toEqual(['héllo', 'wörld', 'last']);
+  });
+
+  it('cuts a line that never ends instead of buffering it forever', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((l) => lines.push(l), 100);
+    splitter.push(Buffer.from('x'.repeat(250)));
+    expect(lines).toEqual(['x'.repeat(100), 'x'.repeat(100)]);
+    splitter.end();
+    expect(lines[2]).toBe('x'.repeat(50));
+  });
+});

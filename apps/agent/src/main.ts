@@ -1,0 +1,182 @@
+/**
+ * The `run` daemon: connect, heartbeat, consume control messages, pull and run jobs. Two stops:
+ * graceful (stop taking jobs, let running ones finish up to the drain timeout, report them, close)
+ * and forced (kill every job's process group now).
+ */
+import path from 'node:path';
+import { DOWN_STREAM, consumers } from '@hearth/contracts';
+import { jetstream, type Consumer, type JetStreamClient } from '@nats-io/jetstream';
+import type { RunConfig } from './config/config.js';
+import { backoffDelay, sleep } from './connection/backoff.js';
+import { DataDirError, LEDGER_FILE, type AgentIdentity } from './connection/credentials.js';
+import { connectWithRetry } from './connection/nats.js';
+import { EgressGuard } from './egress/guard.js';
+import { EgressLedger } from './egress/ledger.js';
+import { AttemptRegistry } from './executor/attempts.js';
+import { handleControl, runControlLoop } from './executor/control-loop.js';
+import { JobLoop } from './executor/job-loop.js';
+import { handleDispatch } from './executor/job-runner.js';
+import { errorMessage, type Logger } from './logger.js';
+import { AgentCounters } from './telemetry/counters.js';
+import { detectGpus } from './telemetry/gpus.js';
+import { runHeartbeats } from './telemetry/heartbeat.js';
+import { systemInfo } from './telemetry/system-info.js';
+
+export interface StopSignals {
+  /** First SIGTERM/SIGINT: stop taking jobs and drain. */
+  graceful: AbortSignal;
+  /** Second signal: kill running jobs and go. */
+  forced: AbortSignal;
+}
+
+/** After the drain timeout has killed what was left, how long their results may take to go up. */
+const REPORT_AFTER_KILL_MS = 10_000;
+/** The same after a forced stop (the CLI exits 3 s after the second signal regardless). */
+const REPORT_AFTER_FORCE_MS = 2000;
+
+export async function runAgent(
+  config: RunConfig,
+  identity: AgentIdentity,
+  logger: Logger,
+  stop: StopSignals,
+): Promise<number> {
+  const registry = new AttemptRegistry();
+  const killAll = () => registry.killAll('agent stopped (forced)');
+  stop.forced.addEventListener('abort', killAll, { once: true });
+
+  const system = systemInfo(await detectGpus());
+  logger.info({ system, maxJobs: config.maxJobs }, 'agent starting');
+  const ledger = openLedger(config.dataDir);
+  const servers = config.natsUrl ? [config.natsUrl] : identity.file.natsServers;
+  const nc = await connectWithRetry(identity, servers, logger, stop.graceful);
+  if (!nc) {
+    ledger.close();
+    logger.info('agent stopped before it could connect');
+    return stop.forced.aborted ? 1 : 0;
+  }
+
+  const js = jetstream(nc);
+  const guard = new EgressGuard({ nc, js, ledger, address: identity.address });
+  const counters = new AgentCounters();
+  const shutdown = new AbortController();
+  stop.forced.addEventListener('abort', () => shutdown.abort(), { once: true });
+
+  const [jobConsumer, ctlConsumer] = await Promise.all([
+    getConsumer(js, consumers.jobs(identity.file.agentId), logger, stop.graceful),
+    getConsumer(js, consumers.control(identity.file.agentId), logger, stop.graceful),
+  ]);
+
+  const jobs = jobConsumer
+    ? new JobLoop(
+        jobConsumer,
+        config.maxJobs,
+        (msg) =>
+          handleDispatch(msg, {
+            dataDir: config.dataDir,
+            jobBaseEnv: config.jobBaseEnv,
+            guard,
+            registry,
+            counters,
+            logger,
+            stopTaking: stop.graceful,
+            forced: stop.forced,
+          }),
+        logger,
+      )
+    : null;
+
+  const loops: Promise<void>[] = [
+    runHeartbeats(
+      {
+        agentId: identity.file.agentId,
+        intervalSeconds: identity.file.heartbeatSeconds,
+        system,
+        source: {
+          running: () => registry.running(),
+          freeSlots: () => jobs?.freeSlots(stop.graceful.aborted) ?? 0,
+        },
+        guard,
+        counters,
+        logger,
+      },
+      shutdown.signal,
+    ),
+  ];
+  if (ctlConsumer) {
+    loops.push(
+      runControlLoop(
+        ctlConsumer,
+        (msg) => handleControl(msg, registry, counters, logger),
+        logger,
+        shutdown.signal,
+      ),
+    );
+  }
+  if (jobs) {
+    logger.info('agent ready: taking jobs');
+    await jobs.run(stop.graceful);
+    await drain(jobs, registry, config.drainSeconds, logger, stop.forced);
+  }
+
+  shutdown.abort();
+  await Promise.allSettled(loops);
+  try {
+    await nc.drain();
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'closing the NATS connection failed');
+  }
+  ledger.close();
+  logger.info({ counters: counters.snapshot(), forced: stop.forced.aborted }, 'agent stopped');
+  return stop.forced.aborted ? 1 : 0;
+}
+
+/**
+ * Waits for running jobs up to the drain timeout (or a forced stop); then kills what is left and
+ * gives the killed jobs a short while to report, so the control plane learns why they ended.
+ */
+async function drain(
+  jobs: JobLoop,
+  registry: AttemptRegistry,
+  drainSeconds: number,
+  logger: Logger,
+  forced: AbortSignal,
+): Promise<void> {
+  if (registry.size > 0) logger.info({ running: registry.size, drainSeconds }, 'draining running jobs');
+  if (await jobs.idle(AbortSignal.any([forced, AbortSignal.timeout(drainSeconds * 1000)]))) return;
+  if (!forced.aborted) {
+    const killed = registry.killAll(`agent stopped: drain timeout of ${drainSeconds}s`);
+    logger.warn({ killed }, 'drain timeout: running jobs killed');
+  }
+  await jobs.idle(AbortSignal.timeout(forced.aborted ? REPORT_AFTER_FORCE_MS : REPORT_AFTER_KILL_MS));
+}
+
+function openLedger(dataDir: string): EgressLedger {
+  const file = path.join(dataDir, LEDGER_FILE);
+  try {
+    return EgressLedger.open(file);
+  } catch (err) {
+    throw new DataDirError(`cannot open the egress ledger ${file}: ${errorMessage(err)}`);
+  }
+}
+
+/** Looks up one of the agent's durable consumers (CONSUMER.INFO only), retrying until it exists. */
+async function getConsumer(
+  js: JetStreamClient,
+  name: string,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<Consumer | null> {
+  for (let i = 0; !signal.aborted; i++) {
+    try {
+      return await js.consumers.get(DOWN_STREAM, name);
+    } catch (err) {
+      const delay = backoffDelay(i);
+      logger.error(
+        { err: errorMessage(err), consumer: name, retryInMs: delay },
+        'cannot find consumer; retrying',
+      );
+      await sleep(delay, signal);
+    }
+  }
+  return null;
+}

@@ -1,0 +1,50 @@
+/** Starts the real `hearth-agent run` process (from dist) and keeps its stderr for assertions. */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitUntil } from './fake-control-plane.js';
+
+export const agentDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = path.resolve(agentDir, '../..');
+
+/** The lead's test script builds first (npm run build); this only covers a missing dist. */
+export function ensureBuilt(): void {
+  if (!fs.existsSync(path.join(agentDir, 'dist', 'cli.js'))) {
+    execFileSync('npx', ['tsc', '-b', 'apps/agent'], { cwd: repoRoot, stdio: 'inherit' });
+  }
+}
+
+export interface AgentProcess {
+  proc: ChildProcess;
+  log: () => string;
+  exited: Promise<number | null>;
+  stop: () => void;
+}
+
+export async function startAgent(
+  dataDir: string,
+  cwd: string,
+  extraArgs: string[] = [],
+): Promise<AgentProcess> {
+  ensureBuilt();
+  const proc = spawn(
+    process.execPath,
+    [path.join(agentDir, 'bin', 'hearth-agent.js'), 'run', '--data-dir', dataDir, ...extraArgs],
+    { cwd, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let log = '';
+  proc.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const agent = {
+    proc,
+    log: () => log,
+    exited,
+    stop: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      if (process.env.HEARTH_TEST_AGENT_LOG) process.stderr.write(log); // the agent's own log, when debugging
+    },
+  };
+  await waitUntil(() => log.includes('agent ready'), 20_000, `the agent to be ready; its log:\n${log}`);
+  return agent;
+}
