@@ -26,8 +26,10 @@ ensure_nats() {
 }
 
 log "installing dependencies"
-# onnxruntime-node (later issues) must not fetch CUDA files at install.
-ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+# onnxruntime-node (later issues) must not fetch CUDA files at install. `npm install`, not `npm ci`:
+# with this machine's npm setting omit-lockfile-registry-resolved, npm 11 writes lock entries for
+# other platforms' optional binaries (@swc/core-darwin-*, …) that `npm ci` then calls missing.
+ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error
 
 ensure_postgres
 ensure_nats
