@@ -15,7 +15,9 @@ import { errorMessage, type Logger } from '../logger.js';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
 import type { AgentIdentity } from './credentials.js';
 
-const RECONNECT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000 };
+// Capped at 5 s: a short NATS restart must not keep the fleet away for half a minute; the jitter
+// spreads a large fleet's reconnects.
+const RECONNECT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 5_000 };
 
 /** Reconnect attempts since the last successful connection (drives the backoff). */
 interface ReconnectPacer {
