@@ -10,4 +10,5 @@ DROP TABLE agents;
 DROP TABLE api_tokens;
 DROP TABLE users;
 DROP TABLE organizations;
+DROP FUNCTION hearth_authenticate(bytea);
 DROP FUNCTION hearth_current_tenant();

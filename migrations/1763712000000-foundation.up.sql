@@ -166,8 +166,33 @@ BEGIN
 END
 $$;
 
+-- Authentication precedes knowing the tenant. Rather than letting the app role read tokens across
+-- tenants, one narrow function runs as hearth_system: given a token hash it returns that token's
+-- principal (and records its use at most once a minute). One statement, one round trip per request.
+CREATE FUNCTION hearth_authenticate(p_hash bytea)
+RETURNS TABLE (token_id uuid, tenant_id uuid, user_id uuid)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public AS $$
+  WITH t AS (
+    SELECT id, tenant_id, user_id, last_used_at FROM api_tokens
+     WHERE token_hash = p_hash AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+  ), touched AS (
+    UPDATE api_tokens a SET last_used_at = now() FROM t
+     WHERE a.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')
+  )
+  SELECT id, tenant_id, user_id FROM t
+$$;
+DO $$
+BEGIN
+  EXECUTE format('GRANT hearth_system TO %I', current_user);
+EXCEPTION WHEN others THEN NULL; -- superusers need no grant
+END
+$$;
+ALTER FUNCTION hearth_authenticate(bytea) OWNER TO hearth_system;
+REVOKE ALL ON FUNCTION hearth_authenticate(bytea) FROM PUBLIC;
+
 GRANT USAGE ON SCHEMA public TO hearth_app, hearth_system;
 GRANT SELECT, INSERT, UPDATE ON organizations, users, api_tokens, agents, join_tokens, jobs, job_attempts, outbox TO hearth_app, hearth_system;
 GRANT USAGE ON SEQUENCE outbox_id_seq TO hearth_app, hearth_system;
 GRANT DELETE ON outbox TO hearth_system;
 GRANT EXECUTE ON FUNCTION hearth_current_tenant() TO hearth_app, hearth_system;
+GRANT EXECUTE ON FUNCTION hearth_authenticate(bytea) TO hearth_app;

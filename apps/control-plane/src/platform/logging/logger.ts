@@ -18,8 +18,12 @@ export const REDACT = [
 ];
 
 export function createLogger(level: string, name = 'control-plane'): Logger {
-  // Synchronous writes: a line logged just before a crash or a SIGKILL is never lost.
-  const destination = pino.destination({ dest: 1, sync: true });
+  // Buffered writes (one syscall per 4 KiB rather than per line: the access log alone was ~10 % of
+  // the process's CPU with synchronous writes), flushed every 200 ms and synchronously at exit, so
+  // a line logged before process.exit or a crash still lands. Only a SIGKILL can lose the last 200 ms.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => destination.flush(), 200).unref();
+  process.once('exit', () => destination.flushSync());
   return pino(
     {
       name,

@@ -11,6 +11,7 @@ import { requestContext } from '../logging/request-context.js';
 
 export const APP_ROLE = 'hearth_app';
 export const SYSTEM_ROLE = 'hearth_system';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export type Work<T> = (m: EntityManager) => Promise<T>;
 
@@ -20,15 +21,14 @@ export class Transactions {
 
   /** Runs `work` as the app role, scoped to one tenant. */
   tenant<T>(tenantId: string, work: Work<T>): Promise<T> {
-    return this.ds.transaction(async (m) => {
-      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)`, [
-        APP_ROLE,
-        tenantId,
-      ]);
-      const ctx = requestContext();
-      if (ctx && !ctx.tenantId) ctx.tenantId = tenantId;
-      return work(m);
-    });
+    if (!UUID.test(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
+    const ctx = requestContext();
+    if (ctx && !ctx.tenantId) ctx.tenantId = tenantId;
+    // The id is a checked UUID, so it can be inlined: BEGIN and the scope then share one round trip.
+    return this.run(
+      `SELECT set_config('role', '${APP_ROLE}', true), set_config('app.tenant_id', '${tenantId}', true)`,
+      work,
+    );
   }
 
   /**
@@ -52,11 +52,32 @@ export class Transactions {
 
   /** Runs `work` with cross-tenant reach. Only for the platform's own duties; never with user input as the scope. */
   system<T>(work: Work<T>): Promise<T> {
-    return this.ds.transaction(async (m) => {
-      await m.query(`SELECT set_config('role', $1, true), set_config('app.tenant_id', '', true)`, [
-        SYSTEM_ROLE,
-      ]);
-      return work(m);
-    });
+    return this.run(
+      `SELECT set_config('role', '${SYSTEM_ROLE}', true), set_config('app.tenant_id', '', true)`,
+      work,
+    );
+  }
+
+  /**
+   * One transaction on one pooled connection. BEGIN and the scope go as one simple-protocol message
+   * (this is on every request's path, and each round trip costs a syscall pair on both sides).
+   */
+  private async run<T>(scope: string, work: Work<T>): Promise<T> {
+    const qr = this.ds.createQueryRunner();
+    await qr.connect();
+    try {
+      await qr.query(`BEGIN; ${scope}`);
+      // TypeORM must know (pessimistic locks require it; its helpers must not open a nested one).
+      (qr as { isTransactionActive: boolean }).isTransactionActive = true;
+      const result = await work(qr.manager);
+      await qr.query('COMMIT');
+      return result;
+    } catch (err) {
+      await qr.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      (qr as { isTransactionActive: boolean }).isTransactionActive = false;
+      await qr.release();
+    }
   }
 }
