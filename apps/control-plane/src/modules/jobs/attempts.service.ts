@@ -131,13 +131,11 @@ export class AttemptsService {
     reason: string | null,
   ) {
     await m.query(
-      `UPDATE job_attempts SET state = $2, exit_code = $3, reason = $4, finished_at = now() WHERE id = $1`,
-      [ref.attemptId, outcome, exitCode, reason],
-    );
-    await m.query(
-      `UPDATE jobs SET state = $2, exit_code = $3, state_reason = $4, finished_at = now(), updated_at = clock_timestamp()
+      `WITH attempt AS (
+         UPDATE job_attempts SET state = $3, exit_code = $4, reason = $5, finished_at = now() WHERE id = $2)
+       UPDATE jobs SET state = $3, exit_code = $4, state_reason = $5, finished_at = now(), updated_at = clock_timestamp()
         WHERE id = $1`,
-      [ref.jobId, outcome, exitCode, reason],
+      [ref.jobId, ref.attemptId, outcome, exitCode, reason],
     );
     jobTransitions.inc({ to: outcome });
   }

@@ -9,7 +9,6 @@ import type { Logger } from 'pino';
 import { encode, JobDispatch, subjects } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
-import { OutboxMessage } from '../../platform/messaging/outbox-message.entity.js';
 import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { JobEntity } from './job.entity.js';
@@ -29,6 +28,8 @@ export class Dispatcher {
   ) {}
 
   private readonly kicked = new Set<string>();
+  /** Tenants for which this process left a job QUEUED: only they need a pass when a slot frees. */
+  private readonly waiting = new Set<string>();
   private kickLoop: Promise<void> | null = null;
 
   /**
@@ -47,6 +48,7 @@ export class Dispatcher {
       await this.assign(m, job, agentId);
       return true;
     }
+    this.waiting.add(job.tenantId);
     const reason = await this.whyWaiting(m, job, labels, ids);
     if (reason !== job.stateReason) {
       await m.query(`UPDATE jobs SET state_reason = $2, updated_at = clock_timestamp() WHERE id = $1`, [
@@ -88,19 +90,10 @@ export class Dispatcher {
     return null;
   }
 
+  /** Writes the attempt, its dispatch message (outbox) and the job's new state in one statement. */
   private async assign(m: EntityManager, job: JobEntity, agentId: string) {
     const attemptId = uuidv7();
     const number = job.attempts + 1;
-    await m.query(
-      `INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at)
-       VALUES ($1, $2, $3, $4::int, $4::int, $5, 'DISPATCHED', now() + make_interval(secs => $6))`,
-      [attemptId, job.tenantId, job.id, number, agentId, this.config.fleet.leaseSeconds],
-    );
-    await m.query(
-      `UPDATE jobs SET state = 'DISPATCHED', state_reason = NULL, attempts = $2, current_attempt_id = $3, agent_id = $4,
-              updated_at = clock_timestamp() WHERE id = $1`,
-      [job.id, number, attemptId, agentId],
-    );
     const payload = encode(JobDispatch, {
       type: 'job.dispatch',
       v: 1,
@@ -113,12 +106,26 @@ export class Dispatcher {
       timeoutSeconds: job.timeoutSeconds,
       cancelGraceSeconds: this.config.jobs.cancelGraceSeconds,
     });
-    await m.insert(OutboxMessage, {
-      tenantId: job.tenantId,
-      subject: subjects.jobs({ tenantId: job.tenantId, agentId }),
-      msgId: attemptId,
-      payload: Buffer.from(payload),
-    });
+    await m.query(
+      `WITH attempt AS (
+         INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at)
+         VALUES ($3, $2, $1, $4::int, $4::int, $5, 'DISPATCHED', now() + make_interval(secs => $6))
+       ), message AS (
+         INSERT INTO outbox (tenant_id, subject, msg_id, payload) VALUES ($2, $7, $3, $8)
+       )
+       UPDATE jobs SET state = 'DISPATCHED', state_reason = NULL, attempts = $4, current_attempt_id = $3, agent_id = $5,
+              updated_at = clock_timestamp() WHERE id = $1`,
+      [
+        job.id,
+        job.tenantId,
+        attemptId,
+        number,
+        agentId,
+        this.config.fleet.leaseSeconds,
+        subjects.jobs({ tenantId: job.tenantId, agentId }),
+        Buffer.from(payload),
+      ],
+    );
     Object.assign(job, {
       state: 'DISPATCHED',
       stateReason: null,
@@ -155,6 +162,8 @@ export class Dispatcher {
    * would repeat the same scan). At most one pass runs at a time in this process.
    */
   kick(tenantId: string | null) {
+    // Jobs another replica left waiting are picked up by the periodic system pass (kick(null)).
+    if (tenantId !== null && !this.waiting.has(tenantId)) return;
     this.kicked.add(tenantId ?? SYSTEM);
     if (this.kickLoop) return;
     this.kickLoop = (async () => {
@@ -171,14 +180,17 @@ export class Dispatcher {
 
   async assignQueued(tenantId: string | null, limit = 200): Promise<void> {
     const run = (m: EntityManager) => this.assignQueuedIn(m, limit);
-    const assigned = tenantId ? await this.tx.tenant(tenantId, run) : await this.tx.system(run);
+    const { assigned, waiting } = tenantId ? await this.tx.tenant(tenantId, run) : await this.tx.system(run);
+    if (tenantId === null) this.waiting.clear();
+    else this.waiting.delete(tenantId);
+    for (const t of waiting) this.waiting.add(t);
     if (assigned.length) {
       this.relay.kick();
       for (const j of assigned) this.updates.publish(j.tenantId, j.id);
     }
   }
 
-  private async assignQueuedIn(m: EntityManager, limit: number): Promise<JobEntity[]> {
+  private async assignQueuedIn(m: EntityManager, limit: number): Promise<{ assigned: JobEntity[]; waiting: Set<string> }> {
     const queued = await m
       .createQueryBuilder(JobEntity, 'j')
       .where(`j.state = 'QUEUED'`)
@@ -198,6 +210,9 @@ export class Dispatcher {
     }
     if (queued.length)
       this.log.debug({ queued: queued.length, assigned: assigned.length }, 'assigned queued jobs');
-    return assigned;
+    const waiting = new Set(queued.filter((j) => !assigned.includes(j)).map((j) => j.tenantId));
+    // A full page means more may wait beyond it.
+    if (queued.length === limit) for (const j of queued) waiting.add(j.tenantId);
+    return { assigned, waiting };
   }
 }
