@@ -96,6 +96,17 @@ try {
        FROM jobs WHERE created_at > $1`,
     [warm],
   );
+  // Where the time goes: to the attempt's creation (assignment), to the outbox row's publication
+  // (relay), to the claim (agent pulled it and the control plane answered).
+  const [stages] = await query(
+    db.adminUrl,
+    `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.created_at - j.created_at) * 1000) AS assigned,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.published_at - j.created_at) * 1000) AS published,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM j.started_at - j.created_at) * 1000) AS running
+       FROM jobs j JOIN job_attempts a ON a.job_id = j.id AND a.number = 1 JOIN outbox o ON o.msg_id = a.id::text
+      WHERE j.created_at > $1`,
+    [warm],
+  );
   const result = {
     date: new Date().toISOString(),
     machine: '2 cores, 24 GB; Postgres 15, nats-server 2.9 local',
@@ -106,6 +117,11 @@ try {
     submitErrors: errors.length,
     succeeded: Number(stats.succeeded),
     submitToRunningMs: { p50: round(stats.p50), p99: round(stats.p99), max: round(stats.max) },
+    p50StagesMs: {
+      assigned: round(stages.assigned),
+      published: round(stages.published),
+      running: round(stages.running),
+    },
     dispatchedPerSecond: round(Number(stats.jobs) / Number(stats.span_running)),
     completedPerSecond: round(Number(stats.jobs) / Number(stats.span_done)),
   };

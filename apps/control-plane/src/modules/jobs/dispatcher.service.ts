@@ -190,7 +190,10 @@ export class Dispatcher {
     }
   }
 
-  private async assignQueuedIn(m: EntityManager, limit: number): Promise<{ assigned: JobEntity[]; waiting: Set<string> }> {
+  private async assignQueuedIn(
+    m: EntityManager,
+    limit: number,
+  ): Promise<{ assigned: JobEntity[]; waiting: Set<string> }> {
     const queued = await m
       .createQueryBuilder(JobEntity, 'j')
       .where(`j.state = 'QUEUED'`)

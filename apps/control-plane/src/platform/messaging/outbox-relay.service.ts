@@ -71,30 +71,36 @@ export class OutboxRelay implements OnApplicationShutdown {
           `SELECT id, subject, msg_id, payload FROM outbox
             WHERE published_at IS NULL ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`,
         );
+        // All of a batch in flight at once: each publish waits for its PubAck, and one at a time
+        // would cap dispatch at one round trip per job. Order across jobs carries no meaning.
+        const results = await Promise.allSettled(
+          rows.map((row) =>
+            this.nats.js.publish(row.subject, row.payload, { msgID: row.msg_id, timeout: 5000 }),
+          ),
+        );
+        if (this.config.fault === 'relay-after-publish' && results.some((r) => r.status === 'fulfilled')) {
+          this.log.fatal('fault injection: exiting after publish, before marking the outbox row');
+          process.exit(70);
+        }
         const done: string[] = [];
-        for (const row of rows) {
-          try {
-            await this.nats.js.publish(row.subject, row.payload, { msgID: row.msg_id, timeout: 5000 });
+        for (const [i, r] of results.entries()) {
+          const row = rows[i];
+          if (r.status === 'fulfilled') {
             done.push(row.id);
-            if (this.config.fault === 'relay-after-publish') {
-              this.log.fatal('fault injection: exiting after publish, before marking the outbox row');
-              process.exit(70);
-            }
-          } catch (err) {
-            this.log.warn(
-              { err, subject: row.subject, msgId: row.msg_id },
-              'outbox publish failed; will retry',
-            );
-            await m.query(
-              `UPDATE outbox SET publish_tries = publish_tries + 1, last_error = $2 WHERE id = $1`,
-              [row.id, String(err).slice(0, 500)],
-            );
-            break;
+            continue;
           }
+          this.log.warn(
+            { err: r.reason, subject: row.subject, msgId: row.msg_id },
+            'outbox publish failed; will retry',
+          );
+          await m.query(
+            `UPDATE outbox SET publish_tries = publish_tries + 1, last_error = $2 WHERE id = $1`,
+            [row.id, String(r.reason).slice(0, 500)],
+          );
         }
         if (done.length)
           await m.query(`UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [done]);
-        return { count: done.length, full: rows.length === BATCH };
+        return { count: done.length, full: rows.length === BATCH && done.length === rows.length };
       });
       if (!published.full || published.count === 0) return;
     }
