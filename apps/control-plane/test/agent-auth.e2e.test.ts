@@ -18,6 +18,7 @@ import {
   startAgent,
   startControlPlane,
   waitFor,
+  waitForJob,
   type ControlPlane,
   type TestAgent,
   type TestDatabase,
@@ -82,15 +83,7 @@ async function runJob(api: GraphQLClient): Promise<string> {
   const { submitJob } = await api.ok<{ submitJob: { id: string } }>(
     `mutation { submitJob(input: { kind: COMMAND, command: ["true"] }) { id } }`,
   );
-  return waitFor(
-    async () => {
-      const { job } = await api.ok<{ job: { state: string } }>(`query($id: ID!) { job(id: $id) { state } }`, {
-        id: submitJob.id,
-      });
-      return ['SUCCEEDED', 'FAILED'].includes(job.state) ? job.state : undefined;
-    },
-    { what: 'the job to finish' },
-  );
+  return (await waitForJob(api, submitJob.id, ['SUCCEEDED', 'FAILED'])).state;
 }
 
 describe('agents on a nats-server with JWT auth', () => {

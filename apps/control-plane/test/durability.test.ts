@@ -14,11 +14,13 @@ import { encode, JobFinished, subjects } from '@hearth/contracts';
 import {
   createOrganization,
   createTestDatabase,
+  getJob,
   GraphQLClient,
   query,
   startAgent,
   startControlPlane,
   waitFor,
+  waitForJob,
   type ControlPlane,
   type TestAgent,
   type TestDatabase,
@@ -46,19 +48,8 @@ function lines(file: string): string[] {
   return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : [];
 }
 
-async function getJob(client: GraphQLClient, id: string): Promise<Job> {
-  return (await client.ok<{ job: Job }>(`query($id: ID!) { job(id: $id) { ${FIELDS} } }`, { id })).job;
-}
-
-function until(client: GraphQLClient, id: string, states: string[], timeoutMs = 30_000): Promise<Job> {
-  return waitFor(
-    async () => {
-      const j = await getJob(client, id);
-      return states.includes(j.state) ? j : undefined;
-    },
-    { timeoutMs, what: `job ${id} to reach ${states.join('/')}` },
-  );
-}
+const until = (client: GraphQLClient, id: string, states: string[], timeoutMs?: number) =>
+  waitForJob<Job>(client, id, states, FIELDS, timeoutMs);
 
 const tmp = mkdtempSync(join(tmpdir(), 'hearth-durability-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -169,7 +160,11 @@ describe('an agent killed mid-job', () => {
         what: 'the stale result to be rejected',
       },
     );
-    expect(await getJob(api, submitJob.id)).toMatchObject({ state: 'SUCCEEDED', exitCode: 0, attempts: 2 });
+    expect(await getJob<Job>(api, submitJob.id, FIELDS)).toMatchObject({
+      state: 'SUCCEEDED',
+      exitCode: 0,
+      attempts: 2,
+    });
 
     const { agents: list } = await api.ok<{ agents: { id: string; state: string }[] }>(
       `{ agents { id state } }`,

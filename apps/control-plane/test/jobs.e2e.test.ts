@@ -12,12 +12,14 @@ import {
   collect,
   createOrganization,
   createTestDatabase,
+  getJob,
   GraphQLClient,
   joinAgent,
   query,
   startAgent,
   startControlPlane,
   waitFor,
+  waitForJob,
   type ControlPlane,
   type TestAgent,
   type TestDatabase,
@@ -55,19 +57,9 @@ async function submit(client: GraphQLClient, command: string[], extra = ''): Pro
   return r.submitJob;
 }
 
-async function job(client: GraphQLClient, id: string): Promise<Job> {
-  return (await client.ok<{ job: Job }>(`query($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`, { id })).job;
-}
-
-function until(client: GraphQLClient, id: string, states: string[], timeoutMs = 20_000): Promise<Job> {
-  return waitFor(
-    async () => {
-      const j = await job(client, id);
-      return states.includes(j.state) ? j : undefined;
-    },
-    { timeoutMs, what: `job ${id} to reach ${states.join('/')}` },
-  );
-}
+const job = (client: GraphQLClient, id: string) => getJob<Job>(client, id, JOB_FIELDS);
+const until = (client: GraphQLClient, id: string, states: string[], timeoutMs = 20_000) =>
+  waitForJob<Job>(client, id, states, JOB_FIELDS, timeoutMs);
 
 beforeAll(async () => {
   db = await createTestDatabase();

@@ -14,6 +14,7 @@ import {
   startAgent,
   startControlPlane,
   waitFor,
+  waitForJob,
   type ControlPlane,
   type TestAgent,
   type TestDatabase,
@@ -76,18 +77,13 @@ describe('a NATS restart', () => {
       what: 'the agent to reconnect',
       timeoutMs: 30_000,
     });
-    const done = await waitFor(
-      async () => {
-        const { job } = await api.ok<{ job: { state: string; logTail: string } }>(
-          `query($id: ID!) { job(id: $id) { state logTail } }`,
-          {
-            id: submitJob.id,
-          },
-        );
-        return ['SUCCEEDED', 'FAILED'].includes(job.state) ? job : undefined;
-      },
-      { what: 'the job to finish', timeoutMs: 30_000 },
+    const done = await waitForJob<{ state: string; logTail: string }>(
+      api,
+      submitJob.id,
+      ['SUCCEEDED', 'FAILED'],
+      'state logTail',
     );
     expect(done.state).toBe('SUCCEEDED');
+    expect(done.logTail).toContain('after the outage');
   });
 });
