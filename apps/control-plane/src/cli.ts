@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './config/config.js';
 import { runDemo } from './demo/demo.js';
 import { OrgsService } from './modules/orgs/orgs.service.js';
-import { createDataSource, migrate } from './platform/database/data-source.js';
+import { createDataSource, migrate, revertLast } from './platform/database/data-source.js';
 import { ENTITIES } from './platform/database/entities.js';
 import { DomainError } from './platform/errors/domain-error.js';
 import {
@@ -29,9 +29,16 @@ function requireDatabaseUrl(url: string | undefined): string {
 program
   .command('migrate')
   .description('apply pending database migrations (uses MIGRATION_DATABASE_URL, else DATABASE_URL)')
-  .action(async () => {
+  .option('--revert', 'revert the most recent migration instead (runs its .down.sql)')
+  .action(async (opts: { revert?: boolean }) => {
     const config = loadConfig();
-    const applied = await migrate(requireDatabaseUrl(config.database.migrationUrl));
+    const url = requireDatabaseUrl(config.database.migrationUrl);
+    if (opts.revert) {
+      const reverted = await revertLast(url);
+      console.log(reverted ? `reverted: ${reverted}` : 'no migration to revert');
+      return;
+    }
+    const applied = await migrate(url);
     console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
   });
 

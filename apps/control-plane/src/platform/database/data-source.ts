@@ -22,6 +22,22 @@ export function createDataSource(
   });
 }
 
+/** Reverts the most recently applied migration (its .down.sql); returns its name, or null if none. */
+export async function revertLast(url: string): Promise<string | null> {
+  const ds = createDataSource(url, { poolSize: 1 });
+  await ds.initialize();
+  try {
+    const [last] = await ds
+      .query<{ name: string }[]>(`SELECT name FROM migrations ORDER BY id DESC LIMIT 1`)
+      .catch(() => []);
+    if (!last) return null;
+    await ds.undoLastMigration({ transaction: 'each' });
+    return last.name;
+  } finally {
+    await ds.destroy();
+  }
+}
+
 /** Applies pending migrations; returns their names. */
 export async function migrate(url: string): Promise<string[]> {
   const ds = createDataSource(url, { poolSize: 1 });
