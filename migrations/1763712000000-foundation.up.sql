@@ -146,6 +146,7 @@ CREATE TABLE outbox (
   last_error    text
 );
 CREATE INDEX outbox_pending_idx ON outbox (id) WHERE published_at IS NULL;
+CREATE INDEX outbox_published_idx ON outbox (published_at) WHERE published_at IS NOT NULL;
 
 -- Row-level security. The organizations row is its own tenant.
 ALTER TABLE organizations ENABLE ROW LEVEL SECURITY;
