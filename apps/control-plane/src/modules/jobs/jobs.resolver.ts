@@ -61,11 +61,17 @@ export class JobsResolver {
   async agent(
     @CurrentPrincipal() p: Principal,
     @Parent() job: JobModel,
-    @Context() ctx: { agentCache?: Promise<Map<string, AgentModel>> },
+    @Context() ctx: { agents?: Map<string, Promise<AgentModel | null>> },
   ): Promise<AgentModel | null> {
     if (!job.agent) return null;
-    // One query per request for all agents, not one per job.
-    ctx.agentCache ??= this.fleet.listAgents(p).then((list) => new Map(list.map((a) => [a.id, a])));
-    return (await ctx.agentCache).get(job.agent.id) ?? null;
+    // A page of jobs usually names a few agents: one lookup per distinct agent per request.
+    const id = job.agent.id;
+    ctx.agents ??= new Map();
+    if (!ctx.agents.has(id))
+      ctx.agents.set(
+        id,
+        this.fleet.getAgents(p, [id]).then((found) => found.get(id) ?? null),
+      );
+    return ctx.agents.get(id)!;
   }
 }
