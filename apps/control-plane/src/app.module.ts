@@ -4,6 +4,7 @@ import type { Config } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import { FleetModule } from './modules/fleet/fleet.module.js';
 import { JobsModule } from './modules/jobs/jobs.module.js';
+import { AuditModule } from './platform/audit/audit.module.js';
 import { AuthModule } from './platform/auth/auth.module.js';
 import { DatabaseModule } from './platform/database/database.module.js';
 import { HttpErrorFilter } from './platform/errors/http-exception.filter.js';
@@ -23,6 +24,7 @@ export class AppModule {
         DatabaseModule,
         MessagingModule,
         AuthModule,
+        AuditModule,
         HearthGraphQLModule,
         HealthModule,
         FleetModule,

@@ -5,9 +5,10 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './config/config.js';
 import { runDemo } from './demo/demo.js';
 import { OrgsService } from './modules/orgs/orgs.service.js';
+import { AuditService } from './platform/audit/audit.service.js';
 import { createDataSource, migrate, revertLast } from './platform/database/data-source.js';
 import { ENTITIES } from './platform/database/entities.js';
-import { DomainError } from './platform/errors/domain-error.js';
+import { DomainError, InvalidInputError } from './platform/errors/domain-error.js';
 import {
   generateNatsOperatorSecrets,
   NatsAuthority,
@@ -65,7 +66,8 @@ org
       entities: ENTITIES,
     }).initialize();
     try {
-      const created = await new OrgsService(new Transactions(ds)).create(opts.name, opts.adminEmail);
+      const tx = new Transactions(ds);
+      const created = await new OrgsService(tx, new AuditService(tx)).create(opts.name, opts.adminEmail);
       if (opts.json)
         console.log(
           JSON.stringify({ organizationId: created.organizationId, adminToken: created.adminToken }),
@@ -73,6 +75,30 @@ org
       else {
         console.log(`organization: ${created.organizationId}`);
         console.log(`admin token (shown once, store it now): ${created.adminToken}`);
+      }
+    } finally {
+      await ds.destroy();
+    }
+  });
+
+const audit = program.command('audit').description('audit trail');
+audit
+  .command('verify')
+  .description("check an organization's audit hash chain; exits 1 and names the first bad link if broken")
+  .requiredOption('--org <id>', 'organization id')
+  .action(async (opts: { org: string }) => {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.org))
+      throw new InvalidInputError(`not an organization id: ${opts.org}`);
+    const config = loadConfig();
+    const ds = await createDataSource(requireDatabaseUrl(config.database.url), { poolSize: 1 }).initialize();
+    try {
+      const result = await new AuditService(new Transactions(ds)).verify(opts.org);
+      if (result.ok) console.log(`OK: ${result.checked} events, chain intact`);
+      else {
+        console.log(
+          `BROKEN at event ${result.firstBrokenSeq}: ${result.reason} (${result.checked} events verified before it)`,
+        );
+        process.exitCode = 1;
       }
     } finally {
       await ds.destroy();

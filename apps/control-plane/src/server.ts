@@ -39,7 +39,15 @@ export async function startServer(
   const fastify = app.getHttpAdapter().getInstance();
   fastify.addHook('onRequest', (req, reply, done) => {
     void reply.header('x-request-id', req.id);
-    runWithContext({ requestId: String(req.id) }, done);
+    const userAgent = req.headers['user-agent'];
+    runWithContext(
+      {
+        requestId: String(req.id),
+        ip: req.ip,
+        userAgent: typeof userAgent === 'string' ? userAgent : undefined,
+      },
+      done,
+    );
   });
   // One access line per request; the logger adds requestId and (once authenticated) tenantId.
   const access = log.child({ component: 'http' });

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '../config/config.js';
 import { OrgsService } from '../modules/orgs/orgs.service.js';
+import { AuditService } from '../platform/audit/audit.service.js';
 import { migrate } from '../platform/database/data-source.js';
 import { generateNatsOperatorSecrets, NatsAuthority } from '../platform/messaging/nats-auth.js';
 import { startNatsServer } from '../platform/messaging/nats-server.js';
@@ -63,10 +64,8 @@ export async function runDemo(opts: { once: boolean }): Promise<number> {
     const { app, url } = await startServer(config);
     stops.push(() => app.close());
     const graphqlUrl = `${url}/graphql`;
-    const created = await new OrgsService(new Transactions(app.get(DataSource))).create(
-      'Demo',
-      'admin@demo.hearth.local',
-    );
+    const tx = new Transactions(app.get(DataSource));
+    const created = await new OrgsService(tx, new AuditService(tx)).create('Demo', 'admin@demo.hearth.local');
     const gql = graphqlClient(graphqlUrl, created.adminToken);
 
     const { createJoinToken } = await gql<{ createJoinToken: { token: string } }>(

@@ -4,6 +4,7 @@ import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import type { AgentAddress, AgentHeartbeat, JoinRequest, JoinResponse } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
+import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
 import { hashSecret, newSecret } from '../../platform/auth/secrets.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
@@ -30,6 +31,7 @@ export class FleetService {
     @Inject(LOGGER) private readonly log: Logger,
     @Inject(Transactions) private readonly tx: Transactions,
     @Inject(NatsService) private readonly nats: NatsService,
+    @Inject(AuditService) private readonly audit: AuditService,
   ) {}
 
   async createJoinToken(p: Principal, ttlSeconds = 3600): Promise<JoinToken> {
@@ -38,11 +40,17 @@ export class FleetService {
       throw new JoinTokenTtlError(max);
     const { secret, hash } = newSecret('hjt');
     const expiresAt = await this.tx.tenant(p.tenantId, async (m) => {
+      const id = uuidv7();
       const [row]: { expires_at: Date }[] = await m.query(
         `INSERT INTO join_tokens (id, tenant_id, token_hash, created_by, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING expires_at`,
-        [uuidv7(), p.tenantId, hash, p.userId, ttlSeconds],
+        [id, p.tenantId, hash, p.userId, ttlSeconds],
       );
+      await this.audit.record(m, p.tenantId, actorOf(p), {
+        action: 'join_token.create',
+        target: { type: 'join_token', id },
+        changes: { ttlSeconds, expiresAt: row.expires_at },
+      });
       return row.expires_at;
     });
     return { token: secret, expiresAt };
@@ -87,6 +95,22 @@ export class FleetService {
         token.id,
         address.agentId,
       ]);
+      await this.audit.record(
+        m,
+        address.tenantId,
+        { type: 'agent', id: address.agentId },
+        {
+          action: 'agent.enroll',
+          target: { type: 'agent', id: address.agentId },
+          changes: {
+            joinTokenId: token.id,
+            hostname: s.hostname,
+            os: s.os,
+            labels: req.labels,
+            publicKey: req.publicKey,
+          },
+        },
+      );
       await this.nats.ensureAgentConsumers(address);
       const natsJwt = await this.nats.issueAgentJwt({ ...address, publicKey: req.publicKey });
       return { address, natsJwt };
@@ -128,6 +152,11 @@ export class FleetService {
       if (!found) throw new AgentNotFoundError(id);
       if (found.revokedAt) return found;
       await m.query(`UPDATE agents SET revoked_at = now() WHERE id = $1`, [id]);
+      await this.audit.record(m, p.tenantId, actorOf(p), {
+        action: 'agent.revoke',
+        target: { type: 'agent', id },
+        changes: { hostname: found.hostname },
+      });
       await m.query(
         `UPDATE job_attempts SET lease_expires_at = now() WHERE agent_id = $1 AND state IN ('DISPATCHED','RUNNING')`,
         [id],

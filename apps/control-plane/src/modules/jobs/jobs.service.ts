@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
 import { encode, JobCancel, subjects } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
+import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { OutboxMessage } from '../../platform/messaging/outbox-message.entity.js';
 import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
@@ -23,6 +24,7 @@ export class JobsService {
     @Inject(Dispatcher) private readonly dispatcher: Dispatcher,
     @Inject(OutboxRelay) private readonly relay: OutboxRelay,
     @Inject(JobUpdates) private readonly updates: JobUpdates,
+    @Inject(AuditService) private readonly audit: AuditService,
   ) {}
 
   /** Writes the job and, when an agent is free, its attempt and dispatch message, in one transaction. */
@@ -60,6 +62,18 @@ export class JobsService {
         .then((r) => r.raw as { created_at: Date }[]);
       Object.assign(row, { createdAt: created_at, updatedAt: created_at, startedAt: null, finishedAt: null });
       await this.dispatcher.tryAssign(m, row);
+      await this.audit.record(m, p.tenantId, actorOf(p), {
+        action: 'job.submit',
+        target: { type: 'job', id: row.id },
+        // Env values may be secrets: only their names are recorded.
+        changes: {
+          command: row.command,
+          envNames: Object.keys(row.env),
+          timeoutSeconds: row.timeoutSeconds,
+          maxAttempts: row.maxAttempts,
+          agentSelector: row.agentSelector,
+        },
+      });
       return row;
     });
     if (job.state === 'DISPATCHED') this.relay.kick();
@@ -79,6 +93,11 @@ export class JobsService {
       if (!found) throw new JobNotFoundError(id);
       if (TERMINAL_STATES.includes(found.state) || found.cancelRequestedAt)
         return { job: found, sent: false };
+      await this.audit.record(m, p.tenantId, actorOf(p), {
+        action: 'job.cancel',
+        target: { type: 'job', id },
+        changes: { stateBefore: found.state },
+      });
       if (found.state === 'QUEUED') {
         await m.query(
           `UPDATE jobs SET state = 'CANCELLED', state_reason = 'cancelled before dispatch', cancel_requested_at = now(),

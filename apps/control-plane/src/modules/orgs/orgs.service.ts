@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
+import { AuditService } from '../../platform/audit/audit.service.js';
 import { newSecret } from '../../platform/auth/secrets.js';
 import { InvalidInputError } from '../../platform/errors/domain-error.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
@@ -18,7 +19,10 @@ export interface CreatedOrganization {
 
 @Injectable()
 export class OrgsService {
-  constructor(@Inject(Transactions) private readonly tx: Transactions) {}
+  constructor(
+    @Inject(Transactions) private readonly tx: Transactions,
+    @Inject(AuditService) private readonly audit: AuditService,
+  ) {}
 
   /** Creates an organization, its first admin and the admin's API token, atomically. */
   async create(name: string, adminEmail: string): Promise<CreatedOrganization> {
@@ -44,6 +48,16 @@ export class OrgsService {
         lastUsedAt: null,
         revokedAt: null,
       });
+      await this.audit.record(
+        m,
+        organizationId,
+        { type: 'system', id: 'hearth org create' },
+        {
+          action: 'organization.create',
+          target: { type: 'organization', id: organizationId },
+          changes: { name: trimmed, adminEmail: adminEmail.toLowerCase(), adminUserId },
+        },
+      );
     });
     return { organizationId, adminUserId, adminToken: secret };
   }

@@ -1,0 +1,86 @@
+import { Inject } from '@nestjs/common';
+import { Args, Int, Query, Resolver } from '@nestjs/graphql';
+import { CurrentPrincipal } from '../auth/principal.decorator.js';
+import type { Principal } from '../auth/principal.js';
+import { InvalidInputError } from '../errors/domain-error.js';
+import { Transactions } from '../tenancy/transactions.js';
+import { AuditChainVerification, AuditEventConnection } from './audit.model.js';
+import { AuditService } from './audit.service.js';
+
+interface Row {
+  id: string;
+  seq: string;
+  occurred_at: Date;
+  actor_type: string;
+  actor_id: string | null;
+  actor_ip: string | null;
+  actor_user_agent: string | null;
+  actor_token_id: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: string;
+  request_id: string | null;
+  changes: unknown;
+  hash: Buffer;
+}
+
+@Resolver()
+export class AuditResolver {
+  constructor(
+    @Inject(Transactions) private readonly tx: Transactions,
+    @Inject(AuditService) private readonly audit: AuditService,
+  ) {}
+
+  @Query(() => AuditEventConnection, { description: "The organization's audit trail, newest first." })
+  async auditEvents(
+    @CurrentPrincipal() p: Principal,
+    @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
+    @Args('after', { type: () => String, nullable: true }) after: string | null,
+  ): Promise<AuditEventConnection> {
+    if (first < 1 || first > 500) throw new InvalidInputError('first must be between 1 and 500');
+    const before =
+      after == null
+        ? null
+        : Number(
+            Buffer.from(after, 'base64url')
+              .toString()
+              .replace(/^audit:/, ''),
+          );
+    if (before !== null && !Number.isInteger(before))
+      throw new InvalidInputError('after is not a cursor returned by auditEvents');
+    const rows: Row[] = await this.tx.tenant(p.tenantId, (m) =>
+      m.query(
+        `SELECT * FROM audit_events WHERE ($1::bigint IS NULL OR seq < $1) ORDER BY seq DESC LIMIT $2`,
+        [before, first + 1],
+      ),
+    );
+    const edges = rows.slice(0, first).map((r) => ({
+      cursor: Buffer.from(`audit:${r.seq}`).toString('base64url'),
+      node: {
+        id: r.id,
+        seq: Number(r.seq),
+        occurredAt: r.occurred_at,
+        actor: {
+          type: r.actor_type,
+          id: r.actor_id,
+          ip: r.actor_ip,
+          userAgent: r.actor_user_agent,
+          tokenId: r.actor_token_id,
+        },
+        action: r.action,
+        target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
+        outcome: r.outcome,
+        requestId: r.request_id,
+        changes: JSON.stringify(r.changes),
+        hash: r.hash.toString('hex'),
+      },
+    }));
+    return { edges, pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null } };
+  }
+
+  @Query(() => AuditChainVerification, { description: 'Checks the hash chain; names the first broken link.' })
+  verifyAuditChain(@CurrentPrincipal() p: Principal): Promise<AuditChainVerification> {
+    return this.audit.verify(p.tenantId);
+  }
+}
