@@ -19,6 +19,8 @@ import { startServer } from './server.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 const program = new Command('hearth').description('Hearth control plane').version('0.1.0');
 
 function requireDatabaseUrl(url: string | undefined): string {
@@ -81,14 +83,38 @@ org
     }
   });
 
+org
+  .command('add-user')
+  .description('add a user with a built-in role to an organization; prints their API token once')
+  .requiredOption('--org <id>', 'organization id')
+  .requiredOption('--email <email>', "the user's email")
+  .requiredOption('--role <role>', 'owner | admin | ml_engineer | viewer | auditor | fleet_operator')
+  .option('--json', 'print {"userId","token"} as JSON')
+  .action(async (opts: { org: string; email: string; role: string; json?: boolean }) => {
+    if (!UUID.test(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
+    const config = loadConfig();
+    const ds = await createDataSource(requireDatabaseUrl(config.database.url), {
+      poolSize: 1,
+      entities: ENTITIES,
+    }).initialize();
+    try {
+      const tx = new Transactions(ds);
+      const added = await new OrgsService(tx, new AuditService(tx)).addUser(opts.org, opts.email, opts.role);
+      if (opts.json) console.log(JSON.stringify(added));
+      else
+        console.log(`user ${added.userId} (${opts.role}); token (shown once, store it now): ${added.token}`);
+    } finally {
+      await ds.destroy();
+    }
+  });
+
 const audit = program.command('audit').description('audit trail');
 audit
   .command('verify')
   .description("check an organization's audit hash chain; exits 1 and names the first bad link if broken")
   .requiredOption('--org <id>', 'organization id')
   .action(async (opts: { org: string }) => {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.org))
-      throw new InvalidInputError(`not an organization id: ${opts.org}`);
+    if (!UUID.test(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
     const config = loadConfig();
     const ds = await createDataSource(requireDatabaseUrl(config.database.url), { poolSize: 1 }).initialize();
     try {

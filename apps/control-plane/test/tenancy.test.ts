@@ -153,6 +153,7 @@ describe('row-level security', () => {
     'outbox',
     'audit_events',
     'audit_chain_heads',
+    'role_bindings',
   ];
 
   it('forces RLS with a tenant policy on every table that has tenant_id', async () => {

@@ -1,3 +1,4 @@
+import { Requires } from '../../platform/access/policy.decorator.js';
 import { Inject } from '@nestjs/common';
 import { Args, ID, Int, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../../platform/auth/principal.decorator.js';
@@ -10,11 +11,13 @@ export class FleetResolver {
   constructor(@Inject(FleetService) private readonly fleet: FleetService) {}
 
   @Query(() => [AgentModel], { description: "The organization's agents." })
+  @Requires('agents:read')
   agents(@CurrentPrincipal() p: Principal): Promise<AgentModel[]> {
     return this.fleet.listAgents(p);
   }
 
   @Mutation(() => JoinToken, { description: 'A one-time token that enrolls one agent (hearth-agent join).' })
+  @Requires('agents:enroll')
   createJoinToken(
     @CurrentPrincipal() p: Principal,
     @Args('ttlSeconds', { type: () => Int, nullable: true, defaultValue: 3600 }) ttlSeconds: number,
@@ -23,6 +26,7 @@ export class FleetResolver {
   }
 
   @Mutation(() => AgentModel, { description: 'Revokes an agent: its credentials stop working at once.' })
+  @Requires('agents:revoke')
   revokeAgent(
     @CurrentPrincipal() p: Principal,
     @Args('id', { type: () => ID }) id: string,

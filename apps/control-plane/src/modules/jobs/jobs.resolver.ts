@@ -1,3 +1,4 @@
+import { Requires } from '../../platform/access/policy.decorator.js';
 import { Inject } from '@nestjs/common';
 import {
   Args,
@@ -28,21 +29,25 @@ export class JobsResolver {
   ) {}
 
   @Mutation(() => JobModel)
+  @Requires('jobs:submit')
   submitJob(@CurrentPrincipal() p: Principal, @Args('input') input: SubmitJobInput): Promise<JobModel> {
     return this.jobsService.submit(p, input);
   }
 
   @Mutation(() => JobModel)
+  @Requires('jobs:cancel')
   cancelJob(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string): Promise<JobModel> {
     return this.jobsService.cancel(p, id);
   }
 
   @Query(() => JobModel)
+  @Requires('jobs:read')
   job(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string): Promise<JobModel> {
     return this.jobsService.get(p, id);
   }
 
   @Query(() => JobConnection)
+  @Requires('jobs:read')
   jobs(
     @CurrentPrincipal() p: Principal,
     @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
@@ -53,6 +58,7 @@ export class JobsResolver {
   }
 
   @Subscription(() => JobModel, { description: 'The job now, then each time it changes.' })
+  @Requires('jobs:read')
   jobUpdated(@CurrentPrincipal() p: Principal, @Args('id', { type: () => ID }) id: string) {
     return this.watcher.watch(p, id);
   }

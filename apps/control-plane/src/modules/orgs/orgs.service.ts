@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
 import { AuditService } from '../../platform/audit/audit.service.js';
 import { newSecret } from '../../platform/auth/secrets.js';
-import { InvalidInputError } from '../../platform/errors/domain-error.js';
+import { isRoleName, ROLE_NAMES } from '../../platform/access/permissions.js';
+import { InvalidInputError, NotFoundError } from '../../platform/errors/domain-error.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ApiToken } from './api-token.entity.js';
 import { Organization } from './organization.entity.js';
@@ -48,6 +49,11 @@ export class OrgsService {
         lastUsedAt: null,
         revokedAt: null,
       });
+      await m.query(`INSERT INTO role_bindings (id, tenant_id, user_id, role) VALUES ($1, $2, $3, 'owner')`, [
+        uuidv7(),
+        organizationId,
+        adminUserId,
+      ]);
       await this.audit.record(
         m,
         organizationId,
@@ -60,5 +66,54 @@ export class OrgsService {
       );
     });
     return { organizationId, adminUserId, adminToken: secret };
+  }
+
+  /**
+   * Adds a user with a built-in role and an API token (shown once). An operator's tool (CLI) until
+   * member invitations arrive; audited as the system.
+   */
+  async addUser(
+    organizationId: string,
+    email: string,
+    role: string,
+  ): Promise<{ userId: string; token: string }> {
+    if (!isRoleName(role))
+      throw new InvalidInputError(`unknown role ${role}; one of: ${ROLE_NAMES.join(', ')}`);
+    if (!EMAIL.test(email) || email.length > 320)
+      throw new InvalidInputError(`not an email address: ${email}`);
+    const userId = uuidv7();
+    const { secret, hash } = newSecret('hrt');
+    await this.tx.tenant(organizationId, async (m) => {
+      if (!(await m.findOneBy(Organization, { id: organizationId })))
+        throw new NotFoundError('organization', organizationId);
+      await m.insert(User, { id: userId, tenantId: organizationId, email: email.toLowerCase() });
+      await m.insert(ApiToken, {
+        id: uuidv7(),
+        tenantId: organizationId,
+        userId,
+        tokenHash: hash,
+        name: 'initial token',
+        expiresAt: null,
+        lastUsedAt: null,
+        revokedAt: null,
+      });
+      await m.query(`INSERT INTO role_bindings (id, tenant_id, user_id, role) VALUES ($1, $2, $3, $4)`, [
+        uuidv7(),
+        organizationId,
+        userId,
+        role,
+      ]);
+      await this.audit.record(
+        m,
+        organizationId,
+        { type: 'system', id: 'hearth org add-user' },
+        {
+          action: 'member.add',
+          target: { type: 'user', id: userId },
+          changes: { email: email.toLowerCase(), role },
+        },
+      );
+    });
+    return { userId, token: secret };
   }
 }

@@ -1,3 +1,4 @@
+import { Requires } from '../access/policy.decorator.js';
 import { Inject } from '@nestjs/common';
 import { Args, Int, Query, Resolver } from '@nestjs/graphql';
 import { CurrentPrincipal } from '../auth/principal.decorator.js';
@@ -33,6 +34,7 @@ export class AuditResolver {
   ) {}
 
   @Query(() => AuditEventConnection, { description: "The organization's audit trail, newest first." })
+  @Requires('audit:read')
   async auditEvents(
     @CurrentPrincipal() p: Principal,
     @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
@@ -80,6 +82,7 @@ export class AuditResolver {
   }
 
   @Query(() => AuditChainVerification, { description: 'Checks the hash chain; names the first broken link.' })
+  @Requires('audit:read')
   verifyAuditChain(@CurrentPrincipal() p: Principal): Promise<AuditChainVerification> {
     return this.audit.verify(p.tenantId);
   }

@@ -18,6 +18,8 @@ export const AUDIT_ACTIONS = [
   'agent.revoke',
   'job.submit',
   'job.cancel',
+  'member.add',
+  'permission.denied',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -1,0 +1,15 @@
+import { Query, Resolver } from '@nestjs/graphql';
+import { CurrentPrincipal } from '../auth/principal.decorator.js';
+import type { Principal } from '../auth/principal.js';
+import { PERMISSIONS } from './permissions.js';
+import { allows } from './ability.js';
+import { Requires } from './policy.decorator.js';
+
+@Resolver()
+export class AccessResolver {
+  @Query(() => [String], { description: 'The permissions the caller holds: exactly what the guard allows.' })
+  @Requires('authenticated')
+  myPermissions(@CurrentPrincipal() p: Principal): string[] {
+    return PERMISSIONS.filter((perm) => allows(p.ability, perm));
+  }
+}
