@@ -5,7 +5,9 @@ import { ValidationPipe, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Logger } from 'pino';
+import rateLimit from '@fastify/rate-limit';
 import { AppModule } from './app.module.js';
+import { hashSecret } from './platform/auth/secrets.js';
 import type { Config } from './config/config.js';
 import { FleetService } from './modules/fleet/fleet.service.js';
 import { AgentMessagesConsumer } from './modules/jobs/agent-messages.consumer.js';
@@ -58,6 +60,19 @@ export async function startServer(
         'request',
       );
     done();
+  });
+
+  // Per API token (or address), refused with 429 and Retry-After before any work is done. The
+  // counters are per replica: N replicas allow up to N times the limit (a shared store comes later).
+  await app.register(rateLimit, {
+    global: true,
+    max: config.limits.requestsPerMinute,
+    timeWindow: 60_000,
+    allowList: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url),
+    keyGenerator: (req) => {
+      const auth = req.headers.authorization;
+      return typeof auth === 'string' ? `token:${hashSecret(auth).toString('base64url')}` : `ip:${req.ip}`;
+    },
   });
 
   await app.get(NatsService).connect();

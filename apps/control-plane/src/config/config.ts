@@ -37,6 +37,11 @@ const EnvSchema = z.object({
     .positive()
     .default(7 * 24 * 3600),
   OUTBOX_RELAY: bool(true),
+  /** Requests per minute per API token (or per address when anonymous), per replica. */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(6000),
+  /** GraphQL documents costing more (one point per field, lists counted once) are refused. */
+  GRAPHQL_MAX_COMPLEXITY: z.coerce.number().int().positive().default(2000),
+  GRAPHQL_MAX_DEPTH: z.coerce.number().int().positive().default(10),
   /** Demo only: where the demo keeps its embedded Postgres and NATS state. */
   HEARTH_HOME: z.string().default('.hearth'),
   /** Fault injection for durability tests: exit the process at a named point. Never set in production. */
@@ -61,6 +66,7 @@ export interface Config {
     joinTokenMaxTtlSeconds: number;
   };
   jobs: { cancelGraceSeconds: number; outboxRelay: boolean };
+  limits: { requestsPerMinute: number; graphqlMaxComplexity: number; graphqlMaxDepth: number };
   fault: string;
   home: string;
 }
@@ -104,6 +110,11 @@ export function loadConfig(overrides: Record<string, string | undefined> = {}): 
       joinTokenMaxTtlSeconds: e.JOIN_TOKEN_MAX_TTL_SECONDS,
     },
     jobs: { cancelGraceSeconds: e.CANCEL_GRACE_SECONDS, outboxRelay: e.OUTBOX_RELAY },
+    limits: {
+      requestsPerMinute: e.RATE_LIMIT_PER_MINUTE,
+      graphqlMaxComplexity: e.GRAPHQL_MAX_COMPLEXITY,
+      graphqlMaxDepth: e.GRAPHQL_MAX_DEPTH,
+    },
     fault: e.HEARTH_FAULT,
     home: e.HEARTH_HOME,
   });

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { DomainError, HTTP_STATUS, type ErrorCode } from './domain-error.js';
 
 export interface PublicError {
-  code: ErrorCode | 'GRAPHQL_VALIDATION_FAILED' | 'INTERNAL_SERVER_ERROR';
+  code: ErrorCode | 'GRAPHQL_VALIDATION_FAILED' | 'RATE_LIMITED' | 'INTERNAL_SERVER_ERROR';
   message: string;
 }
 
@@ -40,7 +40,9 @@ export function graphqlErrorFormatter(log: Logger) {
       const pub: PublicError =
         !original || original instanceof GraphQLError
           ? { code: 'GRAPHQL_VALIDATION_FAILED', message: e.message }
-          : toPublicError(original, log);
+          : (original as { statusCode?: unknown }).statusCode === 429 // the rate limiter, before any resolver
+            ? { code: 'RATE_LIMITED', message: original.message }
+            : toPublicError(original, log);
       return new GraphQLError(pub.message, {
         nodes: e.nodes,
         source: e.source,
@@ -52,6 +54,7 @@ export function graphqlErrorFormatter(log: Logger) {
     const codes = errors.map((e) => e.extensions.code as string);
     let statusCode = 200;
     if (!execution.data && codes.every((c) => c === 'GRAPHQL_VALIDATION_FAILED')) statusCode = 400;
+    else if (codes.length && codes.every((c) => c === 'RATE_LIMITED')) statusCode = 429;
     else if (codes.length && codes.every((c) => c === 'UNAUTHENTICATED'))
       statusCode = HTTP_STATUS.UNAUTHENTICATED;
     return { statusCode, response: { data: execution.data ?? null, errors } };

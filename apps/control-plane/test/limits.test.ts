@@ -1,0 +1,71 @@
+/** Abuse limits: a rate limit per API token (429 + Retry-After), and GraphQL depth and cost limits refused before execution. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  createOrganization,
+  createTestDatabase,
+  GraphQLClient,
+  startControlPlane,
+  type ControlPlane,
+  type TestDatabase,
+} from '@hearth/testing';
+
+let db: TestDatabase;
+let cp: ControlPlane;
+let tokens: string[];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  cp = await startControlPlane({
+    DATABASE_URL: db.appUrl,
+    NATS_URL: 'nats://127.0.0.1:4222',
+    RATE_LIMIT_PER_MINUTE: '5',
+    GRAPHQL_MAX_COMPLEXITY: '12',
+    GRAPHQL_MAX_DEPTH: '4',
+  });
+  tokens = [];
+  for (const name of ['Busy', 'Calm', 'Curious'])
+    tokens.push((await createOrganization(db.appUrl, name)).adminToken);
+});
+
+afterAll(async () => {
+  await cp?.stop();
+  await db?.drop();
+});
+
+describe('abuse limits', () => {
+  it('answers 429 with Retry-After once a token exceeds its rate, without affecting other tokens', async () => {
+    const busy = new GraphQLClient(cp.graphqlUrl, tokens[0]);
+    for (let i = 0; i < 5; i++) expect((await busy.request(`{ myPermissions }`)).status).toBe(200);
+    const res = await fetch(cp.graphqlUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[0]}` },
+      body: JSON.stringify({ query: '{ myPermissions }' }),
+    });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await res.json()).toMatchObject({ errors: [{ extensions: { code: 'RATE_LIMITED' } }] });
+    expect((await new GraphQLClient(cp.graphqlUrl, tokens[1]).request(`{ myPermissions }`)).status).toBe(200);
+    expect((await fetch(`${cp.url}/healthz`)).status).toBe(200); // health checks are never limited
+  });
+
+  it('refuses a query deeper than the limit before running it', async () => {
+    const r = await new GraphQLClient(cp.graphqlUrl, tokens[2]).request(
+      `{ jobs { edges { node { agent { gpus { name } } } } } }`,
+    );
+    expect(r.status).toBe(400);
+    expect(r.errors?.[0]).toMatchObject({ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } });
+    expect(r.errors?.[0].message).toMatch(/depth/i);
+  });
+
+  it('refuses a query costlier than the limit before running it', async () => {
+    const r = await new GraphQLClient(cp.graphqlUrl, tokens[2]).request(
+      `{ jobs { edges { cursor node { id state stateReason exitCode attempts maxAttempts timeoutSeconds logTail createdAt } } } }`,
+    );
+    expect(r.status).toBe(400);
+    expect(r.errors?.[0].message).toMatch(/query is too complex: cost \d+, limit 12/);
+    const small = await new GraphQLClient(cp.graphqlUrl, tokens[2]).request(
+      `{ jobs { edges { node { id } } } }`,
+    );
+    expect(small.status).toBe(200);
+  });
+});
