@@ -47,7 +47,9 @@ status=0
 log "unit tests"
 jest --selectProjects unit --ci --json --outputFile=.tmp/jest-unit.json || status=$?
 log "integration and end-to-end tests (real Postgres, nats-server, control plane and agent processes)"
-jest --selectProjects integration --ci --runInBand --json --outputFile=.tmp/jest-integration.json || status=$?
+# --forceExit: a failed test must not leave jest waiting on a child process's pipes (the harness
+# kills every process it started when jest exits).
+jest --selectProjects integration --ci --runInBand --forceExit --json --outputFile=.tmp/jest-integration.json || status=$?
 
 # One closing line for both runs, in the plain form CI reads.
 node -e '

@@ -1,8 +1,8 @@
 import { Module } from '@nestjs/common';
 import { GraphQLModule } from '@nestjs/graphql';
 import { MercuriusDriver, type MercuriusDriverConfig } from '@nestjs/mercurius';
-import { GraphQLError } from 'graphql';
-import { createComplexityRule, simpleEstimator } from 'graphql-query-complexity';
+import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
+import { getComplexity, simpleEstimator } from 'graphql-query-complexity';
 import type { Logger } from 'pino';
 import { CONFIG, type Config } from '../../config/config.js';
 import { AuthModule } from '../auth/auth.module.js';
@@ -24,15 +24,32 @@ import { LOGGER } from '../logging/logging.module.js';
         graphiql: false,
         // Abuse limits, refused before execution: depth, and a cost of one point per field.
         queryDepth: config.limits.graphqlMaxDepth,
-        // A fixed rule (no per-request variables), so Mercurius can keep caching validated documents.
-        validationRules: [
-          createComplexityRule({
-            maximumComplexity: config.limits.graphqlMaxComplexity,
-            estimators: [simpleEstimator({ defaultComplexity: 1 })],
-            createError: (max: number, actual: number) =>
-              new GraphQLError(`query is too complex: cost ${actual}, limit ${max}`),
-          }),
-        ],
+        // Cost is checked once the variables are known and before anything executes (a validation
+        // rule would need variables too, which would turn off Mercurius's document cache).
+        hooks: {
+          preExecution: [
+            (
+              schema: GraphQLSchema,
+              document: DocumentNode,
+              _context: unknown,
+              variables: Record<string, unknown>,
+            ) => {
+              let cost: number;
+              try {
+                cost = getComplexity({
+                  schema,
+                  query: document,
+                  variables,
+                  estimators: [simpleEstimator({ defaultComplexity: 1 })],
+                });
+              } catch {
+                return; // invalid variables: execution reports them
+              }
+              const max = config.limits.graphqlMaxComplexity;
+              if (cost > max) throw new GraphQLError(`query is too complex: cost ${cost}, limit ${max}`);
+            },
+          ],
+        },
         jit: 1, // compile each query with graphql-jit after its first use
         errorFormatter: graphqlErrorFormatter(log) as MercuriusDriverConfig['errorFormatter'],
         subscription: {
