@@ -21,6 +21,24 @@ import { join, resolve } from 'node:path';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** The services the operator commands use, on a one-connection data source closed afterwards. */
+async function withServices<T>(
+  work: (s: { orgs: OrgsService; audit: AuditService }) => Promise<T>,
+): Promise<T> {
+  const config = loadConfig();
+  const ds = await createDataSource(requireDatabaseUrl(config.database.url), {
+    poolSize: 1,
+    entities: ENTITIES,
+  }).initialize();
+  try {
+    const tx = new Transactions(ds);
+    const audit = new AuditService(tx);
+    return await work({ orgs: new OrgsService(tx, audit), audit });
+  } finally {
+    await ds.destroy();
+  }
+}
+
 const program = new Command('hearth').description('Hearth control plane').version('0.1.0');
 
 function requireDatabaseUrl(url: string | undefined): string {
@@ -62,24 +80,12 @@ org
   .requiredOption('--admin-email <email>', "the first admin's email")
   .option('--json', 'print {"organizationId","adminToken"} as JSON')
   .action(async (opts: { name: string; adminEmail: string; json?: boolean }) => {
-    const config = loadConfig();
-    const ds = await createDataSource(requireDatabaseUrl(config.database.url), {
-      poolSize: 1,
-      entities: ENTITIES,
-    }).initialize();
-    try {
-      const tx = new Transactions(ds);
-      const created = await new OrgsService(tx, new AuditService(tx)).create(opts.name, opts.adminEmail);
-      if (opts.json)
-        console.log(
-          JSON.stringify({ organizationId: created.organizationId, adminToken: created.adminToken }),
-        );
-      else {
-        console.log(`organization: ${created.organizationId}`);
-        console.log(`admin token (shown once, store it now): ${created.adminToken}`);
-      }
-    } finally {
-      await ds.destroy();
+    const created = await withServices(({ orgs }) => orgs.create(opts.name, opts.adminEmail));
+    if (opts.json)
+      console.log(JSON.stringify({ organizationId: created.organizationId, adminToken: created.adminToken }));
+    else {
+      console.log(`organization: ${created.organizationId}`);
+      console.log(`admin token (shown once, store it now): ${created.adminToken}`);
     }
   });
 
@@ -92,20 +98,9 @@ org
   .option('--json', 'print {"userId","token"} as JSON')
   .action(async (opts: { org: string; email: string; role: string; json?: boolean }) => {
     if (!UUID.test(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
-    const config = loadConfig();
-    const ds = await createDataSource(requireDatabaseUrl(config.database.url), {
-      poolSize: 1,
-      entities: ENTITIES,
-    }).initialize();
-    try {
-      const tx = new Transactions(ds);
-      const added = await new OrgsService(tx, new AuditService(tx)).addUser(opts.org, opts.email, opts.role);
-      if (opts.json) console.log(JSON.stringify(added));
-      else
-        console.log(`user ${added.userId} (${opts.role}); token (shown once, store it now): ${added.token}`);
-    } finally {
-      await ds.destroy();
-    }
+    const added = await withServices(({ orgs }) => orgs.addUser(opts.org, opts.email, opts.role));
+    if (opts.json) console.log(JSON.stringify(added));
+    else console.log(`user ${added.userId} (${opts.role}); token (shown once, store it now): ${added.token}`);
   });
 
 const audit = program.command('audit').description('audit trail');
@@ -115,19 +110,13 @@ audit
   .requiredOption('--org <id>', 'organization id')
   .action(async (opts: { org: string }) => {
     if (!UUID.test(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
-    const config = loadConfig();
-    const ds = await createDataSource(requireDatabaseUrl(config.database.url), { poolSize: 1 }).initialize();
-    try {
-      const result = await new AuditService(new Transactions(ds)).verify(opts.org);
-      if (result.ok) console.log(`OK: ${result.checked} events, chain intact`);
-      else {
-        console.log(
-          `BROKEN at event ${result.firstBrokenSeq}: ${result.reason} (${result.checked} events verified before it)`,
-        );
-        process.exitCode = 1;
-      }
-    } finally {
-      await ds.destroy();
+    const result = await withServices(({ audit }) => audit.verify(opts.org));
+    if (result.ok) console.log(`OK: ${result.checked} events, chain intact`);
+    else {
+      console.log(
+        `BROKEN at event ${result.firstBrokenSeq}: ${result.reason} (${result.checked} events verified before it)`,
+      );
+      process.exitCode = 1;
     }
   });
 

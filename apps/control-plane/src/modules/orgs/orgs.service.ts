@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
+import type { EntityManager } from 'typeorm';
 import { AuditService } from '../../platform/audit/audit.service.js';
 import { newSecret } from '../../platform/auth/secrets.js';
-import { isRoleName, ROLE_NAMES } from '../../platform/access/permissions.js';
+import { isRoleName, ROLE_NAMES, type RoleName } from '../../platform/access/permissions.js';
 import { InvalidInputError, NotFoundError } from '../../platform/errors/domain-error.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ApiToken } from './api-token.entity.js';
@@ -38,22 +39,7 @@ export class OrgsService {
     // The new organization is its own tenant: RLS checks the rows below against it.
     await this.tx.tenant(organizationId, async (m) => {
       await m.insert(Organization, { id: organizationId, name: trimmed });
-      await m.insert(User, { id: adminUserId, tenantId: organizationId, email: adminEmail.toLowerCase() });
-      await m.insert(ApiToken, {
-        id: uuidv7(),
-        tenantId: organizationId,
-        userId: adminUserId,
-        tokenHash: hash,
-        name: 'initial admin token',
-        expiresAt: null,
-        lastUsedAt: null,
-        revokedAt: null,
-      });
-      await m.query(`INSERT INTO role_bindings (id, tenant_id, user_id, role) VALUES ($1, $2, $3, 'owner')`, [
-        uuidv7(),
-        organizationId,
-        adminUserId,
-      ]);
+      await this.insertMember(m, organizationId, adminUserId, adminEmail, 'owner', hash);
       await this.audit.record(
         m,
         organizationId,
@@ -86,23 +72,7 @@ export class OrgsService {
     await this.tx.tenant(organizationId, async (m) => {
       if (!(await m.findOneBy(Organization, { id: organizationId })))
         throw new NotFoundError('organization', organizationId);
-      await m.insert(User, { id: userId, tenantId: organizationId, email: email.toLowerCase() });
-      await m.insert(ApiToken, {
-        id: uuidv7(),
-        tenantId: organizationId,
-        userId,
-        tokenHash: hash,
-        name: 'initial token',
-        expiresAt: null,
-        lastUsedAt: null,
-        revokedAt: null,
-      });
-      await m.query(`INSERT INTO role_bindings (id, tenant_id, user_id, role) VALUES ($1, $2, $3, $4)`, [
-        uuidv7(),
-        organizationId,
-        userId,
-        role,
-      ]);
+      await this.insertMember(m, organizationId, userId, email, role, hash);
       await this.audit.record(
         m,
         organizationId,
@@ -115,5 +85,33 @@ export class OrgsService {
       );
     });
     return { userId, token: secret };
+  }
+
+  /** A user, their first API token (hash only) and their role binding, in the caller's transaction. */
+  private async insertMember(
+    m: EntityManager,
+    tenantId: string,
+    userId: string,
+    email: string,
+    role: RoleName,
+    tokenHash: Buffer,
+  ) {
+    await m.insert(User, { id: userId, tenantId, email: email.toLowerCase() });
+    await m.insert(ApiToken, {
+      id: uuidv7(),
+      tenantId,
+      userId,
+      tokenHash,
+      name: 'initial token',
+      expiresAt: null,
+      lastUsedAt: null,
+      revokedAt: null,
+    });
+    await m.query(`INSERT INTO role_bindings (id, tenant_id, user_id, role) VALUES ($1, $2, $3, $4)`, [
+      uuidv7(),
+      tenantId,
+      userId,
+      role,
+    ]);
   }
 }
