@@ -2,6 +2,7 @@
  * The real agent process against the real nats-server, with this test playing the control plane.
  * Needs `npx tsc -b apps/agent` (npm run build) first; it builds once itself when dist is missing.
  */
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -77,8 +78,10 @@ describe('hearth-agent run', () => {
 
   it('never runs an attempt whose claim is refused, and terminates its message', async () => {
     const marker = path.join(tmp, 'refused-job-ran');
-    const job = await cp.dispatch(['touch', marker]);
-    cp.refuse.add(job.attemptId);
+    // Refused before it is dispatched: the agent may claim before dispatch() even returns.
+    const attemptId = randomUUID();
+    cp.refuse.add(attemptId);
+    const job = await cp.dispatch(['touch', marker], { attemptId });
     await waitUntil(() => cp.claims.some((c) => c.attemptId === job.attemptId), 10_000, 'the claim');
     await waitUntil(async () => (await cp.jobConsumerInfo()).num_ack_pending === 0, 5000, 'the term');
     await new Promise((r) => setTimeout(r, 1000));
