@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** `hearth`: the control plane's command line. */
+import { validate as isUuid } from 'uuid';
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -18,8 +19,6 @@ import { Transactions } from './platform/tenancy/transactions.js';
 import { startServer } from './server.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The services the operator commands use, on a one-connection data source closed afterwards. */
 async function withServices<T>(
@@ -97,7 +96,7 @@ org
   .requiredOption('--role <role>', 'owner | admin | ml_engineer | viewer | auditor | fleet_operator')
   .option('--json', 'print {"userId","token"} as JSON')
   .action(async (opts: { org: string; email: string; role: string; json?: boolean }) => {
-    if (!UUID.test(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
+    if (!isUuid(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
     const added = await withServices(({ orgs }) => orgs.addUser(opts.org, opts.email, opts.role));
     if (opts.json) console.log(JSON.stringify(added));
     else console.log(`user ${added.userId} (${opts.role}); token (shown once, store it now): ${added.token}`);
@@ -109,7 +108,7 @@ audit
   .description("check an organization's audit hash chain; exits 1 and names the first bad link if broken")
   .requiredOption('--org <id>', 'organization id')
   .action(async (opts: { org: string }) => {
-    if (!UUID.test(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
+    if (!isUuid(opts.org)) throw new InvalidInputError(`not an organization id: ${opts.org}`);
     const result = await withServices(({ audit }) => audit.verify(opts.org));
     if (result.ok) console.log(`OK: ${result.checked} events, chain intact`);
     else {

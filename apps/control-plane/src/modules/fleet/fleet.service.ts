@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { v7 as uuidv7 } from 'uuid';
+import { validate as isUuid, v7 as uuidv7 } from 'uuid';
 import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import type { AgentAddress, AgentHeartbeat, JoinRequest, JoinResponse } from '@hearth/contracts';
@@ -21,8 +21,6 @@ import {
   JoinTokenTtlError,
   JoinTokenUsedError,
 } from './fleet.errors.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 @Injectable()
 export class FleetService {
@@ -133,7 +131,7 @@ export class FleetService {
   }
 
   async getAgents(p: Principal, ids: readonly string[]): Promise<Map<string, AgentModel>> {
-    const valid = ids.filter((id) => UUID.test(id));
+    const valid = ids.filter((id) => isUuid(id));
     if (!valid.length) return new Map();
     const rows = await this.tx.tenant(p.tenantId, (m) =>
       m.createQueryBuilder(AgentEntity, 'a').where('a.id = ANY(:ids)', { ids: valid }).getMany(),
@@ -146,7 +144,7 @@ export class FleetService {
    * the leases of whatever it held expire at once, so the sweeper re-queues those jobs elsewhere.
    */
   async revokeAgent(p: Principal, id: string): Promise<AgentModel> {
-    if (!UUID.test(id)) throw new AgentNotFoundError(id);
+    if (!isUuid(id)) throw new AgentNotFoundError(id);
     const agent = await this.tx.tenant(p.tenantId, async (m) => {
       const found = await m.findOne(AgentEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!found) throw new AgentNotFoundError(id);

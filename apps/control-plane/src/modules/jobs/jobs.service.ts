@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { v7 as uuidv7 } from 'uuid';
+import { validate as isUuid, v7 as uuidv7 } from 'uuid';
 import { encode, JobCancel, subjects } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
@@ -13,8 +13,6 @@ import { JobUpdates } from './job-updates.service.js';
 import type { JobConnection, JobFilter, JobModel, SubmitJobInput } from './job.model.js';
 import { JobKind, JobState } from './job.model.js';
 import { InvalidCursorError, InvalidPageSizeError, JobNotFoundError } from './jobs.errors.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 @Injectable()
 export class JobsService {
@@ -87,7 +85,7 @@ export class JobsService {
    * reports back, or when its lease runs out. Cancelling a finished job changes nothing.
    */
   async cancel(p: Principal, id: string): Promise<JobModel> {
-    if (!UUID.test(id)) throw new JobNotFoundError(id);
+    if (!isUuid(id)) throw new JobNotFoundError(id);
     const { job, sent } = await this.tx.tenant(p.tenantId, async (m) => {
       const found = await m.findOne(JobEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!found) throw new JobNotFoundError(id);
@@ -138,7 +136,7 @@ export class JobsService {
   }
 
   async get(p: Principal, id: string): Promise<JobModel> {
-    if (!UUID.test(id)) throw new JobNotFoundError(id);
+    if (!isUuid(id)) throw new JobNotFoundError(id);
     const job = await this.tx.tenant(p.tenantId, (m) => m.findOneBy(JobEntity, { id }));
     if (!job) throw new JobNotFoundError(id);
     return toJobModel(job);
@@ -194,6 +192,6 @@ function encodeCursor(j: JobEntity): string {
 
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString('utf8').replace(/^job:/, '');
-  if (!UUID.test(id)) throw new InvalidCursorError();
+  if (!isUuid(id)) throw new InvalidCursorError();
   return id;
 }

@@ -5,13 +5,13 @@
  * user of a pooled connection. System work (token lookup, outbox relay, lease sweep) runs as
  * hearth_system, whose policy is explicit in the migration, never as a BYPASSRLS role.
  */
+import { validate as isUuid } from 'uuid';
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { requestContext } from '../logging/request-context.js';
 
 export const APP_ROLE = 'hearth_app';
 export const SYSTEM_ROLE = 'hearth_system';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export type Work<T> = (m: EntityManager) => Promise<T>;
 
@@ -21,7 +21,7 @@ export class Transactions {
 
   /** Runs `work` as the app role, scoped to one tenant. */
   tenant<T>(tenantId: string, work: Work<T>): Promise<T> {
-    if (!UUID.test(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
+    if (!isUuid(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
     const ctx = requestContext();
     if (ctx && !ctx.tenantId) ctx.tenantId = tenantId;
     // The id is a checked UUID, so it can be inlined: BEGIN and the scope then share one round trip.
