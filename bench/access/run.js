@@ -1,26 +1,33 @@
 // bench/access: what authorization and auditing add to a request.
 //   npm run build && node bench/access/run.js
-// 1. Authorization per request: roles → permissions → CASL ability, then the guard's check
-//    (in process, as the guard does it on every operation).
+// 1. Authorization per request: the caller's bindings (an organization role and a project role) and
+//    token limits → effective grants → CASL ability, then the guard's check and a project-level
+//    object check (in process, as the guard and services do on every operation).
 // 2. The audit write inside a mutation's transaction: the same transaction (BEGIN + tenant scope,
 //    one UPDATE, COMMIT) with and without the audit INSERT (hash chain computed by the trigger),
 //    against the local Postgres as hearth_app.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { createOrganization, createTestDatabase } from '@hearth/testing';
-import { allows, buildAbility } from '../../apps/control-plane/dist/platform/access/ability.js';
-import { permissionsOf } from '../../apps/control-plane/dist/platform/access/permissions.js';
+import { allows, allowsOn, buildAbility } from '../../apps/control-plane/dist/platform/access/ability.js';
+import { effectiveGrants } from '../../apps/control-plane/dist/platform/access/grants.js';
 
 const pct = (xs, p) => xs.slice().sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
 const us = (ns) => Math.round(Number(ns) / 10) / 100; // ns → µs, 2 decimals
 
 // 1. authorization
 const authz = [];
+const project = randomUUID();
+const bindings = [
+  { role: 'viewer', projectId: null, permissions: null },
+  { role: 'ml_engineer', projectId: project, permissions: null },
+];
 for (let i = 0; i < 20000; i++) {
   const t = process.hrtime.bigint();
-  const ability = buildAbility(permissionsOf(['ml_engineer', 'viewer']));
+  const ability = buildAbility(effectiveGrants(bindings, { scopes: null, projectId: null }));
   allows(ability, 'jobs:submit');
   allows(ability, 'audit:read');
+  allowsOn(ability, 'jobs:submit', project);
   authz.push(Number(process.hrtime.bigint() - t));
 }
 const warmAuthz = authz.slice(2000);

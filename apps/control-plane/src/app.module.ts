@@ -4,6 +4,8 @@ import type { Config } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import { FleetModule } from './modules/fleet/fleet.module.js';
 import { JobsModule } from './modules/jobs/jobs.module.js';
+import { OrgsModule } from './modules/orgs/orgs.module.js';
+import { ProjectsModule } from './modules/projects/projects.module.js';
 import { AuditModule } from './platform/audit/audit.module.js';
 import { AuthModule } from './platform/auth/auth.module.js';
 import { DatabaseModule } from './platform/database/database.module.js';
@@ -29,6 +31,8 @@ export class AppModule {
         HealthModule,
         FleetModule,
         JobsModule,
+        ProjectsModule,
+        OrgsModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: HttpErrorFilter }],
     };

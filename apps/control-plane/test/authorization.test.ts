@@ -1,7 +1,10 @@
 /**
  * The authorization matrix: every GraphQL operation has a declared policy and a row here, checked for
- * every built-in role against its own organization and another one. A new operation without a row
- * fails this test. myPermissions must agree with what the guard lets through, and denials are audited.
+ * every built-in role, bound organization-wide and bound in one project, against objects in its own
+ * project, in another project of its organization, and in another organization. A new operation
+ * without a row fails this test. myPermissions agrees with the guard; denials are audited. And the
+ * IDOR sweep: every operation that takes an id, given another organization's ids, answers NOT_FOUND
+ * and changes nothing there.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
@@ -16,19 +19,41 @@ import {
   type ControlPlane,
   type TestDatabase,
 } from '@hearth/testing';
-import { ROLE_NAMES, ROLES, type Permission, type RoleName } from '../src/platform/access/permissions.js';
+import {
+  isProjectPermission,
+  ROLE_NAMES,
+  ROLES,
+  type Permission,
+  type RoleName,
+} from '../src/platform/access/permissions.js';
 
 interface Ids {
   jobId: string;
   agentId: string;
+  projectId: string;
+  memberId: string;
+  bindingId: string;
+  serviceAccountId: string;
+  roleId: string;
+  tokenId: string;
 }
+type Policy = Permission | 'authenticated';
 interface Row {
-  policy: Permission | 'authenticated';
-  /** The request, given the ids it should act on. */
-  doc: (ids: Ids) => { query: string; variables?: Record<string, unknown> };
-  /** Whether the operation names an object by id (then another organization's id must be NOT_FOUND). */
+  /** What the resolver declares (@Requires): the guard's check. */
+  policy: Policy;
+  /** What the service then requires, when stricter than the declared policy. */
+  requires?: Policy;
+  /** Whether the operation names an object by id (another organization's id must be NOT_FOUND). */
   byId: boolean;
+  /** The object belongs to a project: a project binding reaches it only in that project. */
+  project?: 'hidden' | 'refused';
+  /** The operation destroys its object: each call gets fresh ones. */
+  destructive?: boolean;
+  doc: (ids: Ids) => { query: string; variables?: Record<string, unknown> };
 }
+
+let n = 0;
+const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${n++}`;
 
 const MATRIX: Record<string, Row> = {
   agents: { policy: 'agents:read', byId: false, doc: () => ({ query: `{ agents { id } }` }) },
@@ -47,12 +72,18 @@ const MATRIX: Record<string, Row> = {
   },
   submitJob: {
     policy: 'jobs:submit',
-    byId: false,
-    doc: () => ({ query: `mutation { submitJob(input: { kind: COMMAND, command: ["true"] }) { id } }` }),
+    byId: true,
+    project: 'refused',
+    doc: ({ projectId }) => ({
+      query: `mutation($p: ID) { submitJob(input: { kind: COMMAND, command: ["true"], projectId: $p,
+        agentSelector: { labels: [{ key: "pool", value: "none" }] } }) { id } }`,
+      variables: { p: projectId },
+    }),
   },
   cancelJob: {
     policy: 'jobs:cancel',
     byId: true,
+    project: 'hidden',
     doc: ({ jobId }) => ({
       query: `mutation($id: ID!) { cancelJob(id: $id) { id } }`,
       variables: { id: jobId },
@@ -61,15 +92,149 @@ const MATRIX: Record<string, Row> = {
   job: {
     policy: 'jobs:read',
     byId: true,
+    project: 'hidden',
     doc: ({ jobId }) => ({ query: `query($id: ID!) { job(id: $id) { id } }`, variables: { id: jobId } }),
   },
   jobs: { policy: 'jobs:read', byId: false, doc: () => ({ query: `{ jobs { edges { node { id } } } }` }) },
   jobUpdated: {
     policy: 'jobs:read',
     byId: true,
+    project: 'hidden',
     doc: ({ jobId }) => ({
       query: `subscription($id: ID!) { jobUpdated(id: $id) { id } }`,
       variables: { id: jobId },
+    }),
+  },
+  projects: {
+    policy: 'projects:read',
+    byId: false,
+    doc: () => ({ query: `{ projects { id myPermissions } }` }),
+  },
+  project: {
+    policy: 'projects:read',
+    byId: true,
+    project: 'hidden',
+    doc: ({ projectId }) => ({
+      query: `query($id: ID!) { project(id: $id) { id } }`,
+      variables: { id: projectId },
+    }),
+  },
+  createProject: {
+    policy: 'projects:manage',
+    byId: false,
+    doc: () => ({
+      query: `mutation($n: String!) { createProject(input: { name: $n }) { id } }`,
+      variables: { n: unique('p') },
+    }),
+  },
+  members: { policy: 'members:read', byId: false, doc: () => ({ query: `{ members { id } }` }) },
+  inviteMember: {
+    policy: 'members:manage',
+    byId: false,
+    doc: () => ({
+      query: `mutation($e: String!) { inviteMember(input: { email: $e, role: "viewer" }) { token } }`,
+      variables: { e: `${unique('m')}@matrix.test` },
+    }),
+  },
+  changeMemberRole: {
+    policy: 'members:manage',
+    byId: true,
+    doc: ({ memberId }) => ({
+      query: `mutation($id: ID!) { changeMemberRole(input: { principalId: $id, role: "viewer" }) { id } }`,
+      variables: { id: memberId },
+    }),
+  },
+  removeRoleBinding: {
+    policy: 'members:manage',
+    byId: true,
+    destructive: true,
+    doc: ({ bindingId }) => ({
+      query: `mutation($id: ID!) { removeRoleBinding(id: $id) { id } }`,
+      variables: { id: bindingId },
+    }),
+  },
+  removeMember: {
+    policy: 'members:manage',
+    byId: true,
+    destructive: true,
+    doc: ({ memberId }) => ({
+      query: `mutation($id: ID!) { removeMember(id: $id) { id } }`,
+      variables: { id: memberId },
+    }),
+  },
+  serviceAccounts: {
+    policy: 'members:read',
+    byId: false,
+    doc: () => ({ query: `{ serviceAccounts { id } }` }),
+  },
+  createServiceAccount: {
+    policy: 'members:manage',
+    byId: false,
+    doc: () => ({
+      query: `mutation($n: String!) { createServiceAccount(input: { name: $n }) { id } }`,
+      variables: { n: unique('sa') },
+    }),
+  },
+  deleteServiceAccount: {
+    policy: 'members:manage',
+    byId: true,
+    destructive: true,
+    doc: ({ serviceAccountId }) => ({
+      query: `mutation($id: ID!) { deleteServiceAccount(id: $id) { id } }`,
+      variables: { id: serviceAccountId },
+    }),
+  },
+  roles: { policy: 'authenticated', byId: false, doc: () => ({ query: `{ roles { id } }` }) },
+  createRole: {
+    policy: 'roles:manage',
+    byId: false,
+    doc: () => ({
+      query: `mutation($n: String!) { createRole(input: { name: $n, permissions: ["jobs:read"] }) { id } }`,
+      variables: { n: unique('r') },
+    }),
+  },
+  updateRole: {
+    policy: 'roles:manage',
+    byId: true,
+    doc: ({ roleId }) => ({
+      query: `mutation($id: ID!) { updateRole(input: { id: $id, description: "updated" }) { id } }`,
+      variables: { id: roleId },
+    }),
+  },
+  deleteRole: {
+    policy: 'roles:manage',
+    byId: true,
+    destructive: true,
+    doc: ({ roleId }) => ({
+      query: `mutation($id: ID!) { deleteRole(id: $id) { id } }`,
+      variables: { id: roleId },
+    }),
+  },
+  apiTokens: {
+    policy: 'authenticated',
+    requires: 'members:read',
+    byId: true,
+    doc: ({ memberId }) => ({
+      query: `query($id: ID) { apiTokens(principalId: $id) { id } }`,
+      variables: { id: memberId },
+    }),
+  },
+  createApiToken: {
+    policy: 'authenticated',
+    requires: 'members:manage',
+    byId: true,
+    doc: ({ serviceAccountId }) => ({
+      query: `mutation($id: ID) { createApiToken(input: { name: "ci", serviceAccountId: $id }) { token } }`,
+      variables: { id: serviceAccountId },
+    }),
+  },
+  revokeApiToken: {
+    policy: 'authenticated',
+    requires: 'members:manage',
+    byId: true,
+    doc: ({ tokenId }) => ({
+      query: `mutation($id: ID!) { revokeApiToken(id: $id) { id } }`,
+      variables: { id: tokenId },
     }),
   },
   auditEvents: {
@@ -85,26 +250,69 @@ const MATRIX: Record<string, Row> = {
   myPermissions: { policy: 'authenticated', byId: false, doc: () => ({ query: `{ myPermissions }` }) },
 };
 
+type Scope = 'organization' | 'project';
+type Context = 'ownProject' | 'otherProject' | 'otherOrganization';
+const CONTEXTS: Context[] = ['ownProject', 'otherProject', 'otherOrganization'];
+
 let db: TestDatabase;
 let cp: ControlPlane;
-const clients = {} as Record<RoleName, GraphQLClient>;
-let own: Ids;
-let other: Ids;
+let ownerA: GraphQLClient;
+let ownerB: GraphQLClient;
+const clients = { organization: {}, project: {} } as Record<Scope, Record<RoleName, GraphQLClient>>;
+const ids = {} as Record<Context, Ids>;
+const orgOf = (c: Context) => (c === 'otherOrganization' ? ownerB : ownerA);
 
-async function idsFor(api: GraphQLClient): Promise<Ids> {
-  const { submitJob } = await api.ok<{ submitJob: { id: string } }>(
-    `mutation { submitJob(input: { kind: COMMAND, command: ["true"], agentSelector: { labels: [{ key: "pool", value: "none" }] } }) { id } }`,
+/** Objects of one organization for the matrix to act on; the job lives in the given project. */
+async function fixtures(owner: GraphQLClient, projectId: string): Promise<Ids> {
+  const { submitJob } = await owner.ok<{ submitJob: { id: string } }>(
+    `mutation($p: ID) { submitJob(input: { kind: COMMAND, command: ["true"], projectId: $p,
+      agentSelector: { labels: [{ key: "pool", value: "none" }] } }) { id } }`,
+    { p: projectId },
   );
-  const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(
+  const { createJoinToken } = await owner.ok<{ createJoinToken: { token: string } }>(
     `mutation { createJoinToken { token } }`,
   );
-  const joined = await joinAgent(cp.url, createJoinToken.token);
-  return { jobId: submitJob.id, agentId: joined.id! };
+  const agent = await joinAgent(cp.url, createJoinToken.token);
+  return { ...(await destructibles(owner)), jobId: submitJob.id, agentId: agent.id!, projectId };
+}
+
+/** The objects destructive operations consume: made afresh for each call. */
+async function destructibles(owner: GraphQLClient): Promise<Omit<Ids, 'jobId' | 'agentId' | 'projectId'>> {
+  const { inviteMember } = await owner.ok<{
+    inviteMember: { member: { id: string; roleBindings: { id: string }[] } };
+  }>(
+    `mutation($e: String!) { inviteMember(input: { email: $e, role: "viewer" }) { member { id roleBindings { id } } } }`,
+    {
+      e: `${unique('target')}@matrix.test`,
+    },
+  );
+  const { createServiceAccount } = await owner.ok<{ createServiceAccount: { id: string } }>(
+    `mutation($n: String!) { createServiceAccount(input: { name: $n }) { id } }`,
+    { n: unique('target-sa') },
+  );
+  const { createApiToken } = await owner.ok<{ createApiToken: { apiToken: { id: string } } }>(
+    `mutation($id: ID) { createApiToken(input: { name: "target", serviceAccountId: $id }) { apiToken { id } } }`,
+    { id: createServiceAccount.id },
+  );
+  const { createRole } = await owner.ok<{ createRole: { id: string } }>(
+    `mutation($n: String!) { createRole(input: { name: $n, permissions: ["jobs:read"] }) { id } }`,
+    { n: unique('target-role') },
+  );
+  return {
+    memberId: inviteMember.member.id,
+    bindingId: inviteMember.member.roleBindings[0].id,
+    serviceAccountId: createServiceAccount.id,
+    tokenId: createApiToken.apiToken.id,
+    roleId: createRole.id,
+  };
 }
 
 /** The first error code of a request, or 'OK'. Subscriptions go over graphql-ws. */
-async function outcome(client: GraphQLClient, op: string, ids: Ids): Promise<string> {
-  const { query, variables } = MATRIX[op].doc(ids);
+async function outcome(client: GraphQLClient, row: Row, context: Context): Promise<string> {
+  const target = row.destructive
+    ? { ...ids[context], ...(await destructibles(orgOf(context))) }
+    : ids[context];
+  const { query, variables } = row.doc(target);
   if (query.startsWith('subscription')) {
     const ws = client.ws();
     try {
@@ -121,36 +329,68 @@ async function outcome(client: GraphQLClient, op: string, ids: Ids): Promise<str
   return r.errors?.[0]?.extensions?.code ?? 'OK';
 }
 
+/** What a role bound at a scope must get for a row in a context. */
+function expected(role: RoleName, scope: Scope, context: Context, row: Row): string {
+  const held = scope === 'organization' ? ROLES[role] : ROLES[role].filter(isProjectPermission);
+  const has = (p: Policy) => p === 'authenticated' || held.includes(p);
+  if (!has(row.policy)) return 'FORBIDDEN';
+  if (context === 'otherOrganization') return row.byId ? 'NOT_FOUND' : 'OK';
+  if (!has(row.requires ?? row.policy)) return 'FORBIDDEN';
+  if (scope === 'project' && context === 'otherProject' && row.project && row.byId)
+    return row.project === 'hidden' ? 'NOT_FOUND' : 'FORBIDDEN';
+  return 'OK';
+}
+
+async function addUser(orgId: string, email: string, role: string): Promise<GraphQLClient> {
+  const r = await runProcess(
+    process.execPath,
+    [HEARTH_BIN, 'org', 'add-user', '--org', orgId, '--email', email, '--role', role, '--json'],
+    { DATABASE_URL: db.appUrl },
+  );
+  if (r.code !== 0) throw new Error(r.stderr);
+  return new GraphQLClient(cp.graphqlUrl, (JSON.parse(r.stdout) as { token: string }).token);
+}
+
+async function inviteAndAccept(owner: GraphQLClient, email: string, role: string, projectId: string) {
+  const { inviteMember } = await owner.ok<{ inviteMember: { token: string } }>(
+    `mutation($e: String!, $r: String!, $p: ID) { inviteMember(input: { email: $e, role: $r, projectId: $p }) { token } }`,
+    { e: email, r: role, p: projectId },
+  );
+  const res = await fetch(`${cp.url}/api/v1/invitations/accept`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: inviteMember.token }),
+  });
+  return new GraphQLClient(cp.graphqlUrl, ((await res.json()) as { token: string }).token);
+}
+
 beforeAll(async () => {
   db = await createTestDatabase();
   cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: 'nats://127.0.0.1:4222' });
   const a = await createOrganization(db.appUrl, 'Matrix A');
   const b = await createOrganization(db.appUrl, 'Matrix B');
-  clients.owner = new GraphQLClient(cp.graphqlUrl, a.adminToken);
-  for (const role of ROLE_NAMES.filter((r) => r !== 'owner')) {
-    const r = await runProcess(
-      process.execPath,
-      [
-        HEARTH_BIN,
-        'org',
-        'add-user',
-        '--org',
-        a.organizationId,
-        '--email',
-        `${role}@a.test`,
-        '--role',
-        role,
-        '--json',
-      ],
-      {
-        DATABASE_URL: db.appUrl,
-      },
-    );
-    if (r.code !== 0) throw new Error(r.stderr);
-    clients[role] = new GraphQLClient(cp.graphqlUrl, (JSON.parse(r.stdout) as { token: string }).token);
-  }
-  own = await idsFor(clients.owner);
-  other = await idsFor(new GraphQLClient(cp.graphqlUrl, b.adminToken));
+  ownerA = new GraphQLClient(cp.graphqlUrl, a.adminToken);
+  ownerB = new GraphQLClient(cp.graphqlUrl, b.adminToken);
+  const project = async (owner: GraphQLClient, name: string) =>
+    (
+      await owner.ok<{ createProject: { id: string } }>(
+        `mutation($n: String!) { createProject(input: { name: $n }) { id } }`,
+        { n: name },
+      )
+    ).createProject.id;
+  const [p1, p2, pb] = [
+    await project(ownerA, 'own'),
+    await project(ownerA, 'other'),
+    await project(ownerB, 'theirs'),
+  ];
+  clients.organization.owner = ownerA;
+  for (const role of ROLE_NAMES.filter((r) => r !== 'owner'))
+    clients.organization[role] = await addUser(a.organizationId, `${role}@a.test`, role);
+  for (const role of ROLE_NAMES)
+    clients.project[role] = await inviteAndAccept(ownerA, `${role}.p1@a.test`, role, p1);
+  ids.ownProject = await fixtures(ownerA, p1);
+  ids.otherProject = await fixtures(ownerA, p2);
+  ids.otherOrganization = await fixtures(ownerB, pb);
 });
 
 afterAll(async () => {
@@ -160,7 +400,7 @@ afterAll(async () => {
 
 describe('authorization matrix', () => {
   it('has a row for every operation in the schema, and no row for one that is gone', async () => {
-    const { __schema } = await clients.owner.ok<{
+    const { __schema } = await ownerA.ok<{
       __schema: Record<string, { fields: { name: string }[] } | null>;
     }>(
       `{ __schema { queryType { fields { name } } mutationType { fields { name } } subscriptionType { fields { name } } } }`,
@@ -169,56 +409,110 @@ describe('authorization matrix', () => {
     expect(ops.sort()).toEqual(Object.keys(MATRIX).sort());
   });
 
-  for (const role of ROLE_NAMES) {
-    it(`${role}: allowed exactly what the role grants, in its own organization and not in another`, async () => {
-      const granted = (p: Row['policy']) => p === 'authenticated' || ROLES[role].includes(p);
-      const seen: Record<string, [string, string]> = {};
-      const expected: Record<string, [string, string]> = {};
-      for (const [op, row] of Object.entries(MATRIX)) {
-        seen[op] = [await outcome(clients[role], op, own), await outcome(clients[role], op, other)];
-        const ownOutcome = granted(row.policy) ? 'OK' : 'FORBIDDEN';
-        const otherOutcome = !granted(row.policy) ? 'FORBIDDEN' : row.byId ? 'NOT_FOUND' : 'OK';
-        expected[op] = [ownOutcome, otherOutcome];
-      }
-      expect(seen).toEqual(expected);
-    });
+  for (const scope of ['organization', 'project'] as const) {
+    for (const role of ROLE_NAMES) {
+      it(`${role} bound ${scope === 'organization' ? 'organization-wide' : 'in one project'}: allowed exactly what the binding grants`, async () => {
+        const seen: Record<string, string[]> = {};
+        const want: Record<string, string[]> = {};
+        for (const [op, row] of Object.entries(MATRIX)) {
+          seen[op] = [];
+          for (const context of CONTEXTS) seen[op].push(await outcome(clients[scope][role], row, context));
+          want[op] = CONTEXTS.map((context) => expected(role, scope, context, row));
+        }
+        expect(seen).toEqual(want);
+      });
+    }
   }
 
-  it('answers myPermissions with exactly what the guard allows, for every role', async () => {
+  it('answers myPermissions with exactly what the guard allows, for every role and scope', async () => {
     for (const role of ROLE_NAMES) {
-      const { myPermissions } = await clients[role].ok<{ myPermissions: string[] }>(`{ myPermissions }`);
+      const { myPermissions } = await clients.organization[role].ok<{ myPermissions: string[] }>(
+        `{ myPermissions }`,
+      );
       expect({ role, perms: [...myPermissions].sort() }).toEqual({ role, perms: [...ROLES[role]].sort() });
+      const inProject = await clients.project[role].ok<{ myPermissions: string[] }>(`{ myPermissions }`);
+      expect({ role, perms: [...inProject.myPermissions].sort() }).toEqual({
+        role,
+        perms: ROLES[role].filter(isProjectPermission).sort(),
+      });
     }
   });
 
-  it('audits every denial', async () => {
-    const before = await clients.auditor.ok<{
-      auditEvents: { edges: { node: { action: string; changes: string } }[] };
-    }>(`{ auditEvents(first: 500) { edges { node { action changes } } } }`);
-    expect(await outcome(clients.viewer, 'submitJob', own)).toBe('FORBIDDEN');
-    const after = await clients.auditor.ok<{
+  it('audits every denial, the guard’s and the services’', async () => {
+    const since = new Date(Date.now() - 1).toISOString();
+    expect(await outcome(clients.organization.viewer, MATRIX.submitJob, 'ownProject')).toBe('FORBIDDEN');
+    expect(await outcome(clients.project.ml_engineer, MATRIX.submitJob, 'otherProject')).toBe('FORBIDDEN');
+    const { auditEvents } = await clients.organization.auditor.ok<{
       auditEvents: { edges: { node: { action: string; outcome: string; changes: string } }[] };
-    }>(`{ auditEvents(first: 500) { edges { node { action outcome changes } } } }`);
-    expect(after.auditEvents.edges.length).toBe(before.auditEvents.edges.length + 1);
-    expect(after.auditEvents.edges[0].node).toMatchObject({ action: 'permission.denied', outcome: 'denied' });
-    expect(JSON.parse(after.auditEvents.edges[0].node.changes)).toMatchObject({
-      operation: 'submitJob',
-      required: 'jobs:submit',
-      roles: ['viewer'],
-    });
+    }>(
+      `query($since: DateTime) { auditEvents(first: 10, filter: { actions: ["permission.denied"], since: $since }) {
+        edges { node { action outcome changes } } } }`,
+      { since },
+    );
+    expect(auditEvents.edges.map((e) => e.node.outcome)).toEqual(['denied', 'denied']);
+    expect(auditEvents.edges.map((e) => JSON.parse(e.node.changes) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({
+        operation: 'submitJob',
+        reason: 'permission denied: this operation requires jobs:submit in that project',
+        roles: ['ml_engineer'],
+      }),
+      expect.objectContaining({ operation: 'submitJob', required: 'jobs:submit', roles: ['viewer'] }),
+    ]);
   });
 
   it('refuses an unknown role at the CLI with the list of roles', async () => {
     const r = await runProcess(
       process.execPath,
-      [HEARTH_BIN, 'org', 'add-user', '--org', own.jobId, '--email', 'x@a.test', '--role', 'superuser'],
-      {
-        DATABASE_URL: db.appUrl,
-      },
+      [
+        HEARTH_BIN,
+        'org',
+        'add-user',
+        '--org',
+        ids.ownProject.jobId,
+        '--email',
+        'x@a.test',
+        '--role',
+        'superuser',
+      ],
+      { DATABASE_URL: db.appUrl },
     );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
       'unknown role superuser; one of: owner, admin, ml_engineer, viewer, auditor, fleet_operator',
     );
+  });
+});
+
+describe('IDOR', () => {
+  /** Everything organization B can see of itself, including the length of its audit chain. */
+  async function snapshotOfB() {
+    return ownerB.ok(`{
+      jobs(first: 200) { edges { node { id state stateReason } } }
+      agents { id state }
+      projects { id name description }
+      members(includeRemoved: true) { id status roleBindings { id role projectId } }
+      serviceAccounts { id status roleBindings { id role } }
+      roles { id name description permissions }
+      apiTokens { id revokedAt expiresAt }
+      verifyAuditChain { ok checked }
+    }`);
+  }
+
+  it('answers NOT_FOUND to every operation given another organization’s ids, and changes nothing there', async () => {
+    const theirs = { ...ids.otherOrganization, ...(await destructibles(ownerB)) };
+    const before = await snapshotOfB();
+    const seen: Record<string, string> = {};
+    for (const [op, row] of Object.entries(MATRIX).filter(([, r]) => r.byId)) {
+      const { query, variables } = row.doc(theirs);
+      if (query.startsWith('subscription')) {
+        seen[op] = await outcome(ownerA, row, 'otherOrganization');
+        continue;
+      }
+      const r = await ownerA.request(query, variables);
+      seen[op] = r.errors?.[0]?.extensions?.code ?? 'OK';
+    }
+    expect(Object.values(seen).length).toBeGreaterThanOrEqual(15);
+    expect(seen).toEqual(Object.fromEntries(Object.keys(seen).map((op) => [op, 'NOT_FOUND'])));
+    expect(await snapshotOfB()).toEqual(before);
   });
 });

@@ -144,6 +144,8 @@ describe('API tenant isolation', () => {
 describe('row-level security', () => {
   const TABLES = [
     'organizations',
+    'projects',
+    'custom_roles',
     'users',
     'api_tokens',
     'agents',

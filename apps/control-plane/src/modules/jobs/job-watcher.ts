@@ -1,18 +1,22 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '../../platform/auth/principal.js';
+import { Sessions } from '../../platform/auth/sessions.js';
+import { UnauthenticatedError } from '../../platform/errors/domain-error.js';
 import { JobUpdates } from './job-updates.service.js';
 import type { JobModel } from './job.model.js';
 import { JobsService } from './jobs.service.js';
 
 /**
  * Backs the jobUpdated subscription: yields the job as it is now, then again after every change.
- * Returning the iterator (client went away) aborts the NATS subscription at once.
+ * Returning the iterator (client went away) aborts the NATS subscription at once; revoking the
+ * caller's credentials ends it too.
  */
 @Injectable()
 export class JobWatcher {
   constructor(
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(JobUpdates) private readonly updates: JobUpdates,
+    @Inject(Sessions) private readonly sessions: Sessions,
   ) {}
 
   async watch(p: Principal, id: string): Promise<AsyncIterableIterator<{ jobUpdated: JobModel }>> {
@@ -23,10 +27,24 @@ export class JobWatcher {
       abort.abort();
       throw err;
     });
+    // Revoking the caller's token, or removing the caller, ends the stream with UNAUTHENTICATED.
+    let revoked: string | null = null;
+    const untrack = this.sessions.track(p, (reason) => {
+      revoked = reason;
+      abort.abort();
+    });
     const jobs = this.jobs;
     async function* stream() {
-      yield { jobUpdated: first };
-      for await (const _ of changes) yield { jobUpdated: await jobs.get(p, id) };
+      try {
+        yield { jobUpdated: first };
+        for await (const _ of changes) {
+          if (revoked) break;
+          yield { jobUpdated: await jobs.get(p, id) };
+        }
+        if (revoked) throw new UnauthenticatedError(revoked);
+      } finally {
+        untrack();
+      }
     }
     const gen = stream();
     const iterator: AsyncIterableIterator<{ jobUpdated: JobModel }> = {

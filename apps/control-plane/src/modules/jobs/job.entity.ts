@@ -31,6 +31,7 @@ export class JobEntity {
   @Column('integer') attempts!: number;
   @Column('uuid', { name: 'current_attempt_id', nullable: true }) currentAttemptId!: string | null;
   @Column('uuid', { name: 'agent_id', nullable: true }) agentId!: string | null;
+  @Column('uuid', { name: 'project_id', nullable: true }) projectId!: string | null;
   @Column('integer', { name: 'exit_code', nullable: true }) exitCode!: number | null;
   @Column('text', { name: 'log_tail' }) logTail!: string;
   @Column('bigint', { name: 'log_dropped_lines', transformer: bigintAsNumber }) logDroppedLines!: number;

@@ -41,6 +41,8 @@ export class JobModel {
   @Field(() => ID) id!: string;
   @Field(() => JobKind) kind!: JobKind;
   @Field(() => JobState) state!: JobState;
+  @Field(() => ID, { nullable: true, description: 'The project it belongs to; null: the organization.' })
+  projectId!: string | null;
   @Field(() => String, { nullable: true, description: 'Why the job is in its state (e.g. why it waits).' })
   stateReason!: string | null;
   @Field(() => [String]) command!: string[];
@@ -152,6 +154,13 @@ export class SubmitJobInput {
   @ValidateNested()
   @Type(() => AgentSelectorInput)
   agentSelector?: AgentSelectorInput;
+
+  @Field(() => ID, {
+    nullable: true,
+    description: "The project to run it in; omitted: the token's project, else the organization.",
+  })
+  @IsOptional()
+  projectId?: string;
 }
 
 @InputType()
@@ -164,4 +173,9 @@ export class JobFilter {
   @IsOptional()
   @IsUUID('all')
   agentId?: string;
+
+  @Field(() => ID, { nullable: true })
+  @IsOptional()
+  @IsUUID('all')
+  projectId?: string;
 }

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { FleetModule } from '../fleet/fleet.module.js';
+import { ProjectsModule } from '../projects/projects.module.js';
 import { AgentMessagesConsumer } from './agent-messages.consumer.js';
 import { AttemptsService } from './attempts.service.js';
 import { Dispatcher } from './dispatcher.service.js';
@@ -10,7 +11,7 @@ import { JobsService } from './jobs.service.js';
 import { LeaseSweeper } from './lease-sweeper.service.js';
 
 @Module({
-  imports: [FleetModule],
+  imports: [FleetModule, ProjectsModule],
   providers: [
     JobsService,
     JobsResolver,

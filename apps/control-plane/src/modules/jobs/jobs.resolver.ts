@@ -1,3 +1,4 @@
+import { allows } from '../../platform/access/ability.js';
 import { Requires } from '../../platform/access/policy.decorator.js';
 import { Inject } from '@nestjs/common';
 import {
@@ -69,7 +70,8 @@ export class JobsResolver {
     @Parent() job: JobModel,
     @Context() ctx: { agents?: Map<string, Promise<AgentModel | null>> },
   ): Promise<AgentModel | null> {
-    if (!job.agent) return null;
+    // Field-level policy: the agent is fleet information; callers without agents:read see null.
+    if (!job.agent || !allows(p.ability, 'agents:read')) return null;
     // A page of jobs usually names a few agents: one lookup per distinct agent per request.
     const id = job.agent.id;
     ctx.agents ??= new Map();

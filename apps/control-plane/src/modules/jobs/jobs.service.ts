@@ -2,11 +2,15 @@ import { Inject, Injectable } from '@nestjs/common';
 import { validate as isUuid, v7 as uuidv7 } from 'uuid';
 import { encode, JobCancel, subjects } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
+import { allowsOn } from '../../platform/access/ability.js';
+import { PermissionDeniedError } from '../../platform/access/access.errors.js';
+import { scopeOf } from '../../platform/access/grants.js';
 import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { OutboxMessage } from '../../platform/messaging/outbox-message.entity.js';
 import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
+import { ProjectsService } from '../projects/projects.service.js';
 import { Dispatcher } from './dispatcher.service.js';
 import { JobEntity, TERMINAL_STATES } from './job.entity.js';
 import { JobUpdates } from './job-updates.service.js';
@@ -23,11 +27,18 @@ export class JobsService {
     @Inject(OutboxRelay) private readonly relay: OutboxRelay,
     @Inject(JobUpdates) private readonly updates: JobUpdates,
     @Inject(AuditService) private readonly audit: AuditService,
+    @Inject(ProjectsService) private readonly projects: ProjectsService,
   ) {}
 
   /** Writes the job and, when an agent is free, its attempt and dispatch message, in one transaction. */
   async submit(p: Principal, input: SubmitJobInput): Promise<JobModel> {
+    const projectId = input.projectId ?? p.tokenProjectId;
     const job = await this.tx.tenant(p.tenantId, async (m) => {
+      if (projectId) await this.projects.require(m, projectId);
+      if (!allowsOn(p.ability, 'jobs:submit', projectId))
+        throw new PermissionDeniedError(
+          `jobs:submit${projectId ? ' in that project' : ' outside a project'}`,
+        );
       const row: JobEntity = m.create(JobEntity, {
         id: uuidv7(),
         tenantId: p.tenantId,
@@ -45,6 +56,7 @@ export class JobsService {
         attempts: 0,
         currentAttemptId: null,
         agentId: null,
+        projectId,
         exitCode: null,
         logTail: '',
         logDroppedLines: 0,
@@ -66,6 +78,7 @@ export class JobsService {
         // Env values may be secrets: only their names are recorded.
         changes: {
           command: row.command,
+          projectId,
           envNames: Object.keys(row.env),
           timeoutSeconds: row.timeoutSeconds,
           maxAttempts: row.maxAttempts,
@@ -88,7 +101,9 @@ export class JobsService {
     if (!isUuid(id)) throw new JobNotFoundError(id);
     const { job, sent } = await this.tx.tenant(p.tenantId, async (m) => {
       const found = await m.findOne(JobEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
-      if (!found) throw new JobNotFoundError(id);
+      if (!found || !allowsOn(p.ability, 'jobs:read', found.projectId)) throw new JobNotFoundError(id);
+      if (!allowsOn(p.ability, 'jobs:cancel', found.projectId))
+        throw new PermissionDeniedError('jobs:cancel');
       if (TERMINAL_STATES.includes(found.state) || found.cancelRequestedAt)
         return { job: found, sent: false };
       await this.audit.record(m, p.tenantId, actorOf(p), {
@@ -138,7 +153,8 @@ export class JobsService {
   async get(p: Principal, id: string): Promise<JobModel> {
     if (!isUuid(id)) throw new JobNotFoundError(id);
     const job = await this.tx.tenant(p.tenantId, (m) => m.findOneBy(JobEntity, { id }));
-    if (!job) throw new JobNotFoundError(id);
+    // A job in a project the caller cannot read is as invisible as another tenant's.
+    if (!job || !allowsOn(p.ability, 'jobs:read', job.projectId)) throw new JobNotFoundError(id);
     return toJobModel(job);
   }
 
@@ -151,8 +167,12 @@ export class JobsService {
   ): Promise<JobConnection> {
     if (!Number.isInteger(first) || first < 1 || first > 200) throw new InvalidPageSizeError();
     const cursor = after ? decodeCursor(after) : null;
+    const readable = scopeOf(p.grants, 'jobs:read');
+    if (readable !== 'organization' && readable.length === 0) return emptyPage();
     const rows = await this.tx.tenant(p.tenantId, (m) => {
       const q = m.createQueryBuilder(JobEntity, 'j');
+      if (readable !== 'organization') q.andWhere('j.project_id IN (:...readable)', { readable });
+      if (filter?.projectId) q.andWhere('j.project_id = :projectId', { projectId: filter.projectId });
       if (filter?.states?.length) q.andWhere('j.state IN (:...states)', { states: filter.states });
       if (filter?.agentId) q.andWhere('j.agent_id = :agentId', { agentId: filter.agentId });
       if (cursor) q.andWhere('j.id < :cursor', { cursor });
@@ -172,6 +192,7 @@ export function toJobModel(j: JobEntity): JobModel {
     id: j.id,
     kind: JobKind.COMMAND,
     state: j.state as JobState,
+    projectId: j.projectId,
     stateReason: j.stateReason,
     command: j.command,
     exitCode: j.exitCode,
@@ -184,6 +205,10 @@ export function toJobModel(j: JobEntity): JobModel {
     startedAt: j.startedAt,
     finishedAt: j.finishedAt,
   };
+}
+
+function emptyPage(): JobConnection {
+  return { edges: [], pageInfo: { hasNextPage: false, endCursor: null } };
 }
 
 function encodeCursor(j: JobEntity): string {

@@ -7,7 +7,11 @@ import { Requires } from './policy.decorator.js';
 
 @Resolver()
 export class AccessResolver {
-  @Query(() => [String], { description: 'The permissions the caller holds: exactly what the guard allows.' })
+  @Query(() => [String], {
+    description:
+      'The permissions the caller holds with this token, anywhere: exactly what the guard lets through. ' +
+      'Project.myPermissions answers for one project.',
+  })
   @Requires('authenticated')
   myPermissions(@CurrentPrincipal() p: Principal): string[] {
     return PERMISSIONS.filter((perm) => allows(p.ability, perm));

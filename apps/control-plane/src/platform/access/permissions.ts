@@ -1,6 +1,7 @@
 /**
- * The permission catalog and the built-in roles. A role is a set of catalog permissions; a user's
- * effective access is the union of their roles' permissions; anything not granted is denied.
+ * The permission catalog and the built-in roles. A role is a set of catalog permissions; a principal's
+ * effective access is the union of their role bindings (at organization or project scope), narrowed
+ * by the token they call with; anything not granted is denied.
  */
 export const PERMISSIONS = [
   'jobs:submit',
@@ -10,12 +11,28 @@ export const PERMISSIONS = [
   'agents:enroll',
   'agents:revoke',
   'models:promote',
+  'projects:read',
+  'projects:manage',
+  'members:read',
   'members:manage',
   'roles:manage',
   'audit:read',
   'org:admin',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
+
+/**
+ * Permissions on objects that belong to a project (jobs, models): a binding at project scope grants
+ * them inside that project only. Every other permission is about the organization as a whole (its
+ * fleet, members, roles, audit trail) and only an organization-scope binding grants it.
+ */
+export const PROJECT_PERMISSIONS: readonly Permission[] = [
+  'jobs:submit',
+  'jobs:read',
+  'jobs:cancel',
+  'models:promote',
+  'projects:read',
+];
 
 export const ROLE_NAMES = ['owner', 'admin', 'ml_engineer', 'viewer', 'auditor', 'fleet_operator'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
@@ -25,9 +42,9 @@ const all = PERMISSIONS.filter((p) => p !== 'org:admin');
 export const ROLES: Record<RoleName, readonly Permission[]> = {
   owner: PERMISSIONS,
   admin: all,
-  ml_engineer: ['jobs:submit', 'jobs:read', 'jobs:cancel', 'agents:read', 'models:promote'],
-  viewer: ['jobs:read', 'agents:read'],
-  auditor: ['jobs:read', 'agents:read', 'audit:read'],
+  ml_engineer: ['jobs:submit', 'jobs:read', 'jobs:cancel', 'agents:read', 'models:promote', 'projects:read'],
+  viewer: ['jobs:read', 'agents:read', 'projects:read'],
+  auditor: ['jobs:read', 'agents:read', 'projects:read', 'members:read', 'audit:read'],
   fleet_operator: ['agents:read', 'agents:enroll', 'agents:revoke'],
 };
 
@@ -35,7 +52,10 @@ export function isRoleName(value: string): value is RoleName {
   return (ROLE_NAMES as readonly string[]).includes(value);
 }
 
-/** The union of the roles' permissions; unknown role names grant nothing. */
-export function permissionsOf(roles: readonly string[]): ReadonlySet<Permission> {
-  return new Set(roles.filter(isRoleName).flatMap((r) => ROLES[r]));
+export function isPermission(value: string): value is Permission {
+  return (PERMISSIONS as readonly string[]).includes(value);
+}
+
+export function isProjectPermission(p: Permission): boolean {
+  return PROJECT_PERMISSIONS.includes(p);
 }

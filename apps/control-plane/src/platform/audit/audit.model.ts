@@ -1,4 +1,6 @@
-import { Field, ID, Int, ObjectType } from '@nestjs/graphql';
+import { Field, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
+import { ArrayMaxSize, IsIn, IsOptional, IsUUID } from 'class-validator';
+import { AUDIT_ACTIONS } from './audit.service.js';
 
 @ObjectType()
 export class AuditActorModel {
@@ -53,4 +55,34 @@ export class AuditChainVerification {
   @Field(() => Int) checked!: number;
   @Field(() => Int, { nullable: true }) firstBrokenSeq!: number | null;
   @Field(() => String, { nullable: true }) reason!: string | null;
+}
+
+@InputType()
+export class AuditEventFilter {
+  @Field(() => [String], { nullable: true, description: 'Only these actions (the event catalog).' })
+  @IsOptional()
+  @ArrayMaxSize(50)
+  @IsIn(AUDIT_ACTIONS, { each: true, message: 'actions must be audit actions: $constraint1' })
+  actions?: string[];
+
+  @Field(() => ID, {
+    nullable: true,
+    description: 'Only events by this actor (member, service account, agent).',
+  })
+  @IsOptional()
+  @IsUUID('all')
+  actorId?: string;
+
+  @Field(() => ID, { nullable: true, description: 'Only events about this object.' })
+  @IsOptional()
+  @IsUUID('all')
+  targetId?: string;
+
+  @Field(() => Date, { nullable: true, description: 'Only events at or after this time.' })
+  @IsOptional()
+  since?: Date;
+
+  @Field(() => Date, { nullable: true, description: 'Only events before this time.' })
+  @IsOptional()
+  until?: Date;
 }

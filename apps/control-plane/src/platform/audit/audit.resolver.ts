@@ -5,7 +5,7 @@ import { CurrentPrincipal } from '../auth/principal.decorator.js';
 import type { Principal } from '../auth/principal.js';
 import { InvalidInputError } from '../errors/domain-error.js';
 import { Transactions } from '../tenancy/transactions.js';
-import { AuditChainVerification, AuditEventConnection } from './audit.model.js';
+import { AuditChainVerification, AuditEventConnection, AuditEventFilter } from './audit.model.js';
 import { AuditService } from './audit.service.js';
 
 interface Row {
@@ -39,6 +39,7 @@ export class AuditResolver {
     @CurrentPrincipal() p: Principal,
     @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
     @Args('after', { type: () => String, nullable: true }) after: string | null,
+    @Args('filter', { type: () => AuditEventFilter, nullable: true }) filter: AuditEventFilter | null,
   ): Promise<AuditEventConnection> {
     if (first < 1 || first > 500) throw new InvalidInputError('first must be between 1 and 500');
     const before =
@@ -53,8 +54,23 @@ export class AuditResolver {
       throw new InvalidInputError('after is not a cursor returned by auditEvents');
     const rows: Row[] = await this.tx.tenant(p.tenantId, (m) =>
       m.query(
-        `SELECT * FROM audit_events WHERE ($1::bigint IS NULL OR seq < $1) ORDER BY seq DESC LIMIT $2`,
-        [before, first + 1],
+        `SELECT * FROM audit_events
+          WHERE ($1::bigint IS NULL OR seq < $1)
+            AND ($3::text[] IS NULL OR action = ANY($3))
+            AND ($4::text IS NULL OR actor_id = $4::text)
+            AND ($5::text IS NULL OR target_id = $5::text)
+            AND ($6::timestamptz IS NULL OR occurred_at >= $6)
+            AND ($7::timestamptz IS NULL OR occurred_at < $7)
+          ORDER BY seq DESC LIMIT $2`,
+        [
+          before,
+          first + 1,
+          filter?.actions?.length ? filter.actions : null,
+          filter?.actorId ?? null,
+          filter?.targetId ?? null,
+          filter?.since ?? null,
+          filter?.until ?? null,
+        ],
       ),
     );
     const edges = rows.slice(0, first).map((r) => ({

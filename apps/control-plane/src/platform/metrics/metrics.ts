@@ -31,3 +31,10 @@ export const dispatchToRunning = new Histogram({
   buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
   registers: [registry],
 });
+
+export const authFailures = new Counter({
+  name: 'hearth_auth_failures_total',
+  help: 'Failed authentications: missing, unknown, revoked or expired tokens, removed principals.',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
