@@ -1,2 +1,4 @@
 export * from './subjects.js';
 export * from './messages.js';
+export * from './ml.js';
+export * from './telemetry.js';

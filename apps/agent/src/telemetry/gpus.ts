@@ -2,8 +2,8 @@
  * GPU detection through the vendors' CLIs. A missing tool means no GPU of that kind, not an
  * error; anything a tool prints is parsed defensively and bounded to what SystemInfo allows.
  */
-import { execFile } from 'node:child_process';
 import type { GpuInfo } from '@hearth/contracts';
+import { createToolRunner } from './tool-runner.js';
 
 const TOOL_TIMEOUT_MS = 5000;
 const MAX_GPUS = 64;
@@ -12,13 +12,13 @@ const MIB = 1024 * 1024;
 
 export type ToolRunner = (file: string, args: readonly string[]) => Promise<string | null>;
 
-/** Runs a tool with a timeout; null when it is missing, fails or times out. */
-export const runTool: ToolRunner = (file, args) =>
-  new Promise((resolve) => {
-    execFile(file, [...args], { timeout: TOOL_TIMEOUT_MS, maxBuffer: 1024 * 1024 }, (err, stdout) => {
-      resolve(err ? null : stdout);
-    });
-  });
+const run = createToolRunner({ timeoutMs: TOOL_TIMEOUT_MS, maxOutputBytes: 1024 * 1024 });
+
+/** Runs a tool with a timeout (then killed); null when it is missing, fails or times out. */
+export const runTool: ToolRunner = async (file, args) => {
+  const result = await run(file, args);
+  return result.status === 'ok' ? result.stdout : null;
+};
 
 /** `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`: "name, MiB" lines. */
 export function parseNvidiaSmi(output: string): GpuInfo[] {

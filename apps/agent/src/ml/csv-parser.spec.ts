@@ -1,0 +1,39 @@
+import { describe, expect, it } from '@jest/globals';
+import { CsvSyntaxError, parseCsv } from './csv-parser.js';
+
+function records(text: string): [string[], number][] {
+  const out: [string[], number][] = [];
+  expect(parseCsv(text, (fields, line) => void out.push([fields, line]))).toBe(out.length);
+  return out;
+}
+
+describe('parseCsv', () => {
+  it('splits records on LF, CRLF and CR, and skips blank lines', () => {
+    expect(records('a,b\n1,2\r\n3,4\r5,6\n\n7,8')).toEqual([
+      [['a', 'b'], 1],
+      [['1', '2'], 2],
+      [['3', '4'], 3],
+      [['5', '6'], 4],
+      [['7', '8'], 6],
+    ]);
+  });
+
+  it('keeps empty fields, leading, inner and trailing', () => {
+    expect(records(',x,,\n')).toEqual([[['', 'x', '', ''], 1]]);
+  });
+
+  it('reads quoted fields with commas, doubled quotes and line breaks, counting lines right', () => {
+    expect(records('"a,1","say ""hi""","two\nlines"\nnext,"",x\n')).toEqual([
+      [['a,1', 'say "hi"', 'two\nlines'], 1],
+      [['next', '', 'x'], 3],
+    ]);
+  });
+
+  it('reports malformed quoting with the line', () => {
+    expect(() => records('a,b\n1,"open\n2,3\n')).toThrow(
+      new CsvSyntaxError(2, 'a quoted field is never closed'),
+    );
+    expect(() => records('a\n"x"y\n')).toThrow(/^line 2: unexpected text after a closing quote/);
+    expect(() => records('a\nx"y\n')).toThrow(/^line 2: a quote inside an unquoted field/);
+  });
+});

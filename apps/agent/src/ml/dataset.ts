@@ -1,0 +1,355 @@
+/**
+ * Reads a tabular dataset (CSV with a header row, or JSON Lines) into numeric arrays for training.
+ * Features must be numbers; the target is picked by name: a number for regression, a class label
+ * (text, boolean or number) for classification, mapped to class indices in a stable order. The
+ * fingerprint (sha256 of the file's bytes and the row count) identifies the data without it.
+ * Error messages name lines and columns but never quote cell values: they travel to the control
+ * plane as the job's failure reason, and the data stays here.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { TRAIN_LIMITS, type DatasetFingerprint, type TrainTask } from '@hearth/contracts';
+import { CsvSyntaxError, parseCsv } from './csv-parser.js';
+
+export type DatasetFormat = 'csv' | 'jsonl';
+
+/** Bad input the user must fix; the message says what and where, and is shown as is. */
+export class DatasetError extends Error {
+  override readonly name = 'DatasetError';
+}
+
+export interface DatasetOptions {
+  target: string;
+  /** The feature columns; absent: every column but the target, in file order. */
+  features?: readonly string[];
+  task: TrainTask;
+  /** Absent: from the extension (.csv; .jsonl or .ndjson). */
+  format?: DatasetFormat;
+  maxBytes: number;
+}
+
+export interface Dataset {
+  featureNames: string[];
+  /** Row-major, rows × featureNames.length. */
+  features: Float32Array;
+  /** Regression: the target values; classification: indices into labels. */
+  targets: Float32Array;
+  /** Classification: the class names, in index order; null for regression. */
+  labels: string[] | null;
+  rows: number;
+  fingerprint: DatasetFingerprint;
+}
+
+/** Reads and checks the file at `filePath` (already resolved against the local policy). */
+export async function loadDataset(filePath: string, options: DatasetOptions): Promise<Dataset> {
+  const format = options.format ?? formatFromExtension(filePath);
+  const bytes = await readBounded(filePath, options.maxBytes);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new DatasetError('the dataset is not UTF-8 text');
+  }
+  if (text.trim() === '') throw new DatasetError('the dataset file is empty');
+  const builder = new DatasetBuilder(options);
+  if (format === 'csv') readCsv(text, builder);
+  else readJsonLines(text, builder);
+  return builder.finish(sha256);
+}
+
+export function formatFromExtension(filePath: string): DatasetFormat {
+  const ext = path.extname(filePath).toLowerCase();
+  if (ext === '.csv') return 'csv';
+  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
+  throw new DatasetError(
+    `cannot tell the dataset's format from its extension "${ext}": name it .csv or .jsonl, or set dataset.format`,
+  );
+}
+
+async function readBounded(filePath: string, maxBytes: number): Promise<Buffer> {
+  // O_NOFOLLOW: the path was resolved (links and all) by the policy; a link swapped in since is refused.
+  const handle = await fs.promises
+    .open(filePath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    .catch((err) => {
+      throw new DatasetError(`cannot open the dataset (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    });
+  try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) {
+      throw new DatasetError(
+        `the dataset is ${size} bytes, over this agent's limit of ${maxBytes} bytes ("maxDatasetBytes" in the local policy)`,
+      );
+    }
+    const buffer = Buffer.alloc(size);
+    let read = 0;
+    while (read < size) {
+      const { bytesRead } = await handle.read(buffer, read, size - read, read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+    }
+    return buffer.subarray(0, read);
+  } finally {
+    await handle.close();
+  }
+}
+
+function readCsv(text: string, builder: DatasetBuilder): void {
+  let header: string[] | null = null;
+  try {
+    parseCsv(text, (fields, line) => {
+      if (header === null) {
+        header = fields.map((f) => f.trim());
+        builder.setColumns(header, line);
+        return;
+      }
+      if (fields.length !== header.length) {
+        throw new DatasetError(
+          `line ${line} has ${fields.length} fields but the header has ${header.length} (ragged rows)`,
+        );
+      }
+      builder.addRow((index) => fields[index], line);
+    });
+  } catch (err) {
+    if (err instanceof CsvSyntaxError) throw new DatasetError(`the CSV is malformed at ${err.message}`);
+    throw err;
+  }
+}
+
+function readJsonLines(text: string, builder: DatasetBuilder): void {
+  let keys: string[] | null = null;
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const raw = lines[i].trim();
+    if (raw === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new DatasetError(`line ${lineNo} is not valid JSON`);
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new DatasetError(
+        `line ${lineNo} is not a JSON object (JSON Lines datasets hold one object per line)`,
+      );
+    }
+    const record = value as Record<string, unknown>;
+    const recordKeys = Object.keys(record);
+    if (keys === null) {
+      keys = recordKeys;
+      builder.setColumns(keys, lineNo);
+    } else {
+      const first = keys;
+      const absent = first.find((k) => !Object.hasOwn(record, k));
+      if (absent !== undefined) {
+        throw new DatasetError(
+          `line ${lineNo} lacks the field "${absent}" that the first line has (ragged rows)`,
+        );
+      }
+      const extra = recordKeys.find((k) => !first.includes(k));
+      if (extra !== undefined) {
+        throw new DatasetError(
+          `line ${lineNo} has a field "${extra}" that the first line has not (ragged rows)`,
+        );
+      }
+    }
+    const columns = keys;
+    builder.addRow((index) => record[columns[index]], lineNo);
+  }
+}
+
+/** Cells arrive as CSV text or JSON values; the builder turns them into numbers column by column. */
+class DatasetBuilder {
+  private featureIndex: number[] = [];
+  private targetIndex = -1;
+  private featureNames: string[] = [];
+  private features = new Float32Array(1024);
+  private targets = new Float32Array(1024);
+  private rows = 0;
+  /** Classification: label → provisional index (first-seen order), remapped in finish(). */
+  private readonly labelIndex = new Map<string, number>();
+
+  constructor(private readonly options: DatasetOptions) {}
+
+  setColumns(columns: readonly string[], line: number): void {
+    const { target } = this.options;
+    const find = (name: string) => {
+      const at = columns.indexOf(name);
+      if (at !== -1 && columns.indexOf(name, at + 1) !== -1) {
+        throw new DatasetError(`the column "${name}" appears more than once in the header (line ${line})`);
+      }
+      return at;
+    };
+    this.targetIndex = find(target);
+    if (this.targetIndex === -1) {
+      throw new DatasetError(
+        `the target column "${target}" is not in the dataset; its columns are ${listColumns(columns)}`,
+      );
+    }
+    const names = this.options.features ?? columns.filter((c) => c !== target);
+    if (names.length === 0)
+      throw new DatasetError(`the dataset has no feature columns besides the target "${target}"`);
+    if (names.length > TRAIN_LIMITS.maxFeatures) {
+      throw new DatasetError(
+        `the dataset has ${names.length} feature columns; at most ${TRAIN_LIMITS.maxFeatures} are supported: ` +
+          `choose them with "features"`,
+      );
+    }
+    this.featureNames = names.map((name) => {
+      if (name === '') throw new DatasetError(`a column has no name in the header (line ${line})`);
+      if (name.length > TRAIN_LIMITS.maxColumnNameChars) {
+        throw new DatasetError(`a column name is longer than ${TRAIN_LIMITS.maxColumnNameChars} characters`);
+      }
+      return name;
+    });
+    this.featureIndex = names.map((name) => {
+      if (name === target) throw new DatasetError(`the target column "${target}" cannot also be a feature`);
+      const at = find(name);
+      if (at === -1) {
+        throw new DatasetError(
+          `the feature column "${name}" is not in the dataset; its columns are ${listColumns(columns)}`,
+        );
+      }
+      return at;
+    });
+  }
+
+  addRow(cell: (columnIndex: number) => unknown, line: number): void {
+    const width = this.featureIndex.length;
+    this.ensureCapacity(this.rows + 1);
+    const base = this.rows * width;
+    for (let f = 0; f < width; f++) {
+      this.features[base + f] = toNumber(cell(this.featureIndex[f]), this.featureNames[f], line, 'features');
+    }
+    const raw = cell(this.targetIndex);
+    this.targets[this.rows] =
+      this.options.task === 'regression'
+        ? toNumber(raw, this.options.target, line, 'a regression target')
+        : this.classOf(raw, line);
+    this.rows++;
+  }
+
+  finish(sha256: string): Dataset {
+    const { rows } = this;
+    if (rows === 0) throw new DatasetError('the dataset has a header but no data rows');
+    const targets = this.targets.slice(0, rows);
+    let labels: string[] | null = null;
+    if (this.options.task !== 'regression') {
+      const seen = [...this.labelIndex.keys()];
+      labels = sortLabels(seen);
+      const need = this.options.task === 'binary' ? 'exactly 2' : 'at least 2';
+      if (labels.length < 2 || (this.options.task === 'binary' && labels.length !== 2)) {
+        const hint = this.options.task === 'binary' && labels.length > 2 ? ' (use the multiclass task)' : '';
+        throw new DatasetError(
+          `the target column "${this.options.target}" has ${labels.length} distinct value(s); ` +
+            `a ${this.options.task} task needs ${need}${hint}`,
+        );
+      }
+      const remap = seen.map((label) => labels!.indexOf(label));
+      for (let r = 0; r < rows; r++) targets[r] = remap[targets[r]];
+    }
+    return {
+      featureNames: this.featureNames,
+      features: this.features.slice(0, rows * this.featureIndex.length),
+      targets,
+      labels,
+      rows,
+      fingerprint: { sha256, rows },
+    };
+  }
+
+  private classOf(raw: unknown, line: number): number {
+    const label = toLabel(raw, this.options.target, line);
+    let index = this.labelIndex.get(label);
+    if (index === undefined) {
+      index = this.labelIndex.size;
+      if (index >= TRAIN_LIMITS.maxClasses) {
+        throw new DatasetError(
+          `the target column "${this.options.target}" has more than ${TRAIN_LIMITS.maxClasses} distinct values; ` +
+            `is it a regression target?`,
+        );
+      }
+      this.labelIndex.set(label, index);
+    }
+    return index;
+  }
+
+  private ensureCapacity(rows: number): void {
+    const width = this.featureIndex.length;
+    if (rows * width > this.features.length) {
+      const grown = new Float32Array(Math.max(rows * width, this.features.length * 2));
+      grown.set(this.features);
+      this.features = grown;
+    }
+    if (rows > this.targets.length) {
+      const grown = new Float32Array(this.targets.length * 2);
+      grown.set(this.targets);
+      this.targets = grown;
+    }
+  }
+}
+
+const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+function toNumber(raw: unknown, column: string, line: number, what: string): number {
+  let value: number;
+  if (typeof raw === 'string') {
+    const text = raw.trim();
+    if (text === '') throw missing(column, line);
+    if (!NUMBER.test(text)) throw notNumeric(column, line, what);
+    value = Number(text);
+  } else if (typeof raw === 'number') {
+    value = raw;
+  } else if (raw === null || raw === undefined) {
+    throw missing(column, line);
+  } else {
+    throw notNumeric(column, line, what);
+  }
+  if (!Number.isFinite(value) || Math.abs(value) > FLOAT32_MAX) {
+    throw new DatasetError(`line ${line}, column "${column}": the value is too large for a 32-bit float`);
+  }
+  return value;
+}
+
+function toLabel(raw: unknown, column: string, line: number): string {
+  let label: string;
+  if (typeof raw === 'string') label = raw.trim();
+  else if (typeof raw === 'boolean' || typeof raw === 'number') label = String(raw);
+  else if (raw === null || raw === undefined) throw missing(column, line);
+  else
+    throw new DatasetError(
+      `line ${line}, column "${column}": a class label must be text, a number or a boolean`,
+    );
+  if (label === '') throw missing(column, line);
+  if (label.length > TRAIN_LIMITS.maxLabelChars) {
+    throw new DatasetError(
+      `line ${line}, column "${column}": a class label is longer than ${TRAIN_LIMITS.maxLabelChars} characters`,
+    );
+  }
+  return label;
+}
+
+/** Numeric labels in numeric order, anything else in code-unit order (false < true, no < yes). */
+function sortLabels(labels: string[]): string[] {
+  if (labels.every((l) => NUMBER.test(l)))
+    return [...labels].sort((a, b) => Number(a) - Number(b) || (a < b ? -1 : 1));
+  return [...labels].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function missing(column: string, line: number): DatasetError {
+  return new DatasetError(`line ${line}, column "${column}": the value is missing`);
+}
+
+function notNumeric(column: string, line: number, what: string): DatasetError {
+  return new DatasetError(
+    `line ${line}, column "${column}": the value is not a number (${what} must be numeric)`,
+  );
+}
+
+function listColumns(columns: readonly string[]): string {
+  const shown = columns.slice(0, 20).map((c) => JSON.stringify(c.slice(0, 64)));
+  return shown.join(', ') + (columns.length > 20 ? `, … (${columns.length} in all)` : '');
+}

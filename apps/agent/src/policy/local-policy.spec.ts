@@ -1,0 +1,208 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import {
+  DEFAULT_MAX_DATASET_BYTES,
+  PolicyError,
+  artifactPathFor,
+  loadLocalPolicy,
+  parseLocalPolicy,
+  resolveDatasetUri,
+  type LocalPolicy,
+} from './local-policy.js';
+
+// realpath: os.tmpdir() may itself be a link (macOS /var → /private/var).
+const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-policy-')));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const dataRoot = path.join(tmp, 'data');
+const outside = path.join(tmp, 'outside');
+fs.mkdirSync(path.join(dataRoot, 'sub'), { recursive: true });
+fs.mkdirSync(outside);
+fs.writeFileSync(path.join(dataRoot, 'sub', 'train.csv'), 'a,b\n1,2\n');
+fs.writeFileSync(path.join(outside, 'secret.csv'), 'x\n1\n');
+
+function policy(extra: object = {}): LocalPolicy {
+  return parseLocalPolicy(
+    { dataRoots: [dataRoot], artifactRoot: path.join(tmp, 'artifacts'), ...extra },
+    '/etc/hearth/policy.json',
+  );
+}
+
+function policyError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(PolicyError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a PolicyError');
+}
+
+describe('loadLocalPolicy', () => {
+  it('gives the safe defaults when the file is missing: nothing may be read or written', () => {
+    const dir = path.join(tmp, 'no-policy');
+    const p = loadLocalPolicy(dir);
+    expect(p).toEqual({
+      file: path.join(dir, 'policy.json'),
+      dataRoots: [],
+      artifactRoot: null,
+      maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
+      serve: { host: '127.0.0.1', port: 8600 },
+    });
+    expect(Object.isFrozen(p)).toBe(true);
+    expect(Object.isFrozen(p.dataRoots)).toBe(true);
+    expect(Object.isFrozen(p.serve)).toBe(true);
+    expect(policyError(() => resolveDatasetUri('file:///data/x.csv', p))).toBe(
+      `no data roots are configured on this agent, so no dataset may be read: add the directory holding your data ` +
+        `to "dataRoots" in ${path.join(dir, 'policy.json')}`,
+    );
+  });
+
+  it('reads <data-dir>/policy.json', () => {
+    const dir = path.join(tmp, 'agent');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(
+      path.join(dir, 'policy.json'),
+      JSON.stringify({
+        dataRoots: ['/srv/data/'],
+        artifactRoot: '/srv/models',
+        maxDatasetBytes: 1000,
+        serve: { port: 9000 },
+      }),
+    );
+    expect(loadLocalPolicy(dir)).toEqual({
+      file: path.join(dir, 'policy.json'),
+      dataRoots: ['/srv/data'],
+      artifactRoot: '/srv/models',
+      maxDatasetBytes: 1000,
+      serve: { host: '127.0.0.1', port: 9000 },
+    });
+  });
+
+  it('rejects a bad file with the field to fix', () => {
+    const file = path.join(tmp, 'bad.json');
+    fs.writeFileSync(file, '{"dataRoots": ["relative/dir"]}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(
+      `the local policy ${file} is invalid at dataRoots.0: must be an absolute path`,
+    );
+    fs.writeFileSync(file, '{"dataroots": ["/data"]}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(
+      /is invalid at \(the whole file\): Unrecognized key: "dataroots"/,
+    );
+    fs.writeFileSync(file, '{"serve": {"port": 70000}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.port: /);
+    fs.writeFileSync(file, '{not json');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(`the local policy ${file} is not valid JSON`);
+  });
+});
+
+describe('resolveDatasetUri', () => {
+  const uri = (p: string) => pathToFileURL(p).href;
+
+  it('resolves a file under a data root to its real path and size', () => {
+    expect(resolveDatasetUri(uri(path.join(dataRoot, 'sub', 'train.csv')), policy())).toEqual({
+      path: path.join(dataRoot, 'sub', 'train.csv'),
+      sizeBytes: 8,
+    });
+    expect(
+      resolveDatasetUri(`file://localhost${path.join(dataRoot, 'sub', 'train.csv')}`, policy()).sizeBytes,
+    ).toBe(8);
+  });
+
+  it('refuses a path outside the roots, also through .. (plain or percent-encoded)', () => {
+    const expected =
+      `the dataset ${'%URI%'} is outside the data roots allowed on this agent (${dataRoot}); move it under one of ` +
+      `them or add its directory to "dataRoots" in /etc/hearth/policy.json`;
+    for (const bad of [
+      uri(path.join(outside, 'secret.csv')),
+      `file://${dataRoot}/../outside/secret.csv`,
+      `file://${dataRoot}/sub/%2e%2e/%2E%2E/outside/secret.csv`,
+      `file://${dataRoot}-evil/x.csv`,
+    ]) {
+      expect(policyError(() => resolveDatasetUri(bad, policy()))).toBe(expected.replace('%URI%', bad));
+    }
+  });
+
+  it('refuses a symbolic link inside a root that leads outside it', () => {
+    fs.symlinkSync(path.join(outside, 'secret.csv'), path.join(dataRoot, 'link.csv'));
+    fs.symlinkSync(outside, path.join(dataRoot, 'linkdir'));
+    for (const name of ['link.csv', 'linkdir/secret.csv']) {
+      expect(policyError(() => resolveDatasetUri(uri(path.join(dataRoot, name)), policy()))).toMatch(
+        /is a symbolic link \(or under one\) that leads outside the data roots allowed on this agent/,
+      );
+    }
+  });
+
+  it('follows a data root that is itself a link', () => {
+    const linkedRoot = path.join(tmp, 'data-link');
+    fs.symlinkSync(dataRoot, linkedRoot);
+    const p = policy({ dataRoots: [linkedRoot] });
+    expect(resolveDatasetUri(uri(path.join(linkedRoot, 'sub', 'train.csv')), p).path).toBe(
+      path.join(dataRoot, 'sub', 'train.csv'),
+    );
+  });
+
+  it('refuses other schemes, remote hosts, missing files and directories', () => {
+    expect(policyError(() => resolveDatasetUri('s3://bucket/train.csv', policy()))).toBe(
+      'unsupported dataset URI scheme "s3": this agent reads datasets from file:// URIs under its data roots only',
+    );
+    expect(policyError(() => resolveDatasetUri('https://example.com/x.csv', policy()))).toMatch(
+      /unsupported dataset URI scheme "https"/,
+    );
+    expect(policyError(() => resolveDatasetUri(`file://fileserver${dataRoot}/x.csv`, policy()))).toMatch(
+      /names a remote host/,
+    );
+    expect(policyError(() => resolveDatasetUri(uri(path.join(dataRoot, 'nope.csv')), policy()))).toBe(
+      `the dataset ${uri(path.join(dataRoot, 'nope.csv'))} does not exist`,
+    );
+    expect(policyError(() => resolveDatasetUri(uri(path.join(dataRoot, 'sub')), policy()))).toMatch(
+      /is not a regular file$/,
+    );
+    expect(policyError(() => resolveDatasetUri('not a uri', policy()))).toMatch(/is not a valid URI/);
+    expect(policyError(() => resolveDatasetUri(`file://${dataRoot}/a%00b.csv`, policy()))).toMatch(
+      /is not a valid file path/,
+    );
+  });
+});
+
+describe('artifactPathFor', () => {
+  const jobId = '0190f3a4-5b6c-7d8e-9f00-112233445566';
+  const attemptId = '0190f3a4-5b6c-7d8e-9f00-112233445577';
+
+  it('places the file under <artifactRoot>/<job>/<attempt>, creating 0700 directories', () => {
+    const file = artifactPathFor(policy(), jobId, attemptId, 'model.onnx');
+    expect(file).toBe(path.join(tmp, 'artifacts', jobId, attemptId, 'model.onnx'));
+    expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(tmp, 'artifacts', jobId)).mode & 0o777).toBe(0o700);
+  });
+
+  it('refuses when no artifact root is configured, and names that cannot stay inside it', () => {
+    expect(
+      policyError(() => artifactPathFor(policy({ artifactRoot: null }), jobId, attemptId, 'm.onnx')),
+    ).toBe(
+      'no artifact root is configured on this agent, so models cannot be saved: set "artifactRoot" to a directory ' +
+        'in /etc/hearth/policy.json',
+    );
+    for (const name of ['../m.onnx', 'a/b', '..', '.hidden']) {
+      expect(policyError(() => artifactPathFor(policy(), jobId, attemptId, name))).toMatch(
+        /^invalid artifact file name/,
+      );
+    }
+    expect(policyError(() => artifactPathFor(policy(), '../x', attemptId, 'm.onnx'))).toMatch(
+      /invalid job or attempt id/,
+    );
+  });
+
+  it('refuses a job directory that a link sends outside the artifact root', () => {
+    const root = path.join(tmp, 'artifacts-2');
+    fs.mkdirSync(root);
+    fs.symlinkSync(outside, path.join(root, jobId));
+    expect(
+      policyError(() => artifactPathFor(policy({ artifactRoot: root }), jobId, attemptId, 'm.onnx')),
+    ).toBe(`${path.join(root, jobId)} is not a plain directory inside the artifact root (a symbolic link?)`);
+    expect(fs.readdirSync(outside)).toEqual(['secret.csv']);
+  });
+});

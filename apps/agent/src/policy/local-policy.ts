@@ -1,0 +1,236 @@
+/**
+ * The customer's local policy: a JSON file that the customer's IT writes on the agent's machine
+ * (`<data-dir>/policy.json` by default) and that no job can change. It says where datasets may be
+ * read from and where models may be written. Parsed once into a frozen, typed object; a missing
+ * file means the safe defaults: no data roots (so train jobs are refused) and no artifact root.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+export const POLICY_FILE_NAME = 'policy.json';
+export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600 });
+
+export interface LocalPolicy {
+  /** The file the policy was read from (or would have been, when it is missing): for messages. */
+  readonly file: string;
+  /** Absolute directories datasets may be read from. */
+  readonly dataRoots: readonly string[];
+  /** Absolute directory models and predictions are written to; null: nothing may be written. */
+  readonly artifactRoot: string | null;
+  readonly maxDatasetBytes: number;
+  readonly serve: Readonly<{ host: string; port: number }>;
+}
+
+/** A policy problem the user can act on; the message says what to change, and is shown as is. */
+export class PolicyError extends Error {
+  override readonly name = 'PolicyError';
+}
+
+const absoluteDir = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((p) => path.isAbsolute(p), 'must be an absolute path')
+  .refine((p) => !p.includes('\0'), 'must not contain a NUL character');
+
+const PolicyFile = z
+  .object({
+    dataRoots: z.array(absoluteDir).max(64).default([]),
+    artifactRoot: absoluteDir.nullable().default(null),
+    maxDatasetBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(Number.MAX_SAFE_INTEGER)
+      .default(DEFAULT_MAX_DATASET_BYTES),
+    serve: z
+      .object({
+        host: z.string().min(1).max(255).default(DEFAULT_SERVE.host),
+        port: z.number().int().min(1).max(65_535).default(DEFAULT_SERVE.port),
+      })
+      .strict()
+      .default({ ...DEFAULT_SERVE }),
+  })
+  .strict();
+
+/** Reads `<dataDir>/policy.json` (or `file`); a missing file gives the safe defaults. */
+export function loadLocalPolicy(dataDir: string, file = path.join(dataDir, POLICY_FILE_NAME)): LocalPolicy {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return parseLocalPolicy({}, file);
+    throw new PolicyError(`cannot read the local policy ${file}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new PolicyError(`the local policy ${file} is not valid JSON`);
+  }
+  return parseLocalPolicy(json, file);
+}
+
+/** Validates a parsed policy document; `file` only names it in messages. */
+export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
+  const parsed = PolicyFile.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.length > 0 ? issue.path.join('.') : '(the whole file)';
+    throw new PolicyError(`the local policy ${file} is invalid at ${where}: ${issue.message}`);
+  }
+  const p = parsed.data;
+  return Object.freeze({
+    file,
+    dataRoots: Object.freeze(p.dataRoots.map((r) => path.resolve(r))),
+    artifactRoot: p.artifactRoot === null ? null : path.resolve(p.artifactRoot),
+    maxDatasetBytes: p.maxDatasetBytes,
+    serve: Object.freeze({ ...p.serve }),
+  });
+}
+
+export interface ResolvedDataset {
+  /** The real path (symbolic links resolved), inside a data root. */
+  path: string;
+  sizeBytes: number;
+}
+
+/**
+ * Turns a dataset URI into a file this agent may read. Only file:// URIs; the path must lie inside
+ * a data root both as written and once symbolic links are resolved, so neither `..` nor a link
+ * can lead out. A path outside the roots is refused before the file system is asked about it.
+ */
+export function resolveDatasetUri(uri: string, policy: LocalPolicy): ResolvedDataset {
+  const filePath = filePathOf(uri);
+  if (policy.dataRoots.length === 0) {
+    throw new PolicyError(
+      `no data roots are configured on this agent, so no dataset may be read: add the directory ` +
+        `holding your data to "dataRoots" in ${policy.file}`,
+    );
+  }
+  const roots = policy.dataRoots.map((root) => ({ root, real: realpathOrNull(root) }));
+  const outside = () =>
+    new PolicyError(
+      `the dataset ${uri} is outside the data roots allowed on this agent (${policy.dataRoots.join(', ')}); ` +
+        `move it under one of them or add its directory to "dataRoots" in ${policy.file}`,
+    );
+  if (
+    !roots.some(({ root, real }) => isInside(filePath, root) || (real !== null && isInside(filePath, real)))
+  ) {
+    throw outside();
+  }
+  let real: string;
+  try {
+    real = fs.realpathSync(filePath);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new PolicyError(`the dataset ${uri} does not exist`);
+    throw new PolicyError(`the dataset ${uri} cannot be read (${code ?? 'error'})`);
+  }
+  if (!roots.some((r) => r.real !== null && isInside(real, r.real))) {
+    throw new PolicyError(
+      `the dataset ${uri} is a symbolic link (or under one) that leads outside the data roots allowed on ` +
+        `this agent (${policy.dataRoots.join(', ')})`,
+    );
+  }
+  const stat = fs.statSync(real);
+  if (!stat.isFile()) throw new PolicyError(`the dataset ${uri} is not a regular file`);
+  return { path: real, sizeBytes: stat.size };
+}
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/**
+ * The path of an artifact of one job attempt: `<artifactRoot>/<jobId>/<attemptId>/<fileName>`.
+ * Creates the directories (0700) as needed.
+ */
+export function artifactPathFor(
+  policy: LocalPolicy,
+  jobId: string,
+  attemptId: string,
+  fileName: string,
+): string {
+  if (policy.artifactRoot === null) {
+    throw new PolicyError(
+      `no artifact root is configured on this agent, so models cannot be saved: set "artifactRoot" to a ` +
+        `directory in ${policy.file}`,
+    );
+  }
+  if (!ID.test(jobId) || !ID.test(attemptId))
+    throw new PolicyError('invalid job or attempt id for an artifact path');
+  if (!FILE_NAME.test(fileName) || fileName.includes('..')) {
+    throw new PolicyError(`invalid artifact file name ${JSON.stringify(fileName)}`);
+  }
+  let dir = policy.artifactRoot;
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // One level at a time, never through a link: a link planted in the root must not send files elsewhere.
+    for (const part of [jobId, attemptId]) {
+      dir = path.join(dir, part);
+      try {
+        fs.mkdirSync(dir, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const stat = fs.lstatSync(dir);
+      if (stat.isSymbolicLink() || !stat.isDirectory()) {
+        throw new PolicyError(`${dir} is not a plain directory inside the artifact root (a symbolic link?)`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof PolicyError) throw err;
+    throw new PolicyError(
+      `cannot create ${dir} under the artifact root (${(err as NodeJS.ErrnoException).code ?? 'error'}): ` +
+        `check "artifactRoot" in ${policy.file} and the agent's permissions there`,
+    );
+  }
+  return path.join(dir, fileName);
+}
+
+function filePathOf(uri: string): string {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new PolicyError(`the dataset location is not a valid URI: ${JSON.stringify(uri.slice(0, 200))}`);
+  }
+  if (url.protocol !== 'file:') {
+    throw new PolicyError(
+      `unsupported dataset URI scheme "${url.protocol.replace(/:$/, '')}": this agent reads datasets ` +
+        `from file:// URIs under its data roots only`,
+    );
+  }
+  if (url.hostname !== '' && url.hostname !== 'localhost') {
+    throw new PolicyError(`the dataset URI ${uri} names a remote host; use file:///absolute/path`);
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw new PolicyError(`the dataset URI ${uri} must not have a query or fragment`);
+  }
+  let filePath: string;
+  try {
+    filePath = fileURLToPath(url);
+  } catch {
+    throw new PolicyError(`the dataset URI ${uri} is not a valid file path`);
+  }
+  // The URL parser already removed `.` and `..` segments; resolving again is only belt and braces.
+  if (filePath.includes('\0')) throw new PolicyError(`the dataset URI ${uri} is not a valid file path`);
+  return path.resolve(filePath);
+}
+
+function realpathOrNull(p: string): string | null {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/** True when `p` is strictly inside `dir` (both absolute and normalised). */
+function isInside(p: string, dir: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+}

@@ -1,0 +1,142 @@
+import { describe, expect, it } from '@jest/globals';
+import { decode, encode, MAX_MESSAGE_BYTES } from './messages.js';
+import { ModelArtifact, TRAIN_LIMITS, TrainEpochMetrics, TrainResult, TrainSpec } from './ml.js';
+
+const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const sha = 'a'.repeat(64);
+
+const artifact: ModelArtifact = {
+  uri: 'file:///srv/models/job/attempt/model.onnx',
+  sha256: sha,
+  sizeBytes: 1234,
+  format: 'onnx',
+  signature: {
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3] }],
+    outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 1] }],
+  },
+};
+
+const result: TrainResult = {
+  backend: 'wasm',
+  datasetFingerprint: { sha256: sha, rows: 200 },
+  metrics: { epoch: 3, loss: 0.4, valLoss: 0.5, accuracy: 0.8, auc: 0.9 },
+  artifacts: [
+    artifact,
+    { ...artifact, format: 'tfjs', uri: 'file:///srv/models/job/attempt/tfjs/model.json' },
+  ],
+  featureNames: ['tenure', 'monthly_spend', 'age'],
+  labels: ['no', 'yes'],
+};
+
+describe('TrainSpec', () => {
+  it('fills in the training defaults', () => {
+    const spec = TrainSpec.parse({
+      dataset: { uri: 'file:///data/churn.csv' },
+      target: 'churned',
+      task: 'binary',
+      model: { type: 'logistic' },
+    });
+    expect(spec).toEqual({
+      dataset: { uri: 'file:///data/churn.csv' },
+      target: 'churned',
+      task: 'binary',
+      model: { type: 'logistic' },
+      epochs: 20,
+      batchSize: 32,
+      learningRate: 0.01,
+      validationSplit: 0.2,
+      seed: 0,
+    });
+  });
+
+  it('accepts any URI scheme (the agent decides what it can read) but not a bare path', () => {
+    const base = { target: 'y', task: 'regression', model: { type: 'linear' } };
+    expect(TrainSpec.safeParse({ ...base, dataset: { uri: 's3://bucket/key.csv' } }).success).toBe(true);
+    expect(TrainSpec.safeParse({ ...base, dataset: { uri: '/data/x.csv' } }).success).toBe(false);
+    expect(
+      TrainSpec.safeParse({ ...base, dataset: { uri: `file:///${'x'.repeat(TRAIN_LIMITS.maxUriChars)}` } })
+        .success,
+    ).toBe(false);
+  });
+
+  it('rejects models that do not fit the task, bad bounds and unknown fields', () => {
+    const base = { dataset: { uri: 'file:///d.csv' }, target: 'y' };
+    const issues = (v: object) => {
+      const parsed = TrainSpec.safeParse({ ...base, ...v });
+      return parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    };
+    expect(issues({ task: 'regression', model: { type: 'logistic' } })).toEqual([
+      'model: a logistic model needs a binary or multiclass task',
+    ]);
+    expect(issues({ task: 'binary', model: { type: 'linear' } })).toEqual([
+      'model: a linear model is for regression; use logistic for classification',
+    ]);
+    expect(issues({ task: 'binary', model: { type: 'logistic' }, features: ['a', 'y'] })).toEqual([
+      'features: the target column cannot also be a feature',
+    ]);
+    expect(issues({ task: 'binary', model: { type: 'mlp', hiddenLayers: [] } })).toHaveLength(1);
+    expect(issues({ task: 'binary', model: { type: 'mlp', hiddenLayers: [4], dropout: 0.5 } })).toHaveLength(
+      1,
+    );
+    expect(issues({ task: 'binary', model: { type: 'logistic' }, validationSplit: 0.9 })).toHaveLength(1);
+    expect(issues({ task: 'binary', model: { type: 'logistic' }, epochs: 1.5 })).toHaveLength(1);
+    expect(issues({ task: 'binary', model: { type: 'logistic' }, rows: [[1, 2]] })).toHaveLength(1);
+  });
+});
+
+describe('TrainResult', () => {
+  it('round-trips through the wire codec', () => {
+    expect(decode(TrainResult, encode(TrainResult, result))).toEqual({ ok: true, value: result });
+  });
+
+  it('has no room for dataset rows: unknown fields are rejected at every level', () => {
+    expect(decode(TrainResult, bytes({ ...result, sample: [[1, 2, 3]] })).ok).toBe(false);
+    expect(
+      decode(TrainResult, bytes({ ...result, metrics: { ...result.metrics, predictions: [0.1] } })).ok,
+    ).toBe(false);
+    expect(
+      decode(TrainResult, bytes({ ...result, datasetFingerprint: { sha256: sha, rows: 2, head: 'a,b' } })).ok,
+    ).toBe(false);
+    expect(ModelArtifact.safeParse({ ...artifact, preview: 'x' }).success).toBe(false);
+  });
+
+  it('bounds strings and lists, so the largest result still fits in one message', () => {
+    expect(
+      TrainResult.safeParse({ ...result, featureNames: ['x'.repeat(TRAIN_LIMITS.maxColumnNameChars + 1)] })
+        .success,
+    ).toBe(false);
+    expect(
+      TrainResult.safeParse({ ...result, labels: ['y'.repeat(TRAIN_LIMITS.maxLabelChars + 1), 'n'] }).success,
+    ).toBe(false);
+    expect(ModelArtifact.safeParse({ ...artifact, uri: 's3://b/k' }).success).toBe(false);
+    expect(ModelArtifact.safeParse({ ...artifact, sha256: 'A'.repeat(64) }).success).toBe(false);
+    const largest = {
+      ...result,
+      featureNames: Array.from({ length: TRAIN_LIMITS.maxFeatures }, (_, i) =>
+        `${i}`.padEnd(TRAIN_LIMITS.maxColumnNameChars, 'f'),
+      ),
+      labels: Array.from({ length: TRAIN_LIMITS.maxClasses }, (_, i) =>
+        `${i}`.padEnd(TRAIN_LIMITS.maxLabelChars, 'l'),
+      ),
+      artifacts: Array.from({ length: 4 }, () => ({
+        ...artifact,
+        uri: `file:///${'u'.repeat(TRAIN_LIMITS.maxUriChars - 8)}`,
+      })),
+    };
+    expect(encode(TrainResult, largest).byteLength).toBeLessThan(MAX_MESSAGE_BYTES);
+  });
+});
+
+describe('TrainEpochMetrics', () => {
+  it('takes finite numbers only: a diverged loss cannot be sent', () => {
+    expect(
+      TrainEpochMetrics.safeParse({ epoch: 1, loss: 0.3, valLoss: null, rmse: 1, mae: 0.5 }).success,
+    ).toBe(true);
+    expect(TrainEpochMetrics.safeParse({ epoch: 1, loss: Number.NaN, valLoss: null }).success).toBe(false);
+    expect(TrainEpochMetrics.safeParse({ epoch: 1, loss: Infinity, valLoss: null }).success).toBe(false);
+    expect(TrainEpochMetrics.safeParse({ epoch: 0, loss: 1, valLoss: null }).success).toBe(false);
+    expect(TrainEpochMetrics.safeParse({ epoch: 1, loss: 1, valLoss: null, accuracy: 1.5 }).success).toBe(
+      false,
+    );
+  });
+});
