@@ -2,6 +2,7 @@ export * from './agents.js';
 export * from './control-plane.js';
 export * from './graphql.js';
 export * from './jobs.js';
+export * from './onnx-models.js';
 export * from './paths.js';
 export * from './postgres.js';
 export * from './processes.js';

@@ -1,0 +1,150 @@
+/**
+ * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ */
+import { afterAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import onnx from 'onnx-proto';
+import {
+  identityModel,
+  linearRegressionModel,
+  treeEnsembleClassifierModel,
+  treeEnsembleRegressorModel,
+} from '@hearth/testing';
+import { loadModelSession, type ModelSession } from './model-session.js';
+import { ServeError } from './serve.errors.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-model-session-'));
+const sessions: ModelSession[] = [];
+afterAll(async () => {
+  await Promise.all(sessions.map((s) => s.release()));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function load(bytes: Uint8Array, options?: Parameters<typeof loadModelSession>[1]) {
+  const file = path.join(dir, `${sessions.length}.onnx`);
+  fs.writeFileSync(file, bytes);
+  const session = await loadModelSession(file, options);
+  sessions.push(session);
+  return session;
+}
+
+async function loadError(source: string | Uint8Array): Promise<ServeError> {
+  const err = await loadModelSession(source).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ServeError);
+  expect((err as ServeError).code).toBe('MODEL_LOAD_FAILED');
+  return err as ServeError;
+}
+
+const f32 = (data: number[], dims: number[]) => new ort.Tensor('float32', Float32Array.from(data), dims);
+
+describe('loadModelSession', () => {
+  it('loads a linear model on the CPU and describes it in OIP terms (-1 for dynamic dims)', async () => {
+    const session = await load(linearRegressionModel());
+    expect(session.executionProvider).toBe('cpu');
+    expect(session.inputs).toEqual([{ name: 'float_input', datatype: 'FP32', shape: [-1, 3] }]);
+    expect(session.outputs).toEqual([{ name: 'variable', datatype: 'FP32', shape: [-1, 1] }]);
+    const out = await session.run({ float_input: f32([1, 2, 4, 0, 0, 0], [2, 3]) }, ['variable']);
+    expect(Array.from(out.variable.data as Float32Array)).toEqual([3, 1]);
+  });
+
+  it('runs ONNX-ML tree ensembles (regressor and classifier)', async () => {
+    const regressor = await load(treeEnsembleRegressorModel());
+    const r = await regressor.run({ float_input: f32([0.2, 5, 3, 0], [2, 2]) }, ['variable']);
+    expect(Array.from(r.variable.data as Float32Array)).toEqual([1, 3]);
+
+    const classifier = await load(treeEnsembleClassifierModel());
+    expect(classifier.outputs).toEqual([
+      { name: 'label', datatype: 'INT64', shape: [-1] },
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, 3] },
+    ]);
+    const c = await classifier.run({ input: f32([0, 5], [1, 2]) }, ['label']);
+    expect(Object.keys(c)).toEqual(['label']);
+    expect(Array.from(c.label.data as BigInt64Array)).toEqual([10n]);
+  });
+
+  it('maps every element type to its OIP datatype', async () => {
+    const session = await load(
+      identityModel([
+        { name: 'b', type: 'bool', shape: [2] },
+        { name: 'i8', type: 'int8', shape: [1] },
+        { name: 'i32', type: 'int32', shape: ['batch', 4] },
+        { name: 'i64', type: 'int64', shape: [] },
+        { name: 'u16', type: 'uint16', shape: [1] },
+        { name: 'u64', type: 'uint64', shape: [1] },
+        { name: 'f64', type: 'float64', shape: [1] },
+        { name: 's', type: 'string', shape: [-1] },
+      ]),
+    );
+    expect(session.inputs.map((i) => [i.name, i.datatype, i.shape])).toEqual([
+      ['b', 'BOOL', [2]],
+      ['i8', 'INT8', [1]],
+      ['i32', 'INT32', [-1, 4]],
+      ['i64', 'INT64', []],
+      ['u16', 'UINT16', [1]],
+      ['u64', 'UINT64', [1]],
+      ['f64', 'FP64', [1]],
+      ['s', 'BYTES', [-1]],
+    ]);
+  });
+
+  it('serves an sklearn ZipMap classifier by its probability tensor, under the same output name', async () => {
+    const session = await load(treeEnsembleClassifierModel({ zipmap: true }));
+    expect(session.outputs).toEqual([
+      { name: 'output_label', datatype: 'INT64', shape: [-1] },
+      { name: 'output_probability', datatype: 'FP32', shape: [-1, 3] },
+    ]);
+    expect(session.conversions).toEqual([
+      expect.stringContaining("output 'output_probability': ZipMap removed"),
+    ]);
+    const out = await session.run({ input: f32([2, 3], [1, 2]) }, ['output_label', 'output_probability']);
+    expect(Array.from(out.output_label.data as BigInt64Array)).toEqual([20n]);
+    const probabilities = Array.from(out.output_probability.data as Float32Array);
+    [0.2, 0.425, 0.375].forEach((p, i) => expect(probabilities[i]).toBeCloseTo(p, 6));
+  });
+
+  it('refuses a model with an output that is not a tensor and cannot be converted', async () => {
+    const err = await loadError(sequenceOutputModel());
+    expect(err.message).toMatch(/^output 'parts' is not a tensor .*options=\{'zipmap': False\}/);
+  });
+
+  it('refuses a missing file and bytes that are not a model, with the reason', async () => {
+    expect((await loadError(path.join(dir, 'missing.onnx'))).message).toBe(
+      `cannot read the model file ${path.join(dir, 'missing.onnx')}: ENOENT`,
+    );
+    expect((await loadError(Uint8Array.from([1, 2, 3, 4]))).message).toMatch(
+      /^onnxruntime cannot load the model: .*protobuf parsing failed/,
+    );
+  });
+
+  it('falls back to the CPU, saying why, when CUDA is asked for but cannot start', async () => {
+    // This machine has no CUDA provider library: asking for CUDA must not fail the load.
+    const session = await load(linearRegressionModel(), { cuda: true });
+    if (session.executionProvider === 'cuda') return; // a machine with CUDA installed: nothing to check
+    expect(session.executionProvider).toBe('cpu');
+    expect(session.cudaFallbackReason).toMatch(/cuda/i);
+    const out = await session.run({ float_input: f32([-1, 1, 2], [1, 3]) }, ['variable']);
+    expect(Array.from(out.variable.data as Float32Array)).toEqual([-1]);
+  });
+});
+
+/** x float [2] → SequenceConstruct(x, x) → `parts`, a seq(tensor(float)). */
+function sequenceOutputModel(): Uint8Array {
+  const p = onnx.onnx;
+  const float = p.TensorProto.DataType.FLOAT;
+  return p.ModelProto.encode({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 15 }],
+    graph: {
+      name: 'sequence',
+      node: [{ opType: 'SequenceConstruct', input: ['x', 'x'], output: ['parts'] }],
+      input: [{ name: 'x', type: { tensorType: { elemType: float, shape: { dim: [{ dimValue: 2 }] } } } }],
+      output: [{ name: 'parts', type: { sequenceType: { elemType: { tensorType: { elemType: float } } } } }],
+    },
+  }).finish();
+}

@@ -1,0 +1,309 @@
+/**
+ * The Open Inference Protocol v2 JSON body of an inference: a request checked against the model's
+ * inputs and turned into onnxruntime tensors, and outputs turned into the response body. Every
+ * rejection is a BAD_REQUEST naming the input and what is wrong with it, never the data itself.
+ */
+import ort from 'onnxruntime-node';
+import type { Tensor } from 'onnxruntime-node';
+import { OIP_DATATYPES, ORT_TYPE, type OipDatatype, type TensorSpec } from './model-session.js';
+import { badRequest } from './serve.errors.js';
+
+export interface ModelSignature {
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+}
+
+export interface InferRequest {
+  /** The request's `id`, echoed in the response. */
+  readonly id: string | undefined;
+  readonly feeds: Record<string, Tensor>;
+  /** The outputs to return, in the order asked (all of the model's when none were named). */
+  readonly outputNames: readonly string[];
+}
+
+/** Parses a decoded JSON body. Throws ServeError BAD_REQUEST. */
+export function parseInferRequest(body: unknown, model: ModelSignature): InferRequest {
+  if (!isObject(body)) throw badRequest('the request body must be a JSON object');
+  const { id, parameters, inputs, outputs } = body;
+  if (id !== undefined && typeof id !== 'string') throw badRequest("'id' must be a string");
+  if (parameters !== undefined && !isObject(parameters)) throw badRequest("'parameters' must be an object");
+  if (!Array.isArray(inputs) || inputs.length === 0) throw badRequest("'inputs' must be a non-empty array");
+
+  const feeds: Record<string, Tensor> = {};
+  for (const [index, input] of inputs.entries()) {
+    if (!isObject(input) || typeof input.name !== 'string') {
+      throw badRequest(`inputs[${index}] must be an object with a string 'name'`);
+    }
+    const spec = model.inputs.find((i) => i.name === input.name);
+    if (!spec) {
+      throw badRequest(
+        `unknown input '${bounded(input.name)}'; the model's inputs are: ${names(model.inputs)}`,
+      );
+    }
+    if (Object.hasOwn(feeds, spec.name)) throw badRequest(`input '${spec.name}' is given more than once`);
+    feeds[spec.name] = inputTensor(input, spec);
+  }
+  const missing = model.inputs.filter((i) => !Object.hasOwn(feeds, i.name));
+  if (missing.length > 0) throw badRequest(`missing input ${missing.map((i) => `'${i.name}'`).join(', ')}`);
+
+  return { id, feeds, outputNames: requestedOutputs(outputs, model) };
+}
+
+function requestedOutputs(outputs: unknown, model: ModelSignature): string[] {
+  if (outputs === undefined) return model.outputs.map((o) => o.name);
+  if (!Array.isArray(outputs)) throw badRequest("'outputs' must be an array");
+  if (outputs.length === 0) return model.outputs.map((o) => o.name);
+  const selected: string[] = [];
+  for (const [index, output] of outputs.entries()) {
+    if (!isObject(output) || typeof output.name !== 'string') {
+      throw badRequest(`outputs[${index}] must be an object with a string 'name'`);
+    }
+    const name = output.name;
+    if (!model.outputs.some((o) => o.name === name)) {
+      throw badRequest(`unknown output '${bounded(name)}'; the model's outputs are: ${names(model.outputs)}`);
+    }
+    if (isObject(output.parameters) && output.parameters.classification !== undefined) {
+      throw badRequest(`output '${name}': the classification extension is not supported`);
+    }
+    // binary_data / binary_data_output are accepted and answered in JSON, which clients also read.
+    if (!selected.includes(name)) selected.push(name);
+  }
+  return selected;
+}
+
+function inputTensor(input: Record<string, unknown>, spec: TensorSpec): Tensor {
+  const { name } = spec;
+  if (isObject(input.parameters) && input.parameters.binary_data_size !== undefined) {
+    throw badRequest(
+      `input '${name}': binary tensor data is not supported; send the tensor as a JSON 'data' array`,
+    );
+  }
+  if (typeof input.datatype !== 'string' || !isDatatype(input.datatype)) {
+    throw badRequest(
+      `input '${name}': 'datatype' must be one of ${OIP_DATATYPES.join(', ')} (the model's is ${spec.datatype})`,
+    );
+  }
+  if (input.datatype !== spec.datatype) {
+    throw badRequest(
+      `input '${name}': datatype ${input.datatype} does not match the model's ${spec.datatype}`,
+    );
+  }
+  const shape = input.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw badRequest(`input '${name}': 'shape' must be an array of non-negative integers`);
+  }
+  const dims = shape as number[];
+  checkShape(name, dims, spec.shape);
+  const elements = flatten(name, input.data, dims);
+  const count = dims.reduce((n, d) => n * d, 1);
+  if (elements.length !== count) {
+    throw badRequest(
+      `input '${name}': shape [${dims.join(',')}] holds ${count} elements but 'data' has ${elements.length}`,
+    );
+  }
+  return new ort.Tensor(ORT_TYPE[spec.datatype], typedData(name, spec.datatype, elements), dims);
+}
+
+function checkShape(name: string, shape: readonly number[], model: readonly number[]): void {
+  // onnxruntime reports an input declared without a shape as [], the same as a scalar: let it check.
+  if (model.length === 0) return;
+  const fits = shape.length === model.length && model.every((d, i) => d < 0 || d === shape[i]);
+  if (!fits) {
+    throw badRequest(
+      `input '${name}': shape [${shape.join(',')}] does not match the model's [${model.join(',')}]`,
+    );
+  }
+}
+
+/** Row-major elements of flat data, or of nested data whose nesting is exactly the shape. */
+function flatten(name: string, data: unknown, shape: readonly number[]): unknown[] {
+  if (!Array.isArray(data)) throw badRequest(`input '${name}': 'data' must be an array`);
+  if (!data.some(Array.isArray)) return data;
+  const out: unknown[] = [];
+  const walk = (node: unknown, depth: number): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(node)) throw nestingMismatch(name, shape);
+      out.push(node);
+      return;
+    }
+    if (!Array.isArray(node) || node.length !== shape[depth]) throw nestingMismatch(name, shape);
+    for (const child of node) walk(child, depth + 1);
+  };
+  walk(data, 0);
+  return out;
+}
+
+const nestingMismatch = (name: string, shape: readonly number[]) =>
+  badRequest(
+    `input '${name}': nested 'data' does not match shape [${shape.join(',')}]; nest it exactly or flatten it`,
+  );
+
+const INT_RANGES = {
+  INT8: [-(2 ** 7), 2 ** 7 - 1],
+  INT16: [-(2 ** 15), 2 ** 15 - 1],
+  INT32: [-(2 ** 31), 2 ** 31 - 1],
+  UINT8: [0, 2 ** 8 - 1],
+  UINT16: [0, 2 ** 16 - 1],
+  UINT32: [0, 2 ** 32 - 1],
+  // JSON numbers are doubles: beyond 2^53 a client's integer has already lost digits.
+  INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UINT64: [0, Number.MAX_SAFE_INTEGER],
+} as const;
+const FP16_MAX = 65504;
+
+function typedData(name: string, datatype: OipDatatype, elements: unknown[]): Tensor['data'] {
+  const fail = (index: number, expected: string) =>
+    badRequest(`input '${name}': element ${index} is not ${expected} (datatype ${datatype})`);
+  switch (datatype) {
+    case 'BYTES':
+      elements.forEach((v, i) => {
+        if (typeof v !== 'string') throw fail(i, 'a string');
+      });
+      return elements as string[];
+    case 'BOOL':
+      return Uint8Array.from(elements, (v, i) => {
+        if (typeof v !== 'boolean') throw fail(i, 'true or false');
+        return v ? 1 : 0;
+      });
+    case 'FP32':
+    case 'FP64': {
+      const number = (v: unknown, i: number): number => {
+        if (typeof v !== 'number') throw fail(i, 'a number');
+        return v;
+      };
+      return datatype === 'FP32' ? Float32Array.from(elements, number) : Float64Array.from(elements, number);
+    }
+    case 'FP16':
+      return Uint16Array.from(elements, (v, i) => {
+        if (typeof v !== 'number' || Math.abs(v) > FP16_MAX) throw fail(i, `a number within ±${FP16_MAX}`);
+        return floatToHalf(v);
+      });
+    default: {
+      const [min, max] = INT_RANGES[datatype];
+      const check = (v: unknown, i: number): number => {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+          throw fail(i, `an integer from ${min} to ${max}`);
+        }
+        return v;
+      };
+      switch (datatype) {
+        case 'INT64':
+          return BigInt64Array.from(elements, (v, i) => BigInt(check(v, i)));
+        case 'UINT64':
+          return BigUint64Array.from(elements, (v, i) => BigInt(check(v, i)));
+        case 'INT8':
+          return Int8Array.from(elements, check);
+        case 'INT16':
+          return Int16Array.from(elements, check);
+        case 'INT32':
+          return Int32Array.from(elements, check);
+        case 'UINT8':
+          return Uint8Array.from(elements, check);
+        case 'UINT16':
+          return Uint16Array.from(elements, check);
+        case 'UINT32':
+          return Uint32Array.from(elements, check);
+      }
+    }
+  }
+}
+
+export interface InferResponse {
+  readonly modelName: string;
+  readonly modelVersion: string;
+  readonly id: string | undefined;
+  readonly outputs: readonly { readonly name: string; readonly tensor: Tensor }[];
+}
+
+const OIP_OF_ORT = new Map(Object.entries(ORT_TYPE).map(([oip, t]) => [t, oip]));
+
+/**
+ * The response body as JSON text. Written by hand so INT64/UINT64 values keep every digit (a
+ * BigInt has no JSON form, and a double would round values beyond 2^53).
+ */
+export function encodeInferResponse(response: InferResponse): string {
+  const outputs = response.outputs.map(({ name, tensor }) => {
+    const datatype = OIP_OF_ORT.get(tensor.type);
+    if (!datatype) throw new Error(`output '${name}' has element type ${tensor.type}`);
+    const head = JSON.stringify({ name, datatype, shape: tensor.dims.map(Number) });
+    return `${head.slice(0, -1)},"data":${tensorDataJson(tensor)}}`;
+  });
+  const head = JSON.stringify({
+    model_name: response.modelName,
+    model_version: response.modelVersion,
+    ...(response.id !== undefined ? { id: response.id } : {}),
+  });
+  return `${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`;
+}
+
+function tensorDataJson(tensor: Tensor): string {
+  const data = tensor.data;
+  switch (tensor.type) {
+    case 'int64':
+    case 'uint64':
+      return `[${(data as BigInt64Array | BigUint64Array).join(',')}]`;
+    case 'bool':
+      return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
+    case 'float16':
+      return JSON.stringify(Array.from(data as Uint16Array, halfToFloat));
+    case 'string':
+      return JSON.stringify(data);
+    default:
+      // NaN and ±Infinity have no JSON form: JSON.stringify writes them as null.
+      return JSON.stringify(Array.from(data as Float32Array));
+  }
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE 754 half-precision bits of a number, rounded to nearest even. */
+export function floatToHalf(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exponent = ((x >>> 23) & 0xff) - 127 + 15;
+  let mantissa = x & 0x7fffff;
+  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  if (exponent >= 0x1f) return sign | 0x7c00;
+  let shift = 13;
+  let bits: number;
+  if (exponent <= 0) {
+    if (exponent < -10) return sign;
+    mantissa |= 0x800000;
+    shift = 14 - exponent;
+    bits = mantissa >>> shift;
+  } else {
+    bits = (exponent << 10) | (mantissa >>> 13);
+  }
+  const rest = mantissa & ((1 << shift) - 1);
+  const halfway = 1 << (shift - 1);
+  if (rest > halfway || (rest === halfway && bits & 1)) bits += 1;
+  return sign | bits;
+}
+
+export function halfToFloat(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isDatatype(value: string): value is OipDatatype {
+  return (OIP_DATATYPES as readonly string[]).includes(value);
+}
+
+/** A name from the request, cut short enough for an error message. */
+const bounded = (name: string) => (name.length > 64 ? `${name.slice(0, 64)}…` : name);
+
+const names = (tensors: readonly TensorSpec[]) =>
+  tensors
+    .slice(0, 20)
+    .map((t) => t.name)
+    .join(', ') + (tensors.length > 20 ? ', …' : '');

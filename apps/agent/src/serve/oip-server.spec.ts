@@ -1,0 +1,431 @@
+/**
+ * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ *
+ * The protocol: the server on an ephemeral port, answered by real HTTP requests, serving real
+ * onnxruntime sessions of models built in the test. Deployments are in oip-server.deploy.spec.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  identityModel,
+  linearRegressionModel,
+  treeEnsembleClassifierModel,
+  treeEnsembleRegressorModel,
+} from '@hearth/testing';
+import { createLogger } from '../logger.js';
+import { AGENT_VERSION } from '../version.js';
+import { ModelRepository } from './model-repository.js';
+import { startOipServer, type OipServer } from './oip-server.js';
+import { ServeMetrics } from './serve-metrics.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-oip-server-'));
+const file = (name: string, bytes: Uint8Array) => {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, bytes);
+  return p;
+};
+
+const MAX_BODY = 64 * 1024;
+let repository: ModelRepository;
+let server: OipServer;
+
+beforeAll(async () => {
+  repository = new ModelRepository();
+  await Promise.all([
+    repository.load('linear', '1', file('linear.onnx', linearRegressionModel())),
+    repository.load('regressor', '3', file('regressor.onnx', treeEnsembleRegressorModel())),
+    repository.load('classifier', '1', file('classifier.onnx', treeEnsembleClassifierModel())),
+    repository.load(
+      'types',
+      '1',
+      file(
+        'types.onnx',
+        identityModel([
+          { name: 'i64', type: 'int64', shape: ['n'] },
+          { name: 'flag', type: 'bool', shape: [2] },
+          { name: 'text', type: 'string', shape: ['n'] },
+          { name: 'half', type: 'float16', shape: [3] },
+          { name: 'byte', type: 'uint8', shape: [] },
+        ]),
+      ),
+    ),
+  ]);
+  server = await startOipServer({
+    host: '127.0.0.1',
+    port: 0,
+    repository,
+    metrics: new ServeMetrics(),
+    logger: createLogger('silent'),
+    maxBodyBytes: MAX_BODY,
+  });
+});
+
+afterAll(async () => {
+  await server?.close(1000);
+  await repository?.close({ force: true });
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Headers;
+}
+
+async function call(method: string, urlPath: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${server.url}${urlPath}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : {}, headers: res.headers } as Reply;
+}
+
+const infer = (model: string, body: unknown, version?: string) =>
+  call('POST', `/v2/models/${model}${version ? `/versions/${version}` : ''}/infer`, body);
+
+const linearInput = (data: unknown, shape: unknown = [1, 3], extra: Record<string, unknown> = {}) => ({
+  inputs: [{ name: 'float_input', shape, datatype: 'FP32', data, ...extra }],
+});
+
+describe('OIP v2 server: health and metadata', () => {
+  it('serves server metadata, liveness and readiness', async () => {
+    expect(await call('GET', '/v2')).toMatchObject({
+      status: 200,
+      body: { name: 'hearth-agent', version: AGENT_VERSION, extensions: [] },
+    });
+    expect((await call('GET', '/v2/')).status).toBe(200);
+    expect(await call('GET', '/v2/health/live')).toMatchObject({ status: 200, body: { live: true } });
+    expect(await call('GET', '/v2/health/ready')).toMatchObject({ status: 200, body: { ready: true } });
+    const head = await fetch(`${server.url}/v2/health/ready`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+  });
+
+  it('describes a model, by name and by version', async () => {
+    const expected = {
+      name: 'classifier',
+      versions: ['1'],
+      platform: 'onnxruntime_onnx',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 2] }],
+      outputs: [
+        { name: 'label', datatype: 'INT64', shape: [-1] },
+        { name: 'probabilities', datatype: 'FP32', shape: [-1, 3] },
+      ],
+    };
+    expect(await call('GET', '/v2/models/classifier')).toMatchObject({ status: 200, body: expected });
+    expect(await call('GET', '/v2/models/classifier/versions/1')).toMatchObject({
+      status: 200,
+      body: expected,
+    });
+    expect(await call('GET', '/v2/models/classifier/versions/2')).toMatchObject({
+      status: 404,
+      body: { error: "model 'classifier' has no version '2' (serving '1')" },
+    });
+    expect(await call('GET', '/v2/models/nope')).toMatchObject({
+      status: 404,
+      body: { error: "model 'nope' is not served here" },
+    });
+  });
+
+  it('answers model readiness by name and by version', async () => {
+    expect(await call('GET', '/v2/models/linear/ready')).toMatchObject({
+      status: 200,
+      body: { name: 'linear', ready: true },
+    });
+    expect((await call('GET', '/v2/models/linear/versions/1/ready')).status).toBe(200);
+    expect((await call('GET', '/v2/models/linear/versions/9/ready')).status).toBe(404);
+    expect((await call('GET', '/v2/models/nope/ready')).status).toBe(404);
+  });
+});
+
+describe('OIP v2 server: inference', () => {
+  it('runs the linear model on nested data and echoes the request id', async () => {
+    const reply = await infer('linear', {
+      id: 'req-42',
+      inputs: [
+        {
+          name: 'float_input',
+          shape: [3, 3],
+          datatype: 'FP32',
+          data: [
+            [1, 2, 4],
+            [0, 0, 0],
+            [-1, 1, 2],
+          ],
+        },
+      ],
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.headers.get('content-type')).toBe('application/json');
+    expect(reply.body).toEqual({
+      model_name: 'linear',
+      model_version: '1',
+      id: 'req-42',
+      outputs: [{ name: 'variable', datatype: 'FP32', shape: [3, 1], data: [3, 1, -1] }],
+    });
+  });
+
+  it('runs the versioned route on flat data, and leaves out id when none was sent', async () => {
+    const reply = await infer('linear', linearInput([1, 2, 4, -1, 1, 2], [2, 3]), '1');
+    expect(reply.body).toEqual({
+      model_name: 'linear',
+      model_version: '1',
+      outputs: [{ name: 'variable', datatype: 'FP32', shape: [2, 1], data: [3, -1] }],
+    });
+  });
+
+  it('runs the tree ensemble regressor (TreeEnsembleRegressor, BRANCH_LEQ)', async () => {
+    const reply = await infer('regressor', {
+      inputs: [
+        {
+          name: 'float_input',
+          shape: [5, 2],
+          datatype: 'FP32',
+          data: [0.2, 5, 0.5, 1, 3, 2, 3, 0, 3, 9],
+        },
+      ],
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body).toMatchObject({ model_name: 'regressor', model_version: '3' });
+    expect(reply.body.outputs).toEqual([
+      { name: 'variable', datatype: 'FP32', shape: [5, 1], data: [1, 2, 2, 3, 3] },
+    ]);
+  });
+
+  it('runs the tree ensemble classifier: int64 labels and float probabilities', async () => {
+    const reply = await infer('classifier', {
+      inputs: [
+        {
+          name: 'input',
+          shape: [5, 2],
+          datatype: 'FP32',
+          data: [
+            [0, 5],
+            [2, 3],
+            [0, 0],
+            [2, -1],
+            [1, 0.5],
+          ],
+        },
+      ],
+    });
+    expect(reply.status).toBe(200);
+    const [label, probabilities] = reply.body.outputs as { name: string; shape: number[]; data: number[] }[];
+    expect(label).toEqual({ name: 'label', datatype: 'INT64', shape: [5], data: [10, 20, 30, 30, 30] });
+    expect(probabilities).toMatchObject({ name: 'probabilities', datatype: 'FP32', shape: [5, 3] });
+    const expected = [0.6, 0.4, 0, 0.2, 0.425, 0.375, 0.4, 0.1, 0.5, 0.05, 0.3, 0.65, 0.4, 0.1, 0.5];
+    expected.forEach((p, i) => expect(probabilities.data[i]).toBeCloseTo(p, 6));
+  });
+
+  it('returns only the outputs asked for, in the order asked', async () => {
+    const reply = await infer('classifier', {
+      inputs: [{ name: 'input', shape: [1, 2], datatype: 'FP32', data: [2, 3] }],
+      outputs: [{ name: 'label' }],
+    });
+    expect(reply.body.outputs).toEqual([{ name: 'label', datatype: 'INT64', shape: [1], data: [20] }]);
+  });
+
+  it('carries INT64 (every digit), BOOL, BYTES, FP16 and scalar UINT8 tensors both ways', async () => {
+    const reply = await infer('types', {
+      inputs: [
+        { name: 'i64', shape: [2], datatype: 'INT64', data: [-9007199254740991, 42] },
+        { name: 'flag', shape: [2], datatype: 'BOOL', data: [true, false] },
+        { name: 'text', shape: [2], datatype: 'BYTES', data: ['héllo', ''] },
+        { name: 'half', shape: [3], datatype: 'FP16', data: [1.5, -0.1, 65504] },
+        { name: 'byte', shape: [], datatype: 'UINT8', data: [255] },
+      ],
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.outputs).toEqual([
+      { name: 'i64_out', datatype: 'INT64', shape: [2], data: [-9007199254740991, 42] },
+      { name: 'flag_out', datatype: 'BOOL', shape: [2], data: [true, false] },
+      { name: 'text_out', datatype: 'BYTES', shape: [2], data: ['héllo', ''] },
+      // -0.1 has no exact half: the nearest is -0.0999755859375.
+      { name: 'half_out', datatype: 'FP16', shape: [3], data: [1.5, -0.0999755859375, 65504] },
+      { name: 'byte_out', datatype: 'UINT8', shape: [], data: [255] },
+    ]);
+  });
+});
+
+describe('OIP v2 server: bad requests get a clear error and the server keeps serving', () => {
+  const valid = linearInput([1, 2, 4]);
+  const cases: [string, unknown, string | RegExp][] = [
+    ['invalid JSON', '{"inputs": [', 'the request body is not valid JSON'],
+    ['an empty body', '', 'the request body is empty'],
+    ['a body that is not an object', '[1, 2]', 'the request body must be a JSON object'],
+    ['no inputs', { inputs: [] }, "'inputs' must be a non-empty array"],
+    ['an id that is not a string', { ...valid, id: 42 }, "'id' must be a string"],
+    [
+      'an unknown input name',
+      { inputs: [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [1, 2, 4] }] },
+      "unknown input 'x'; the model's inputs are: float_input",
+    ],
+    [
+      'an input given twice',
+      { inputs: [...valid.inputs, ...valid.inputs] },
+      "input 'float_input' is given more than once",
+    ],
+    [
+      'a datatype that is not the model input’s',
+      linearInput([1, 2, 4], [1, 3], { datatype: 'FP64' }),
+      "input 'float_input': datatype FP64 does not match the model's FP32",
+    ],
+    [
+      'an unknown datatype',
+      linearInput([1, 2, 4], [1, 3], { datatype: 'FLOAT' }),
+      /^input 'float_input': 'datatype' must be one of BOOL, .* \(the model's is FP32\)$/,
+    ],
+    [
+      'more data than the shape holds',
+      linearInput([1, 2, 4, 5], [1, 3]),
+      "input 'float_input': shape [1,3] holds 3 elements but 'data' has 4",
+    ],
+    [
+      'a shape the model does not take',
+      linearInput([1, 2, 4, 5], [1, 4]),
+      "input 'float_input': shape [1,4] does not match the model's [-1,3]",
+    ],
+    [
+      'a shape of the wrong rank',
+      linearInput([1, 2, 4], [3]),
+      "input 'float_input': shape [3] does not match the model's [-1,3]",
+    ],
+    [
+      'a negative dimension',
+      linearInput([1, 2, 4], [-1, 3]),
+      "input 'float_input': 'shape' must be an array of non-negative integers",
+    ],
+    [
+      'nested data that does not match the shape',
+      linearInput([[1, 2], [4]], [1, 3]),
+      "input 'float_input': nested 'data' does not match shape [1,3]; nest it exactly or flatten it",
+    ],
+    [
+      'an element of the wrong type',
+      linearInput([1, '2', 4]),
+      "input 'float_input': element 1 is not a number (datatype FP32)",
+    ],
+    ['data that is not an array', linearInput('1,2,4'), "input 'float_input': 'data' must be an array"],
+    [
+      'an unknown output',
+      { ...valid, outputs: [{ name: 'probabilities' }] },
+      "unknown output 'probabilities'; the model's outputs are: variable",
+    ],
+    [
+      'binary tensor data',
+      linearInput([], [1, 3], { parameters: { binary_data_size: 12 } }),
+      "input 'float_input': binary tensor data is not supported; send the tensor as a JSON 'data' array",
+    ],
+  ];
+
+  it.each(cases)('400 for %s', async (_what, body, error) => {
+    const reply = await infer('linear', body);
+    expect(reply.status).toBe(400);
+    expect(reply.body).toEqual({
+      error: expect.stringMatching(error instanceof RegExp ? error : `^${escape(error)}$`),
+    });
+  });
+
+  it('400 for a missing input, naming it', async () => {
+    const reply = await infer('types', {
+      inputs: [{ name: 'i64', shape: [1], datatype: 'INT64', data: [1] }],
+    });
+    expect(reply).toMatchObject({
+      status: 400,
+      body: { error: "missing input 'flag', 'text', 'half', 'byte'" },
+    });
+  });
+
+  it('400 for integers out of range, including INT64 beyond what JSON carries exactly', async () => {
+    const types = (i64: unknown[], byte: unknown) => ({
+      inputs: [
+        { name: 'i64', shape: [i64.length], datatype: 'INT64', data: i64 },
+        { name: 'flag', shape: [2], datatype: 'BOOL', data: [true, true] },
+        { name: 'text', shape: [i64.length], datatype: 'BYTES', data: i64.map(String) },
+        { name: 'half', shape: [3], datatype: 'FP16', data: [0, 0, 0] },
+        { name: 'byte', shape: [], datatype: 'UINT8', data: [byte] },
+      ],
+    });
+    expect((await infer('types', types([1], 1))).status).toBe(200);
+    expect((await infer('types', types([1, 2 ** 53], 1))).body).toEqual({
+      error: `input 'i64': element 1 is not an integer from ${Number.MIN_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER} (datatype INT64)`,
+    });
+    expect((await infer('types', types([1], 256))).body).toEqual({
+      error: "input 'byte': element 0 is not an integer from 0 to 255 (datatype UINT8)",
+    });
+    expect((await infer('types', types([1.5], 1))).status).toBe(400);
+  });
+
+  it('400 for the binary data extension header', async () => {
+    const reply = await call('POST', '/v2/models/linear/infer', valid, {
+      'inference-header-content-length': '10',
+    });
+    expect(reply).toMatchObject({
+      status: 400,
+      body: { error: 'binary tensor data is not supported; send the request as JSON' },
+    });
+  });
+
+  it('413 for a body over the limit, announced or streamed', async () => {
+    const big = JSON.stringify(
+      linearInput(
+        Array.from({ length: MAX_BODY / 4 }, () => 1.25),
+        [MAX_BODY / 12, 3],
+      ),
+    );
+    expect(big.length).toBeGreaterThan(MAX_BODY);
+    const reply = await call('POST', '/v2/models/linear/infer', big);
+    expect(reply).toMatchObject({
+      status: 413,
+      body: { error: `the request body is larger than the ${MAX_BODY}-byte limit` },
+    });
+
+    // Without a content-length: the server counts what arrives.
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(big));
+        controller.close();
+      },
+    });
+    const res = await fetch(`${server.url}/v2/models/linear/infer`, {
+      method: 'POST',
+      body: chunks,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+  });
+
+  it('404 for an unknown model, version or path; 405 for a wrong method', async () => {
+    expect(await infer('nope', valid)).toMatchObject({
+      status: 404,
+      body: { error: "model 'nope' is not served here" },
+    });
+    expect(await infer('linear', valid, '2')).toMatchObject({
+      status: 404,
+      body: { error: "model 'linear' has no version '2' (serving '1')" },
+    });
+    expect(await call('GET', '/v1/models/linear')).toMatchObject({
+      status: 404,
+      body: { error: 'no such endpoint: GET /v1/models/linear' },
+    });
+    expect((await call('GET', '/v2/models/linear/predict')).status).toBe(404);
+    const get = await call('GET', '/v2/models/linear/infer');
+    expect(get).toMatchObject({ status: 405, body: { error: 'inference takes POST' } });
+    expect(get.headers.get('allow')).toBe('POST');
+    expect((await call('POST', '/v2/health/ready', {})).status).toBe(405);
+  });
+
+  it('still serves after all of that', async () => {
+    expect((await call('GET', '/v2/health/live')).status).toBe(200);
+    expect((await infer('linear', valid)).body.outputs).toEqual([
+      { name: 'variable', datatype: 'FP32', shape: [1, 1], data: [3] },
+    ]);
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,320 @@
+/**
+ * The Open Inference Protocol v2 REST API (KServe, Triton, MLServer) over node:http, on the host and
+ * port its caller gives:
+ *
+ *   GET  /v2                                        server metadata
+ *   GET  /v2/health/live, /v2/health/ready          health (503 when not ready)
+ *   GET  /v2/models/{name}[/versions/{version}]     model metadata
+ *   GET  /v2/models/{name}[/versions/{version}]/ready
+ *   POST /v2/models/{name}[/versions/{version}]/infer
+ *
+ * Errors are {"error": "…"}: 400 malformed request, 404 unknown path/model/version, 405 wrong
+ * method, 413 body over the limit, 503 model not ready, 500 inference failure. Request bodies are
+ * read only into memory for the one request; nothing of them is logged or counted but its size.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { errorMessage, type Logger } from '../logger.js';
+import { AGENT_VERSION } from '../version.js';
+import type { ModelLease, ModelRepository } from './model-repository.js';
+import { ortMessage } from './model-session.js';
+import { encodeInferResponse, parseInferRequest } from './oip-codec.js';
+import type { ServeMetrics } from './serve-metrics.js';
+import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
+
+export interface OipServerOptions {
+  host: string;
+  /** 0 picks a free port (see OipServer.port). */
+  port: number;
+  repository: ModelRepository;
+  metrics: ServeMetrics;
+  logger: Logger;
+  /** The largest request body accepted; default 32 MiB. */
+  maxBodyBytes?: number;
+}
+
+export interface OipServer {
+  readonly port: number;
+  /** http://host:port, without a trailing slash. */
+  readonly url: string;
+  /**
+   * Stops taking connections and reports not ready; requests in flight finish, up to graceMs
+   * (default 10 s), after which every connection is closed. The repository is the caller's.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+const SERVER_NAME = 'hearth-agent';
+const PLATFORM = 'onnxruntime_onnx';
+
+const HTTP_STATUS: Readonly<Record<ServeErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  NOT_READY: 503,
+  INFERENCE_FAILED: 500,
+  MODEL_LOAD_FAILED: 500,
+  INVALID_OPERATION: 500,
+};
+
+type Route =
+  | { kind: 'server-metadata' | 'live' | 'ready' }
+  | { kind: 'model-metadata' | 'model-ready' | 'infer'; name: string; version: string | undefined };
+
+export async function startOipServer(options: OipServerOptions): Promise<OipServer> {
+  const { repository, metrics, logger } = options;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  let closing = false;
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const route = matchRoute(req.url ?? '/');
+    if (!route) throw new ServeError('NOT_FOUND', `no such endpoint: ${req.method} ${pathOf(req.url)}`);
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const allowed = route.kind === 'infer' ? 'POST' : 'GET';
+    if (method !== allowed) {
+      res.setHeader('allow', allowed === 'GET' ? 'GET, HEAD' : 'POST');
+      throw new ServeError(
+        'METHOD_NOT_ALLOWED',
+        `${route.kind === 'infer' ? 'inference' : 'this endpoint'} takes ${allowed}`,
+      );
+    }
+    switch (route.kind) {
+      case 'server-metadata':
+        return send(res, 200, { name: SERVER_NAME, version: AGENT_VERSION, extensions: [] });
+      case 'live':
+        return send(res, 200, { live: true });
+      case 'ready': {
+        const ready = !closing && repository.allReady();
+        return send(res, ready ? 200 : 503, { ready });
+      }
+      case 'model-ready':
+        try {
+          repository.check(route.name, route.version);
+          return send(res, 200, { name: route.name, ready: true });
+        } catch (err) {
+          if (err instanceof ServeError && err.code === 'NOT_READY') {
+            return send(res, 503, { name: route.name, ready: false });
+          }
+          throw err;
+        }
+      case 'model-metadata': {
+        const lease = repository.acquire(route.name, route.version);
+        lease.release();
+        const { inputs, outputs } = lease.session;
+        return send(res, 200, {
+          name: route.name,
+          versions: [lease.version],
+          platform: PLATFORM,
+          inputs,
+          outputs,
+        });
+      }
+      case 'infer':
+        return infer(req, res, route.name, route.version);
+    }
+  };
+
+  const infer = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    name: string,
+    version: string | undefined,
+  ): Promise<void> => {
+    const started = performance.now();
+    let lease: ModelLease | null = null;
+    let status = 500;
+    try {
+      repository.check(name, version); // refuse an unknown or unready model before reading its body
+      if (req.headers['inference-header-content-length'] !== undefined) {
+        throw badRequest('binary tensor data is not supported; send the request as JSON');
+      }
+      const encoding = req.headers['content-encoding'];
+      if (encoding !== undefined && encoding !== 'identity') {
+        throw badRequest(
+          `content-encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`,
+        );
+      }
+      const body = parseJson(await readBody(req, maxBodyBytes));
+      lease = repository.acquire(name, version);
+      const request = parseInferRequest(body, lease.session);
+      let outputs;
+      try {
+        outputs = await lease.session.run(request.feeds, request.outputNames);
+      } catch (err) {
+        throw new ServeError('INFERENCE_FAILED', `inference failed: ${ortMessage(err)}`);
+      }
+      const text = encodeInferResponse({
+        modelName: name,
+        modelVersion: lease.version,
+        id: request.id,
+        outputs: request.outputNames.map((output) => ({ name: output, tensor: outputs[output] })),
+      });
+      status = 200;
+      sendText(res, 200, text);
+    } catch (err) {
+      status = sendError(res, err);
+    } finally {
+      lease?.release();
+      const ms = performance.now() - started;
+      const served = lease?.version ?? targetVersion(name, version);
+      if (served !== undefined) metrics.record(name, served, ms, status);
+      else metrics.recordUnrouted();
+      logger.debug({ model: name, version: served, status, ms: Math.round(ms * 10) / 10 }, 'inference');
+    }
+  };
+
+  /** The version a request that got no lease was for: a served or loading one, else undefined. */
+  const targetVersion = (name: string, version: string | undefined): string | undefined =>
+    version === undefined
+      ? repository.get(name)?.version
+      : repository.list().find((m) => m.name === name && m.version === version)?.version;
+
+  const sendError = (res: http.ServerResponse, err: unknown): number => {
+    if (err instanceof ServeError) {
+      const status = HTTP_STATUS[err.code];
+      // The rest of a body over the limit may still be arriving: close rather than read it all.
+      if (err.code === 'PAYLOAD_TOO_LARGE') res.setHeader('connection', 'close');
+      if (status >= 500) logger.warn({ code: err.code, err: err.message }, 'inference server error');
+      send(res, status, { error: err.message });
+      return status;
+    }
+    const id = randomUUID();
+    logger.error({ errorId: id, err: errorMessage(err) }, 'unexpected inference server error');
+    send(res, 500, { error: `internal error (id ${id})` });
+    return 500;
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => sendError(res, err));
+  });
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy(err);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          `the inference server cannot listen on ${options.host}:${options.port}: ${err.code ?? err.message}`,
+        ),
+      );
+    server.once('error', onError);
+    server.listen(options.port, options.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  logger.info({ host: options.host, port }, 'inference server listening (Open Inference Protocol v2)');
+
+  return {
+    port,
+    url: `http://${host}:${port}`,
+    close: async (graceMs = 10_000) => {
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), graceMs);
+      await closed;
+      clearTimeout(force);
+    },
+  };
+}
+
+/** The route of a request path; null for a path outside the protocol. */
+export function matchRoute(url: string): Route | null {
+  const parts = pathOf(url).replace(/\/+$/, '').split('/').slice(1);
+  let segments: string[];
+  try {
+    segments = parts.map((p) => decodeURIComponent(p));
+  } catch {
+    return null;
+  }
+  if (segments[0] !== 'v2') return null;
+  const [, a, b, c, d, e] = segments;
+  switch (segments.length) {
+    case 1:
+      return { kind: 'server-metadata' };
+    case 3:
+      if (a === 'health' && (b === 'live' || b === 'ready')) return { kind: b };
+      if (a === 'models') return { kind: 'model-metadata', name: b, version: undefined };
+      return null;
+    case 4:
+      if (a !== 'models') return null;
+      if (c === 'ready') return { kind: 'model-ready', name: b, version: undefined };
+      if (c === 'infer') return { kind: 'infer', name: b, version: undefined };
+      return null;
+    case 5:
+      if (a === 'models' && c === 'versions') return { kind: 'model-metadata', name: b, version: d };
+      return null;
+    case 6:
+      if (a !== 'models' || c !== 'versions') return null;
+      if (e === 'ready') return { kind: 'model-ready', name: b, version: d };
+      if (e === 'infer') return { kind: 'infer', name: b, version: d };
+      return null;
+    default:
+      return null;
+  }
+}
+
+const pathOf = (url: string | undefined) => (url ?? '/').split('?')[0].slice(0, 256);
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = () =>
+    new ServeError('PAYLOAD_TOO_LARGE', `the request body is larger than the ${limit}-byte limit`);
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        done = true;
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      resolve(Buffer.concat(chunks));
+    });
+    req.on('close', () => {
+      if (done) return;
+      done = true;
+      reject(badRequest('the request body ended early'));
+    });
+  });
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    // V8's message quotes the body: say only what is wrong.
+    throw badRequest(body.length === 0 ? 'the request body is empty' : 'the request body is not valid JSON');
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  sendText(res, status, JSON.stringify(body));
+}
+
+function sendText(res: http.ServerResponse, status: number, text: string): void {
+  if (res.headersSent) return;
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  };
+  res.writeHead(status, headers);
+  res.end(text);
+}

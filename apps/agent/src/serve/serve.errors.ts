@@ -1,0 +1,33 @@
+/**
+ * The inference server's errors. Each has a code; oip-server.ts maps codes to HTTP statuses. The
+ * message is shown to the client as is, so it names what is wrong and never echoes tensor data.
+ */
+export const SERVE_ERROR_CODES = [
+  /** The request is malformed: invalid JSON, unknown input, shape/data mismatch, wrong datatype… */
+  'BAD_REQUEST',
+  'PAYLOAD_TOO_LARGE',
+  /** No such path, model or model version. */
+  'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  /** The model (version) exists but is loading, failed to load, or the server is stopping. */
+  'NOT_READY',
+  /** onnxruntime failed on a request that passed validation. */
+  'INFERENCE_FAILED',
+  /** The model file could not be loaded or cannot be served. */
+  'MODEL_LOAD_FAILED',
+  /** The caller asked the repository for something it cannot do (e.g. load a name twice). */
+  'INVALID_OPERATION',
+] as const;
+export type ServeErrorCode = (typeof SERVE_ERROR_CODES)[number];
+
+export class ServeError extends Error {
+  override readonly name = 'ServeError';
+  constructor(
+    readonly code: ServeErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const badRequest = (message: string) => new ServeError('BAD_REQUEST', message);
