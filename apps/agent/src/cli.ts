@@ -85,7 +85,28 @@ program
   .option('--max-jobs <n>', 'jobs run at once, at most (env HEARTH_AGENT_MAX_JOBS; default 2)')
   .option('--nats-url <url>', 'NATS server to use instead of the ones given at join')
   .option('--drain-seconds <s>', 'on stop, how long running jobs may finish (default 30)')
+  .option(
+    '--telemetry-interval <s>',
+    'seconds between telemetry samples, 1 to 60 (env HEARTH_AGENT_TELEMETRY_INTERVAL; default 5)',
+  )
+  .option(
+    '--telemetry-buffer <n>',
+    'samples kept while the control plane is unreachable; the oldest go first (env HEARTH_AGENT_TELEMETRY_BUFFER; default 8640)',
+  )
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env HEARTH_AGENT_LOG_LEVEL)')
+  .option(
+    '--policy <file>',
+    'the local policy: data roots, artifact root, serve address (default <data-dir>/policy.json; ' +
+      'when that is missing nothing may be read or written)',
+  )
+  .option(
+    '--serve-host <host>',
+    "address the inference server listens on (overrides the policy's serve.host)",
+  )
+  .option(
+    '--serve-port <port>',
+    "port of the inference server (overrides the policy's serve.port; 0: any free port)",
+  )
   .action((flags: RunFlags) => runCommand(flags).catch(fail));
 
 await program.parseAsync(process.argv);

@@ -17,10 +17,14 @@ import { handleControl, runControlLoop } from './executor/control-loop.js';
 import { JobLoop } from './executor/job-loop.js';
 import { handleDispatch } from './executor/job-runner.js';
 import { errorMessage, type Logger } from './logger.js';
+import { ServeHost } from './serve/serve-host.js';
+import { TelemetryCollector } from './telemetry/collector.js';
 import { AgentCounters } from './telemetry/counters.js';
+import { GpuAllocator } from './telemetry/gpu-allocator.js';
 import { detectGpus } from './telemetry/gpus.js';
 import { runHeartbeats } from './telemetry/heartbeat.js';
 import { systemInfo } from './telemetry/system-info.js';
+import { TelemetryLoop } from './telemetry/telemetry-loop.js';
 
 export interface StopSignals {
   /** First SIGTERM/SIGINT: stop taking jobs and drain. */
@@ -45,7 +49,20 @@ export async function runAgent(
   stop.forced.addEventListener('abort', killAll, { once: true });
 
   const system = systemInfo(await detectGpus());
-  logger.info({ system, maxJobs: config.maxJobs }, 'agent starting');
+  const { policy } = config;
+  logger.info(
+    {
+      system,
+      maxJobs: config.maxJobs,
+      policy: {
+        file: policy.file,
+        dataRoots: policy.dataRoots,
+        artifactRoot: policy.artifactRoot,
+        serve: policy.serve,
+      },
+    },
+    'agent starting',
+  );
   const ledger = openLedger(config.dataDir);
   const servers = config.natsUrl ? [config.natsUrl] : identity.file.natsServers;
   const nc = await connectWithRetry(identity, servers, logger, stop.graceful);
@@ -60,27 +77,52 @@ export async function runAgent(
   const counters = new AgentCounters();
   const shutdown = new AbortController();
   stop.forced.addEventListener('abort', () => shutdown.abort(), { once: true });
+  // Telemetry: the first sample, before any job, tells the GPU allocator what the host has.
+  const gpus = new GpuAllocator();
+  const telemetry = new TelemetryLoop({
+    agentId: identity.file.agentId,
+    intervalSeconds: config.telemetry.intervalSeconds,
+    bufferCapacity: config.telemetry.bufferSamples,
+    collector: new TelemetryCollector({
+      runningJobs: () => registry.runningJobs(),
+      assignedJob: (gpu) => gpus.ownerOf(gpu),
+    }),
+    send: (message) => guard.telemetry(message),
+    allocator: gpus,
+    counters,
+    logger: logger.child({ component: 'telemetry' }),
+  });
+  await telemetry.sampleOnce();
 
   const [jobConsumer, ctlConsumer] = await Promise.all([
     getConsumer(js, consumers.jobs(identity.file.agentId), logger, stop.graceful),
     getConsumer(js, consumers.control(identity.file.agentId), logger, stop.graceful),
   ]);
 
+  // The inference server starts with the first serve job, on the policy's address.
+  const serve = new ServeHost({ address: policy.serve, logger: logger.child({ component: 'serve' }) });
   const jobs = jobConsumer
     ? new JobLoop(
         jobConsumer,
         config.maxJobs,
-        (msg) =>
-          handleDispatch(msg, {
-            dataDir: config.dataDir,
-            jobBaseEnv: config.jobBaseEnv,
-            guard,
-            registry,
-            counters,
-            logger,
-            stopTaking: stop.graceful,
-            forced: stop.forced,
-          }),
+        (msg, release) =>
+          handleDispatch(
+            msg,
+            {
+              dataDir: config.dataDir,
+              jobBaseEnv: config.jobBaseEnv,
+              guard,
+              registry,
+              counters,
+              logger,
+              gpus,
+              policy,
+              serve,
+              stopTaking: stop.graceful,
+              forced: stop.forced,
+            },
+            release,
+          ),
         logger,
       )
     : null;
@@ -101,6 +143,7 @@ export async function runAgent(
       },
       shutdown.signal,
     ),
+    telemetry.run(shutdown.signal),
   ];
   if (ctlConsumer) {
     loops.push(
@@ -117,6 +160,7 @@ export async function runAgent(
     await jobs.run(stop.graceful);
     await drain(jobs, registry, config.drainSeconds, logger, stop.forced);
   }
+  await serve.close({ force: stop.forced.aborted });
 
   shutdown.abort();
   await Promise.allSettled(loops);
@@ -142,12 +186,30 @@ async function drain(
   forced: AbortSignal,
 ): Promise<void> {
   if (registry.size > 0) logger.info({ running: registry.size, drainSeconds }, 'draining running jobs');
-  if (await jobs.idle(AbortSignal.any([forced, AbortSignal.timeout(drainSeconds * 1000)]))) return;
+  if (await settled(jobs, registry, AbortSignal.any([forced, AbortSignal.timeout(drainSeconds * 1000)])))
+    return;
   if (!forced.aborted) {
     const killed = registry.killAll(`agent stopped: drain timeout of ${drainSeconds}s`);
     logger.warn({ killed }, 'drain timeout: running jobs killed');
   }
-  await jobs.idle(AbortSignal.timeout(forced.aborted ? REPORT_AFTER_FORCE_MS : REPORT_AFTER_KILL_MS));
+  await settled(
+    jobs,
+    registry,
+    AbortSignal.timeout(forced.aborted ? REPORT_AFTER_FORCE_MS : REPORT_AFTER_KILL_MS),
+  );
+}
+
+/**
+ * Every attempt has reported: the job loop is idle and the registry empty (deployments hold no job
+ * slot, so the loop alone does not cover them).
+ */
+async function settled(jobs: JobLoop, registry: AttemptRegistry, signal: AbortSignal): Promise<boolean> {
+  if (!(await jobs.idle(signal))) return false;
+  while (registry.size > 0) {
+    if (signal.aborted) return false;
+    await sleep(25, signal);
+  }
+  return true;
 }
 
 function openLedger(dataDir: string): EgressLedger {

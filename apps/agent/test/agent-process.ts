@@ -26,12 +26,13 @@ export async function startAgent(
   dataDir: string,
   cwd: string,
   extraArgs: string[] = [],
+  env: Record<string, string | undefined> = {},
 ): Promise<AgentProcess> {
   ensureBuilt();
   const proc = spawn(
     process.execPath,
     [path.join(agentDir, 'bin', 'hearth-agent.js'), 'run', '--data-dir', dataDir, ...extraArgs],
-    { cwd, stdio: ['ignore', 'ignore', 'pipe'] },
+    { cwd, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } },
   );
   let log = '';
   proc.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));

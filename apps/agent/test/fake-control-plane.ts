@@ -30,9 +30,23 @@ import {
   subjects,
   type AgentAddress,
   type JobFinished,
+  type JobProgress,
 } from '@hearth/contracts';
 
 export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+/** The dispatch fields every kind has, which a test may override. */
+export type DispatchBase = Pick<
+  JobDispatch,
+  'jobId' | 'attemptId' | 'fencingToken' | 'env' | 'timeoutSeconds' | 'cancelGraceSeconds'
+>;
+/** One kind's part of a dispatch ({ kind: 'train', train: … }…), with base overrides if any. */
+export type DispatchSpec = (JobDispatch extends infer J
+  ? J extends JobDispatch
+    ? Omit<J, keyof DispatchBase | 'type' | 'v'>
+    : never
+  : never) &
+  Partial<DispatchBase>;
 
 async function ensureStream(jsm: JetStreamManager, name: string, subject: string): Promise<void> {
   try {
@@ -54,6 +68,8 @@ export class FakeControlPlane {
   readonly events: UpEvent[] = [];
   readonly heartbeats: AgentHeartbeat[] = [];
   readonly invalidUp: string[] = [];
+  /** Every message under this agent's subjects, as text, in both directions (for canary checks). */
+  readonly wire: string[] = [];
   /** Attempts whose claim is answered ok:false. */
   readonly refuse = new Set<string>();
 
@@ -110,6 +126,9 @@ export class FakeControlPlane {
 
   private listen(): void {
     this.resumeClaims();
+    this.nc.subscribe(subjects.agentAll(this.address), {
+      callback: (_err, msg) => void this.wire.push(new TextDecoder().decode(msg.data)),
+    });
     // A core subscription sees what the agent publishes to the stream, without consuming it.
     this.nc.subscribe(subjects.events(this.address), {
       callback: (_err, msg) => {
@@ -146,20 +165,24 @@ export class FakeControlPlane {
     fs.writeFileSync(path.join(dataDir, 'agent.seed'), creds.seed ?? createUser().getSeed(), { mode: 0o600 });
   }
 
-  async dispatch(command: string[], extra: Partial<JobDispatch> = {}): Promise<JobDispatch> {
-    const job: JobDispatch = {
+  /** A `command` job. */
+  dispatch(command: string[], extra: Partial<DispatchBase> = {}): Promise<JobDispatch> {
+    return this.send({ kind: 'command', command, ...extra });
+  }
+
+  /** A job of any kind; base fields default to a fresh job, fencing token 1, 60 s timeout. */
+  async send(spec: DispatchSpec): Promise<JobDispatch> {
+    const job = {
       type: 'job.dispatch',
       v: 1,
       jobId: randomUUID(),
       attemptId: randomUUID(),
       fencingToken: 1,
-      kind: 'command',
-      command,
       env: {},
       timeoutSeconds: 60,
       cancelGraceSeconds: 5,
-      ...extra,
-    };
+      ...spec,
+    } as JobDispatch;
     await jetstream(this.nc).publish(subjects.jobs(this.address), encode(JobDispatch, job), {
       msgID: job.attemptId,
     });
@@ -185,6 +208,13 @@ export class FakeControlPlane {
 
   finished(attemptId: string): JobFinished | undefined {
     return this.events.find((e): e is JobFinished => e.type === 'job.finished' && e.attemptId === attemptId);
+  }
+
+  /** The attempt's progress events, in the order they arrived. */
+  progress(attemptId: string): JobProgress['progress'][] {
+    return this.events.flatMap((e) =>
+      e.type === 'job.progress' && e.attemptId === attemptId ? [e.progress] : [],
+    );
   }
 
   logText(attemptId: string): string[] {

@@ -3,9 +3,12 @@ import { APP_FILTER } from '@nestjs/core';
 import type { Config } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import { FleetModule } from './modules/fleet/fleet.module.js';
+import { DeploymentsModule } from './modules/deployments/deployments.module.js';
 import { JobsModule } from './modules/jobs/jobs.module.js';
+import { ModelsModule } from './modules/models/models.module.js';
 import { OrgsModule } from './modules/orgs/orgs.module.js';
 import { ProjectsModule } from './modules/projects/projects.module.js';
+import { TelemetryModule } from './modules/telemetry/telemetry.module.js';
 import { AuditModule } from './platform/audit/audit.module.js';
 import { AuthModule } from './platform/auth/auth.module.js';
 import { DatabaseModule } from './platform/database/database.module.js';
@@ -33,6 +36,9 @@ export class AppModule {
         JobsModule,
         ProjectsModule,
         OrgsModule,
+        ModelsModule,
+        DeploymentsModule,
+        TelemetryModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: HttpErrorFilter }],
     };

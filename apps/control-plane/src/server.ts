@@ -7,11 +7,13 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { Logger } from 'pino';
 import rateLimit from '@fastify/rate-limit';
 import { AppModule } from './app.module.js';
-import { hashSecret } from './platform/auth/secrets.js';
+import { AuthService } from './platform/auth/auth.service.js';
 import type { Config } from './config/config.js';
 import { FleetService } from './modules/fleet/fleet.service.js';
 import { AgentMessagesConsumer } from './modules/jobs/agent-messages.consumer.js';
 import { LeaseSweeper } from './modules/jobs/lease-sweeper.service.js';
+import { TelemetryConsumer } from './modules/telemetry/telemetry.consumer.js';
+import { TelemetryScheduler } from './modules/telemetry/telemetry-scheduler.service.js';
 import { LOGGER, NestPinoLogger } from './platform/logging/logging.module.js';
 import { runWithContext } from './platform/logging/request-context.js';
 import { NatsService } from './platform/messaging/nats.service.js';
@@ -62,17 +64,17 @@ export async function startServer(
     done();
   });
 
-  // Per API token (or address), refused with 429 and Retry-After before any work is done. The
-  // counters are per replica: N replicas allow up to N times the limit (a shared store comes later).
+  // Per organization and principal (a principal's tokens share one budget; an unknown token counts on
+  // its own, an anonymous caller per address), refused with 429 and Retry-After before any work is
+  // done. The counters are per replica: N replicas allow up to N times the limit (a shared store
+  // comes later).
+  const auth = app.get(AuthService);
   await app.register(rateLimit, {
     global: true,
     max: config.limits.requestsPerMinute,
     timeWindow: 60_000,
     allowList: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url),
-    keyGenerator: (req) => {
-      const auth = req.headers.authorization;
-      return typeof auth === 'string' ? `token:${hashSecret(auth).toString('base64url')}` : `ip:${req.ip}`;
-    },
+    keyGenerator: (req) => auth.rateLimitKey(req.headers.authorization, req.ip),
   });
 
   await app.get(NatsService).connect();
@@ -83,6 +85,8 @@ export async function startServer(
   await app.get(AgentMessagesConsumer).start();
   app.get(OutboxRelay).start();
   app.get(LeaseSweeper).start();
+  await app.get(TelemetryConsumer).start();
+  await app.get(TelemetryScheduler).start();
   await app.listen(config.http.port, config.http.host);
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;

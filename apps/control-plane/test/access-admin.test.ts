@@ -16,6 +16,7 @@ import {
   type ControlPlane,
   type TestDatabase,
 } from '@hearth/testing';
+import { PROJECT_PERMISSIONS, ROLES } from '../src/platform/access/permissions.js';
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -117,7 +118,7 @@ describe('projects', () => {
     expect(projects.projects).toEqual([
       {
         id: p1,
-        myPermissions: ['jobs:submit', 'jobs:read', 'jobs:cancel', 'models:promote', 'projects:read'],
+        myPermissions: PROJECT_PERMISSIONS.filter((perm) => ROLES.ml_engineer.includes(perm)),
       },
     ]);
     expect(await eng.client.errorCode(`query($id: ID!) { project(id: $id) { id } }`, { id: p2 })).toBe(
@@ -221,8 +222,13 @@ describe('privilege escalation', () => {
   });
 
   it('keeps the last owner', async () => {
+    // Every permission the owner holds, under another name.
+    const { myPermissions } = await owner.ok<{ myPermissions: string[] }>(`{ myPermissions }`);
     await owner.ok(
-      `mutation { createRole(input: { name: "co-owner", permissions: ["members:manage", "members:read", "org:admin", "jobs:read", "jobs:submit", "jobs:cancel", "agents:read", "agents:enroll", "agents:revoke", "models:promote", "projects:read", "projects:manage", "roles:manage", "audit:read"] }) { id } }`,
+      `mutation($p: [String!]!) { createRole(input: { name: "co-owner", permissions: $p }) { id } }`,
+      {
+        p: myPermissions,
+      },
     );
     const co = await member('co@a.test', 'co-owner');
     const r = await co.client.request(`mutation($id: ID!) { removeMember(id: $id) { id } }`, { id: ownerId });
@@ -313,7 +319,7 @@ describe('members', () => {
       () => 'completed',
       (err: unknown) => String(err),
     );
-    await waitFor(async () => events.length > 0, 10_000);
+    await waitFor(async () => events.length > 0, { timeoutMs: 10_000 });
     await owner.ok(`mutation($id: ID!) { removeMember(id: $id) { status } }`, { id: leaver.id });
     const r = await leaver.client.request(`{ myPermissions }`);
     expect(r.status).toBe(401);

@@ -36,6 +36,9 @@ interface Ids {
   serviceAccountId: string;
   roleId: string;
   tokenId: string;
+  modelId: string;
+  versionId: string;
+  deploymentId: string;
 }
 type Policy = Permission | 'authenticated';
 interface Row {
@@ -51,6 +54,9 @@ interface Row {
   destructive?: boolean;
   doc: (ids: Ids) => { query: string; variables?: Record<string, unknown> };
 }
+
+/** A range for the telemetry queries (what it holds does not matter to authorization). */
+const TELEMETRY_RANGE = { from: '2026-11-21T10:00:00Z', to: '2026-11-21T10:10:00Z' };
 
 let n = 0;
 const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${n++}`;
@@ -247,7 +253,142 @@ const MATRIX: Record<string, Row> = {
     byId: false,
     doc: () => ({ query: `{ verifyAuditChain { ok } }` }),
   },
+  fleetUtilization: {
+    policy: 'telemetry:read',
+    requires: 'agents:read',
+    byId: false,
+    doc: () => ({ query: `{ fleetUtilization { gpusTotal } }` }),
+  },
+  agentTelemetry: {
+    policy: 'telemetry:read',
+    requires: 'agents:read',
+    byId: true,
+    doc: ({ agentId }) => ({
+      query: `query($id: ID!, $r: TelemetryRangeInput!) { agentTelemetry(agentId: $id, range: $r) { agentId } }`,
+      variables: { id: agentId, r: TELEMETRY_RANGE },
+    }),
+  },
+  jobTelemetry: {
+    policy: 'telemetry:read',
+    byId: true,
+    project: 'hidden',
+    doc: ({ jobId }) => ({
+      query: `query($id: ID!, $r: TelemetryRangeInput!) { jobTelemetry(jobId: $id, range: $r) { id } }`,
+      variables: { id: jobId, r: TELEMETRY_RANGE },
+    }),
+  },
+  projectTelemetry: {
+    policy: 'telemetry:read',
+    byId: true,
+    project: 'hidden',
+    doc: ({ projectId }) => ({
+      query: `query($id: ID!, $r: TelemetryRangeInput!) { projectTelemetry(projectId: $id, range: $r) { id } }`,
+      variables: { id: projectId, r: TELEMETRY_RANGE },
+    }),
+  },
+  usageReport: {
+    policy: 'telemetry:read',
+    byId: false,
+    doc: () => ({
+      query: `query($f: DateTime!, $t: DateTime!) { usageReport(from: $f, to: $t) { currency } }`,
+      variables: { f: TELEMETRY_RANGE.from, t: TELEMETRY_RANGE.to },
+    }),
+  },
+  usageReportCsv: {
+    policy: 'telemetry:read',
+    byId: false,
+    doc: () => ({
+      query: `query($f: DateTime!, $t: DateTime!) { usageReportCsv(from: $f, to: $t) }`,
+      variables: { f: TELEMETRY_RANGE.from, t: TELEMETRY_RANGE.to },
+    }),
+  },
+  telemetrySettings: {
+    policy: 'telemetry:read',
+    byId: false,
+    doc: () => ({ query: `{ telemetrySettings { currency } }` }),
+  },
+  idleAlerts: { policy: 'telemetry:read', byId: false, doc: () => ({ query: `{ idleAlerts { id } }` }) },
+  updateTelemetrySettings: {
+    policy: 'telemetry:manage',
+    byId: false,
+    doc: () => ({
+      query: `mutation { updateTelemetrySettings(input: { idleWindowMinutes: 30 }) { currency } }`,
+    }),
+  },
+  setGpuPrice: {
+    policy: 'telemetry:manage',
+    byId: false,
+    doc: () => ({
+      query: `mutation { setGpuPrice(input: { model: "NVIDIA H100 80GB HBM3", pricePerGpuHour: 2 }) { currency } }`,
+    }),
+  },
   myPermissions: { policy: 'authenticated', byId: false, doc: () => ({ query: `{ myPermissions }` }) },
+  models: { policy: 'models:read', byId: false, doc: () => ({ query: `{ models { id versions { id } } }` }) },
+  model: {
+    policy: 'models:read',
+    byId: true,
+    project: 'hidden',
+    doc: ({ modelId }) => ({
+      query: `query($id: ID!) { model(id: $id) { id } }`,
+      variables: { id: modelId },
+    }),
+  },
+  modelVersion: {
+    policy: 'models:read',
+    byId: true,
+    project: 'hidden',
+    doc: ({ versionId }) => ({
+      query: `query($id: ID!) { modelVersion(id: $id) { id } }`,
+      variables: { id: versionId },
+    }),
+  },
+  registerModelVersion: {
+    policy: 'models:register',
+    byId: true,
+    project: 'refused',
+    doc: ({ projectId }) => ({
+      query: `mutation($n: String!, $p: ID) { registerModelVersion(input: { modelName: $n, projectId: $p,
+        uri: "file:///models/m.onnx", sha256: "${'a'.repeat(64)}", sizeBytes: 100 }) { id } }`,
+      variables: { n: unique('model'), p: projectId },
+    }),
+  },
+  transitionModelVersionStage: {
+    policy: 'models:promote',
+    byId: true,
+    project: 'hidden',
+    doc: ({ versionId }) => ({
+      query: `mutation($id: ID!) { transitionModelVersionStage(versionId: $id, stage: STAGING) { id } }`,
+      variables: { id: versionId },
+    }),
+  },
+  deployModel: {
+    policy: 'models:deploy',
+    byId: true,
+    project: 'hidden',
+    doc: ({ versionId }) => ({
+      query: `mutation($id: ID!) { deployModel(input: { versionId: $id }) { id } }`,
+      variables: { id: versionId },
+    }),
+  },
+  undeployModel: {
+    policy: 'models:deploy',
+    byId: true,
+    project: 'hidden',
+    doc: ({ deploymentId }) => ({
+      query: `mutation($id: ID!) { undeployModel(id: $id) { id } }`,
+      variables: { id: deploymentId },
+    }),
+  },
+  deployments: { policy: 'models:read', byId: false, doc: () => ({ query: `{ deployments { id state } }` }) },
+  deployment: {
+    policy: 'models:read',
+    byId: true,
+    project: 'hidden',
+    doc: ({ deploymentId }) => ({
+      query: `query($id: ID!) { deployment(id: $id) { id } }`,
+      variables: { id: deploymentId },
+    }),
+  },
 };
 
 type Scope = 'organization' | 'project';
@@ -273,11 +414,30 @@ async function fixtures(owner: GraphQLClient, projectId: string): Promise<Ids> {
     `mutation { createJoinToken { token } }`,
   );
   const agent = await joinAgent(cp.url, createJoinToken.token);
-  return { ...(await destructibles(owner)), jobId: submitJob.id, agentId: agent.id!, projectId };
+  const { registerModelVersion } = await owner.ok<{ registerModelVersion: { id: string; modelId: string } }>(
+    `mutation($n: String!, $p: ID) { registerModelVersion(input: { modelName: $n, projectId: $p,
+      uri: "file:///models/fixture.onnx", sha256: "${'b'.repeat(64)}", sizeBytes: 100 }) { id modelId } }`,
+    { n: unique('fixture'), p: projectId },
+  );
+  const { deployModel } = await owner.ok<{ deployModel: { id: string } }>(
+    `mutation($id: ID!) { deployModel(input: { versionId: $id, agentSelector: { labels: [{ key: "pool", value: "none" }] } }) { id } }`,
+    { id: registerModelVersion.id },
+  );
+  return {
+    ...(await destructibles(owner)),
+    jobId: submitJob.id,
+    agentId: agent.id!,
+    projectId,
+    modelId: registerModelVersion.modelId,
+    versionId: registerModelVersion.id,
+    deploymentId: deployModel.id,
+  };
 }
 
 /** The objects destructive operations consume: made afresh for each call. */
-async function destructibles(owner: GraphQLClient): Promise<Omit<Ids, 'jobId' | 'agentId' | 'projectId'>> {
+async function destructibles(
+  owner: GraphQLClient,
+): Promise<Omit<Ids, 'jobId' | 'agentId' | 'projectId' | 'modelId' | 'versionId' | 'deploymentId'>> {
   const { inviteMember } = await owner.ok<{
     inviteMember: { member: { id: string; roleBindings: { id: string }[] } };
   }>(
@@ -334,8 +494,10 @@ function expected(role: RoleName, scope: Scope, context: Context, row: Row): str
   const held = scope === 'organization' ? ROLES[role] : ROLES[role].filter(isProjectPermission);
   const has = (p: Policy) => p === 'authenticated' || held.includes(p);
   if (!has(row.policy)) return 'FORBIDDEN';
-  if (context === 'otherOrganization') return row.byId ? 'NOT_FOUND' : 'OK';
+  if (context === 'otherOrganization' && row.byId) return 'NOT_FOUND';
+  // An operation that names nothing acts the same whichever organization the fixtures are in.
   if (!has(row.requires ?? row.policy)) return 'FORBIDDEN';
+  if (context === 'otherOrganization') return 'OK';
   if (scope === 'project' && context === 'otherProject' && row.project && row.byId)
     return row.project === 'hidden' ? 'NOT_FOUND' : 'FORBIDDEN';
   return 'OK';
@@ -494,6 +656,8 @@ describe('IDOR', () => {
       serviceAccounts { id status roleBindings { id role } }
       roles { id name description permissions }
       apiTokens { id revokedAt expiresAt }
+      models { id name versions { id stage } }
+      deployments(includeStopped: true) { id state stoppedAt version { id } }
       verifyAuditChain { ok checked }
     }`);
   }

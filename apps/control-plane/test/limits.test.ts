@@ -1,4 +1,7 @@
-/** Abuse limits: a rate limit per API token (429 + Retry-After), and GraphQL depth and cost limits refused before execution. */
+/**
+ * Abuse limits: a rate limit per organization and principal (429 + Retry-After; a principal's tokens
+ * share it), and GraphQL depth and cost limits refused before execution.
+ */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
   createOrganization,
@@ -45,6 +48,17 @@ describe('abuse limits', () => {
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(await res.json()).toMatchObject({ errors: [{ extensions: { code: 'RATE_LIMITED' } }] });
     expect((await new GraphQLClient(cp.graphqlUrl, tokens[1]).request(`{ myPermissions }`)).status).toBe(200);
+    // A fresh token of the same principal does not get a fresh budget once it is known to be theirs.
+    const calm = new GraphQLClient(cp.graphqlUrl, tokens[1]);
+    for (let i = 0; i < 2; i++) expect((await calm.request(`{ myPermissions }`)).status).toBe(200);
+    const { createApiToken } = await calm.ok<{ createApiToken: { token: string } }>(
+      `mutation { createApiToken(input: { name: "second" }) { token } }`,
+    );
+    const second = new GraphQLClient(cp.graphqlUrl, createApiToken.token);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await second.request(`{ myPermissions }`)).status);
+    // The principal has used 4 of its 5 with its first token: one more with the new one, then 429.
+    expect(statuses).toEqual([200, 429, 429, 429]);
     expect((await fetch(`${cp.url}/healthz`)).status).toBe(200); // health checks are never limited
   });
 

@@ -28,6 +28,7 @@ import {
   consumers,
   DOWN_STREAM,
   subjects,
+  TELEMETRY_STREAM,
   UP_STREAM,
   type AgentAddress,
 } from '@hearth/contracts';
@@ -185,6 +186,11 @@ beforeAll(async () => {
     subjects: [subjects.wildcard.events],
     retention: RetentionPolicy.Workqueue,
   });
+  await jsm.streams.add({
+    name: TELEMETRY_STREAM,
+    subjects: [subjects.wildcard.telemetry],
+    retention: RetentionPolicy.Workqueue,
+  });
 
   [A, B, C] = await Promise.all([newAgent(T1), newAgent(T1), newAgent(T2)]);
   for (const a of [A, B, C]) await createAgentConsumers(a);
@@ -217,6 +223,8 @@ describe('NATS isolation enforced by nats-server (operator JWT auth)', () => {
 
     const ack = await jsA.publish(subjects.events(A), JSON.stringify({ event: 'started' }));
     expect(ack.stream).toBe(UP_STREAM);
+    const telemetry = await jsA.publish(subjects.telemetry(A), JSON.stringify({ samples: [] }));
+    expect(telemetry.stream).toBe(TELEMETRY_STREAM);
 
     const responder = service.subscribe(subjects.wildcard.claim, {
       callback: (_err, m) => {
@@ -273,7 +281,9 @@ describe('NATS isolation enforced by nats-server (operator JWT auth)', () => {
       subjects.events(B),
       subjects.heartbeat(B),
       subjects.claim(B),
+      subjects.telemetry(B),
       subjects.events(C),
+      subjects.telemetry(C),
       subjects.jobs(A),
     ];
     for (const subject of cases) {
@@ -376,8 +386,8 @@ describe('NATS isolation enforced by nats-server (operator JWT auth)', () => {
     // The server refuses either at the connection or at the client's first subscription (its inbox),
     // depending on timing: both are the zero limits of an account JWT that names none.
     expect(outcome).toMatch(
-      // …or the socket is reset as the server closes it, before the client reads the reason.
-      /maximum (account active connections|subscriptions|payload|connections) exceeded|ECONNRESET/i,
+      // …or the socket is reset (or a write hits it) as the server closes it, before the client reads the reason.
+      /maximum (account active connections|subscriptions|payload|connections) exceeded|ECONNRESET|EPIPE/i,
     );
     await sysNc.close();
   });

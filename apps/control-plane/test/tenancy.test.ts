@@ -44,6 +44,32 @@ beforeAll(async () => {
   }
   await a.ok(`mutation { createJoinToken { token } }`);
   await b.ok(`mutation { createJoinToken { token } }`);
+  // Projects, custom roles, models, versions and deployments, one of each per tenant.
+  for (const [client, name] of [
+    [a, 'a'],
+    [b, 'b'],
+  ] as const) {
+    const { createProject } = await client.ok<{ createProject: { id: string } }>(
+      `mutation($n: String!) { createProject(input: { name: $n }) { id } }`,
+      { n: `project-${name}` },
+    );
+    await client.ok(
+      `mutation($n: String!) { createRole(input: { name: $n, permissions: ["jobs:read"] }) { id } }`,
+      {
+        n: `role-${name}`,
+      },
+    );
+    const { registerModelVersion } = await client.ok<{ registerModelVersion: { id: string } }>(
+      `mutation($n: String!, $p: ID) { registerModelVersion(input: { modelName: $n, projectId: $p,
+        uri: "file:///models/m.onnx", sha256: "${'c'.repeat(64)}", sizeBytes: 10 }) { id } }`,
+      { n: `model-${name}`, p: createProject.id },
+    );
+    const { deployModel } = await client.ok<{ deployModel: { jobId: string } }>(
+      `mutation($id: ID!) { deployModel(input: { versionId: $id, agentSelector: { labels: [{ key: "pool", value: "none" }] } }) { jobId } }`,
+      { id: registerModelVersion.id },
+    );
+    (name === 'a' ? jobsA : jobsB).push(deployModel.jobId); // its serving job
+  }
   // Attempts and outbox rows need an agent; seed one per tenant directly, as an administrator.
   for (const [org, job] of [
     [orgA, jobsA[2]],
@@ -66,8 +92,42 @@ beforeAll(async () => {
       `INSERT INTO outbox (tenant_id, subject, msg_id, payload) VALUES ($1, 'x', gen_random_uuid()::text, '')`,
       [org],
     );
+    await seedTelemetry(org, agent.id, job);
   }
 });
+
+/** A row in every telemetry table (partitioned ones are checked through their parent). */
+async function seedTelemetry(org: string, agent: string, job: string) {
+  const gpuBucket = (t: string) =>
+    `INSERT INTO ${t} (tenant_id, agent_id, gpu, bucket, samples, seconds, util_seconds, util_weighted, idle_seconds,
+            mem_seconds, mem_weighted, power_seconds, energy_j)
+     VALUES ($1, $2, 0, date_trunc('minute', now()), 1, 5, 5, 0, 5, 0, 0, 0, 0)`;
+  const hostBucket = (t: string) =>
+    `INSERT INTO ${t} (tenant_id, agent_id, bucket, samples, seconds, cpu_seconds, cpu_weighted, mem_seconds,
+            mem_weighted, disk_read_bytes, disk_write_bytes, net_rx_bytes, net_tx_bytes, dropped)
+     VALUES ($1, $2, date_trunc('minute', now()), 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0)`;
+  const statements: [string, unknown[]][] = [
+    [`INSERT INTO telemetry_settings (tenant_id) VALUES ($1)`, [org]],
+    [
+      `INSERT INTO telemetry_gpus (tenant_id, agent_id, gpu, vendor, gpu_index, name) VALUES ($1, $2, 0, 'nvidia', 0, 'x')`,
+      [org, agent],
+    ],
+    [
+      `INSERT INTO telemetry_samples (tenant_id, agent_id, at, interval_s) VALUES ($1, $2, now(), 5)`,
+      [org, agent],
+    ],
+    [gpuBucket('telemetry_gpu_1m'), [org, agent]],
+    [gpuBucket('telemetry_gpu_1h'), [org, agent]],
+    [hostBucket('telemetry_host_1m'), [org, agent]],
+    [hostBucket('telemetry_host_1h'), [org, agent]],
+    [
+      `INSERT INTO telemetry_idle_alerts (id, tenant_id, job_id, gpus, threshold_pct, window_minutes, idle_since,
+              raised_at, action) VALUES (gen_random_uuid(), $1, $2, 1, 5, 30, now(), now(), 'NOTIFY')`,
+      [org, job],
+    ],
+  ];
+  for (const [sql, params] of statements) await query(db.adminUrl, sql, params);
+}
 
 afterAll(async () => {
   await cp?.stop();
@@ -146,6 +206,9 @@ describe('row-level security', () => {
     'organizations',
     'projects',
     'custom_roles',
+    'models',
+    'model_versions',
+    'deployments',
     'users',
     'api_tokens',
     'agents',
@@ -156,6 +219,14 @@ describe('row-level security', () => {
     'audit_events',
     'audit_chain_heads',
     'role_bindings',
+    'telemetry_settings',
+    'telemetry_gpus',
+    'telemetry_samples',
+    'telemetry_gpu_1m',
+    'telemetry_gpu_1h',
+    'telemetry_host_1m',
+    'telemetry_host_1h',
+    'telemetry_idle_alerts',
   ];
 
   it('forces RLS with a tenant policy on every table that has tenant_id', async () => {
@@ -164,7 +235,7 @@ describe('row-level security', () => {
       `SELECT c.relname AS table, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
               (SELECT count(*) FROM pg_policies p WHERE p.tablename = c.relname AND 'hearth_app' = ANY(p.roles)) AS policies
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relkind = 'r'
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
           AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
                OR c.relname = 'organizations')`,
     );

@@ -2,3 +2,4 @@ export * from './subjects.js';
 export * from './messages.js';
 export * from './ml.js';
 export * from './telemetry.js';
+export * from './serving.js';

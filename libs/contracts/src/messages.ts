@@ -4,6 +4,8 @@
  * the customer's network: no free-form field that could carry dataset rows, every string bounded.
  */
 import { z } from 'zod';
+import { TrainBackend, TrainEpochMetrics, TrainResult, TrainSpec } from './ml.js';
+import { BatchPredictResult, BatchPredictSpec, ServeMetrics, ServeSpec } from './serving.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Hard cap on any encoded message, checked before JSON parsing. */
@@ -21,28 +23,48 @@ export type JobOutcome = z.infer<typeof JobOutcome>;
 
 // ---- control plane → agent ----------------------------------------------------------------
 
-export const JobDispatch = z
-  .object({
-    type: z.literal('job.dispatch'),
-    v: z.literal(1),
-    ...attemptRef,
-    kind: z.literal('command'),
-    command: z.array(shortText(4096)).min(1).max(256),
-    env: z.record(
-      z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
-        .max(128),
-      shortText(8192),
-    ),
-    timeoutSeconds: z
-      .number()
-      .int()
-      .positive()
-      .max(7 * 24 * 3600),
-    cancelGraceSeconds: z.number().int().min(0).max(600),
-  })
-  .strict();
+/** What every dispatch carries, whatever the job kind. */
+const dispatchBase = {
+  type: z.literal('job.dispatch'),
+  v: z.literal(1),
+  ...attemptRef,
+  env: z.record(
+    z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .max(128),
+    shortText(8192),
+  ),
+  /** Null only for `serve`: a deployment runs until it is cancelled. */
+  timeoutSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600)
+    .nullable(),
+  cancelGraceSeconds: z.number().int().min(0).max(600),
+  /** Whole GPUs the job needs on its host (the agent assigns them, never shared); absent: none. */
+  gpus: z.number().int().min(1).max(64).optional(),
+  /** Only GPUs of this vendor; absent: whichever vendor has enough free. */
+  gpuVendor: z.enum(['nvidia', 'amd']).optional(),
+};
+
+export const JobDispatch = z.discriminatedUnion('kind', [
+  /** Any program, run without a shell: the escape hatch for sklearn, XGBoost, PyTorch… */
+  z
+    .object({
+      ...dispatchBase,
+      kind: z.literal('command'),
+      command: z.array(shortText(4096)).min(1).max(256),
+    })
+    .strict(),
+  /** The built-in tabular trainer. */
+  z.object({ ...dispatchBase, kind: z.literal('train'), train: TrainSpec }).strict(),
+  /** Predictions for a dataset, written to the customer's artifact store. */
+  z.object({ ...dispatchBase, kind: z.literal('batch_predict'), batchPredict: BatchPredictSpec }).strict(),
+  /** A deployment: serve the model over the Open Inference Protocol until cancelled. */
+  z.object({ ...dispatchBase, kind: z.literal('serve'), serve: ServeSpec }).strict(),
+]);
 export type JobDispatch = z.infer<typeof JobDispatch>;
 
 export const JobCancel = z
@@ -141,12 +163,46 @@ export const JobFinished = z
     /** Short, agent-written explanation (e.g. "timed out after 5s", "spawn ENOENT"). Never output. */
     reason: shortText(512).nullable(),
     finishedAt: z.iso.datetime(),
+    /** What a successful `train` or `batch_predict` produced: metadata only. */
+    result: z
+      .discriminatedUnion('kind', [
+        z.object({ kind: z.literal('train'), train: TrainResult }).strict(),
+        z.object({ kind: z.literal('batch_predict'), batchPredict: BatchPredictResult }).strict(),
+      ])
+      .optional(),
   })
   .strict();
 export type JobFinished = z.infer<typeof JobFinished>;
 
+/** Progress of a running job: numbers only, each kind bounded. Ordered per attempt by seq. */
+export const JobProgress = z
+  .object({
+    type: z.literal('job.progress'),
+    v: z.literal(1),
+    ...attemptRef,
+    seq: z.number().int().min(0),
+    progress: z.discriminatedUnion('kind', [
+      z.object({ kind: z.literal('train.backend'), backend: TrainBackend }).strict(),
+      z.object({ kind: z.literal('train.epoch'), metrics: TrainEpochMetrics }).strict(),
+      z
+        .object({
+          kind: z.literal('serve.ready'),
+          /** The base URL the agent serves the Open Inference Protocol on, inside the customer network. */
+          endpoint: z
+            .string()
+            .max(512)
+            .regex(/^https?:\/\/[^\s/]+(\/\S*)?$/),
+          executionProvider: z.enum(['cuda', 'cpu']),
+        })
+        .strict(),
+      z.object({ kind: z.literal('serve.metrics'), metrics: ServeMetrics }).strict(),
+    ]),
+  })
+  .strict();
+export type JobProgress = z.infer<typeof JobProgress>;
+
 /** What travels on the events subject (UP_STREAM). */
-export const UpEvent = z.discriminatedUnion('type', [JobLog, JobFinished]);
+export const UpEvent = z.discriminatedUnion('type', [JobLog, JobProgress, JobFinished]);
 export type UpEvent = z.infer<typeof UpEvent>;
 
 // ---- enrollment (HTTPS, agent → control plane) ---------------------------------------------

@@ -26,5 +26,7 @@ describe('subjects', () => {
       expect(subject).not.toMatch(/(^|\.)\*(\.|$)/);
     }
     expect(p.publish.allow).not.toContain(subjects.jobs(a));
+    expect(p.publish.allow).toContain(subjects.telemetry(a));
+    expect(subjects.parse(subjects.telemetry(a))).toEqual(a);
   });
 });

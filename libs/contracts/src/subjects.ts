@@ -26,6 +26,10 @@ export const DOWN_STREAM = 'HEARTH_DOWN';
 export const UP_STREAM = 'HEARTH_UP';
 /** The durable consumer the control-plane replicas share on UP_STREAM. */
 export const UP_CONSUMER = 'control-plane';
+/** Stream holding agents' telemetry batches (work queue with limits; see the telemetry module). */
+export const TELEMETRY_STREAM = 'HEARTH_TELEMETRY';
+/** The durable consumer the control-plane replicas share on TELEMETRY_STREAM. */
+export const TELEMETRY_CONSUMER = 'control-plane-telemetry';
 /** Queue group the control-plane replicas share for core-NATS subjects (heartbeats, RPC). */
 export const CONTROL_PLANE_QUEUE = 'hearth-control-plane';
 
@@ -40,6 +44,8 @@ export const subjects = {
   heartbeat: (a: AgentAddress) => `${agentRoot(a)}.up.hb`,
   /** Request/reply: the agent claims an attempt before it starts anything (core NATS). */
   claim: (a: AgentAddress) => `${agentRoot(a)}.up.rpc.claim`,
+  /** Telemetry batches from one agent (TELEMETRY_STREAM). */
+  telemetry: (a: AgentAddress) => `${agentRoot(a)}.up.tel`,
   /** Everything below an agent; used by tests and the permission builder. */
   agentAll: (a: AgentAddress) => `${agentRoot(a)}.>`,
 
@@ -49,6 +55,7 @@ export const subjects = {
     events: `${ROOT}.*.agent.*.up.evt`,
     heartbeat: `${ROOT}.*.agent.*.up.hb`,
     claim: `${ROOT}.*.agent.*.up.rpc.claim`,
+    telemetry: `${ROOT}.*.agent.*.up.tel`,
   },
 
   /** Reads tenant and agent back from a subject the server delivered; null when it is not ours. */
@@ -88,6 +95,7 @@ export function agentPermissions(a: AgentAddress): SubjectPermissions {
         subjects.events(a),
         subjects.heartbeat(a),
         subjects.claim(a),
+        subjects.telemetry(a),
         ...[jobConsumer, ctlConsumer].flatMap((c) => [
           `$JS.API.CONSUMER.INFO.${DOWN_STREAM}.${c}`,
           `$JS.API.CONSUMER.MSG.NEXT.${DOWN_STREAM}.${c}`,

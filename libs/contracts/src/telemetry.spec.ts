@@ -133,4 +133,16 @@ describe('agent telemetry', () => {
     const share = buildAgentTelemetry(agentId, [{ ...sample(0, []), jobs }], 0);
     expect(decode(AgentTelemetry, bytes(share)).ok).toBe(false);
   });
+
+  it('carries the sampling interval (each sample stands for it), 1 to 60 seconds', () => {
+    expect(buildAgentTelemetry(agentId, [sample(0)], 0).intervalSeconds).toBe(5);
+    const every = (s: number) => buildAgentTelemetry(agentId, [sample(0)], 0, s);
+    expect(decode(AgentTelemetry, bytes(every(1))).ok).toBe(true);
+    expect(decode(AgentTelemetry, bytes(every(60))).ok).toBe(true);
+    for (const bad of [0, 61, 2.5])
+      expect(decode(AgentTelemetry, bytes(every(bad)))).toEqual({
+        ok: false,
+        error: expect.stringContaining('invalid: intervalSeconds:'),
+      });
+  });
 });

@@ -46,6 +46,9 @@ export const TELEMETRY_LIMITS = {
  */
 export const TELEMETRY_MAX_BATCH = 64;
 
+/** Seconds between samples: the agent's default, and the range it may be set to. */
+export const TELEMETRY_INTERVAL = { default: 5, min: 1, max: 60 } as const;
+
 const L = TELEMETRY_LIMITS;
 const count = (max: number) => z.number().int().min(0).max(max);
 const pct = z.number().min(0).max(100);
@@ -86,7 +89,10 @@ export interface TelemetryGpuSample extends TelemetryGpuInfo {
   powerW: number | null;
   temperatureC: number | null;
   smClockMHz: number | null;
-  /** The Hearth job whose process tree runs on this GPU; null when none does. */
+  /**
+   * The Hearth job whose process tree runs on this GPU or, when none does, the job the agent assigned
+   * the GPU to (held but unused is what idle detection looks for); null when neither.
+   */
   jobId: string | null;
   /** Compute processes on this GPU that belong to no Hearth job; null when the tool cannot say. */
   foreignProcesses: number | null;
@@ -170,6 +176,11 @@ export const AgentTelemetry = z
     type: z.literal('agent.telemetry'),
     v: z.literal(1),
     agentId: z.uuid(),
+    /**
+     * Seconds between the agent's samples: each sample stands for that much time, which is how the
+     * control plane turns samples into GPU-hours and energy.
+     */
+    intervalSeconds: z.number().int().min(TELEMETRY_INTERVAL.min).max(TELEMETRY_INTERVAL.max),
     /** Samples the agent's buffer dropped (oldest first) since the previous message it sent. */
     dropped: count(2 ** 31),
     gpus: z.array(TelemetryGpu).max(L.maxGpuEntries),
@@ -203,6 +214,7 @@ export function buildAgentTelemetry(
   agentId: string,
   samples: readonly TelemetrySample[],
   dropped: number,
+  intervalSeconds: number = TELEMETRY_INTERVAL.default,
 ): AgentTelemetry {
   const gpus = new Table<TelemetryGpu>((g) => JSON.stringify(g));
   const jobs = new Table<string>((id) => id);
@@ -234,6 +246,7 @@ export function buildAgentTelemetry(
     type: 'agent.telemetry',
     v: 1,
     agentId,
+    intervalSeconds,
     dropped,
     gpus: gpus.values,
     jobs: jobs.values,

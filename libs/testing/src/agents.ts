@@ -32,12 +32,16 @@ export async function joinAgent(
   return { ...r, dataDir, id: r.stdout.match(/joined as agent (\S+)/)?.[1] };
 }
 
-/** Starts `hearth-agent run` on an enrolled data dir. */
-export function runAgent(dataDir: string, args: string[] = []): Proc {
+/** Starts `hearth-agent run` on an enrolled data dir (env: added to the test's own, e.g. a PATH). */
+export function runAgent(
+  dataDir: string,
+  args: string[] = [],
+  env: Record<string, string | undefined> = {},
+): Proc {
   return startProcess(
     process.execPath,
     [AGENT_BIN, 'run', '--data-dir', dataDir, ...args],
-    { HEARTH_AGENT_LOG_LEVEL: 'info' },
+    { HEARTH_AGENT_LOG_LEVEL: 'info', ...env },
     'agent',
   );
 }
@@ -46,10 +50,10 @@ export function runAgent(dataDir: string, args: string[] = []): Proc {
 export async function startAgent(
   controlPlaneUrl: string,
   token: string,
-  opts: { labels?: Record<string, string>; args?: string[] } = {},
+  opts: { labels?: Record<string, string>; args?: string[]; env?: Record<string, string | undefined> } = {},
 ): Promise<TestAgent> {
   const joined = await joinAgent(controlPlaneUrl, token, opts);
   if (joined.code !== 0 || !joined.id)
     throw new Error(`hearth-agent join failed (${joined.code}): ${joined.stderr}${joined.stdout}`);
-  return { id: joined.id, dataDir: joined.dataDir, proc: runAgent(joined.dataDir, opts.args) };
+  return { id: joined.id, dataDir: joined.dataDir, proc: runAgent(joined.dataDir, opts.args, opts.env) };
 }

@@ -1,4 +1,6 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, parseJoinConfig, parseRunConfig } from './config.js';
 
@@ -10,8 +12,17 @@ describe('parseRunConfig', () => {
       maxJobs: 2,
       natsUrl: null,
       drainSeconds: 30,
+      telemetry: { intervalSeconds: 5, bufferSamples: 8640 },
       logLevel: 'info',
       jobBaseEnv: { PATH: '/bin', TMPDIR: '/scratch' },
+      // No policy.json in the data dir: the safe defaults (nothing may be read or written).
+      policy: {
+        file: path.resolve('data', 'policy.json'),
+        dataRoots: [],
+        artifactRoot: null,
+        maxDatasetBytes: 256 * 1024 * 1024,
+        serve: { host: '127.0.0.1', port: 8600 },
+      },
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.jobBaseEnv)).toBe(true);
@@ -45,6 +56,72 @@ describe('parseRunConfig', () => {
     expect(() => parseRunConfig({ dataDir: '/d', maxJobs: '1.5' }, {})).toThrow(/--max-jobs/);
     expect(() => parseRunConfig({ dataDir: '/d', logLevel: 'loud' }, {})).toThrow(/log level/);
     expect(() => parseRunConfig({ dataDir: '/d', natsUrl: 'http://x' }, {})).toThrow(/--nats-url/);
+  });
+
+  it('takes the telemetry interval (1 to 60 s) and buffer size from flags or the environment', () => {
+    const env = { HEARTH_AGENT_TELEMETRY_INTERVAL: '10', HEARTH_AGENT_TELEMETRY_BUFFER: '100' };
+    expect(parseRunConfig({ dataDir: '/d' }, env).telemetry).toEqual({
+      intervalSeconds: 10,
+      bufferSamples: 100,
+    });
+    expect(parseRunConfig({ dataDir: '/d', telemetryInterval: '1' }, env).telemetry.intervalSeconds).toBe(1);
+    expect(() => parseRunConfig({ dataDir: '/d', telemetryInterval: '0' }, {})).toThrow(
+      /--telemetry-interval must be an integer from 1 to 60/,
+    );
+    expect(() => parseRunConfig({ dataDir: '/d', telemetryInterval: '61' }, {})).toThrow(
+      /--telemetry-interval/,
+    );
+    expect(() => parseRunConfig({ dataDir: '/d', telemetryBuffer: '0' }, {})).toThrow(/--telemetry-buffer/);
+  });
+});
+
+describe('parseRunConfig: the local policy', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-config-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, content: string) => {
+    fs.writeFileSync(path.join(dir, name), content);
+    return path.join(dir, name);
+  };
+
+  it('reads <data-dir>/policy.json, or the file named by --policy', () => {
+    write('policy.json', JSON.stringify({ dataRoots: ['/srv/data'], artifactRoot: '/srv/models' }));
+    expect(parseRunConfig({ dataDir: dir }, {}).policy).toMatchObject({
+      file: path.join(dir, 'policy.json'),
+      dataRoots: ['/srv/data'],
+      artifactRoot: '/srv/models',
+    });
+    const other = write('other.json', JSON.stringify({ serve: { host: '0.0.0.0', port: 9000 } }));
+    expect(parseRunConfig({ dataDir: dir, policy: other }, {}).policy).toMatchObject({
+      file: other,
+      dataRoots: [],
+      serve: { host: '0.0.0.0', port: 9000 },
+    });
+  });
+
+  it('stops with a clear message on a malformed policy, or a --policy file that does not exist', () => {
+    const broken = write('broken.json', '{"dataRoots": ["relative/path"]}');
+    expect(() => parseRunConfig({ dataDir: dir, policy: broken }, {})).toThrow(
+      new ConfigError(`the local policy ${broken} is invalid at dataRoots.0: must be an absolute path`),
+    );
+    const notJson = write('not-json.json', 'dataRoots: [/srv]');
+    expect(() => parseRunConfig({ dataDir: dir, policy: notJson }, {})).toThrow(/is not valid JSON/);
+    expect(() => parseRunConfig({ dataDir: dir, policy: path.join(dir, 'typo.json') }, {})).toThrow(
+      /--policy: the local policy .*typo\.json does not exist/,
+    );
+  });
+
+  it("lets --serve-host and --serve-port override the policy's serve address (port 0: any free port)", () => {
+    const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000 } }));
+    const serve = (flags: { serveHost?: string; servePort?: string }) =>
+      parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.serve;
+    expect(serve({})).toEqual({ host: '10.0.0.5', port: 9000 });
+    expect(serve({ servePort: '0' })).toEqual({ host: '10.0.0.5', port: 0 });
+    expect(serve({ serveHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(() => serve({ servePort: '70000' })).toThrow(/--serve-port must be an integer from 0 to 65535/);
+    expect(() => serve({ serveHost: 'a b' })).toThrow(/--serve-host/);
+    expect(Object.isFrozen(parseRunConfig({ dataDir: dir, policy: file, servePort: '1' }, {}).policy)).toBe(
+      true,
+    );
   });
 });
 

@@ -2,8 +2,10 @@
  * The agent's configuration: CLI flags, then the optional environment, parsed once into frozen,
  * typed objects. This folder is the only place that reads process.env.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { PolicyError, loadLocalPolicy, type LocalPolicy } from '../policy/local-policy.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -21,8 +23,15 @@ export interface RunConfig {
   /** Overrides the NATS servers from agent.json when set. */
   readonly natsUrl: string | null;
   readonly drainSeconds: number;
+  /** Telemetry: seconds between samples, and how many samples wait while they cannot be sent. */
+  readonly telemetry: { readonly intervalSeconds: number; readonly bufferSamples: number };
   readonly logLevel: LogLevel;
   readonly jobBaseEnv: JobBaseEnv;
+  /**
+   * The customer's local policy, read once at start (--policy, default <data-dir>/policy.json).
+   * Its `serve` address is the effective one: --serve-host/--serve-port, when given, win.
+   */
+  readonly policy: LocalPolicy;
 }
 
 export interface JoinConfig {
@@ -45,7 +54,12 @@ export interface RunFlags {
   maxJobs?: string;
   natsUrl?: string;
   drainSeconds?: string;
+  telemetryInterval?: string;
+  telemetryBuffer?: string;
   logLevel?: string;
+  policy?: string;
+  serveHost?: string;
+  servePort?: string;
 }
 
 export interface JoinFlags {
@@ -61,19 +75,40 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 export const DEFAULT_MAX_JOBS = 2;
 export const DEFAULT_DRAIN_SECONDS = 30;
+export const DEFAULT_TELEMETRY_INTERVAL_SECONDS = 5;
+/** 12 hours of samples at the default interval (an 8-GPU host's sample is about 2 KiB in memory). */
+export const DEFAULT_TELEMETRY_BUFFER_SAMPLES = 8640;
 
 export function parseRunConfig(flags: RunFlags, env: Env = process.env): RunConfig {
+  const dir = dataDir(flags.dataDir, env);
   const config: RunConfig = {
-    dataDir: dataDir(flags.dataDir, env),
+    dataDir: dir,
     maxJobs: integer('--max-jobs', flags.maxJobs ?? env.HEARTH_AGENT_MAX_JOBS, DEFAULT_MAX_JOBS, 1, 1024),
     natsUrl: flags.natsUrl ? natsUrl(flags.natsUrl) : null,
     drainSeconds: integer('--drain-seconds', flags.drainSeconds, DEFAULT_DRAIN_SECONDS, 0, 24 * 3600),
+    telemetry: Object.freeze({
+      intervalSeconds: integer(
+        '--telemetry-interval',
+        flags.telemetryInterval ?? env.HEARTH_AGENT_TELEMETRY_INTERVAL,
+        DEFAULT_TELEMETRY_INTERVAL_SECONDS,
+        1,
+        60,
+      ),
+      bufferSamples: integer(
+        '--telemetry-buffer',
+        flags.telemetryBuffer ?? env.HEARTH_AGENT_TELEMETRY_BUFFER,
+        DEFAULT_TELEMETRY_BUFFER_SAMPLES,
+        1,
+        1_000_000,
+      ),
+    }),
     logLevel: logLevel(flags.logLevel ?? env.HEARTH_AGENT_LOG_LEVEL),
     jobBaseEnv: Object.freeze({
       PATH: env.PATH || '/usr/local/bin:/usr/bin:/bin',
       TMPDIR: env.TMPDIR || os.tmpdir(),
       ...(env.LANG ? { LANG: env.LANG } : {}),
     }),
+    policy: localPolicy(dir, flags),
   };
   return Object.freeze(config);
 }
@@ -96,6 +131,36 @@ function dataDir(flag: string | undefined, env: Env): string {
   const value = flag ?? env.HEARTH_AGENT_DATA_DIR;
   if (!value) throw new ConfigError('a data dir is required (--data-dir or HEARTH_AGENT_DATA_DIR)');
   return path.resolve(value);
+}
+
+/** A malformed policy file stops the agent at start; a missing one gives the safe defaults. */
+function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
+  const file = flags.policy ? path.resolve(flags.policy) : undefined;
+  // A file named with --policy must exist: a typo must not quietly mean "nothing allowed".
+  if (file !== undefined && !fs.existsSync(file)) {
+    throw new ConfigError(`--policy: the local policy ${file} does not exist`);
+  }
+  let policy: LocalPolicy;
+  try {
+    policy = loadLocalPolicy(dataDirPath, file);
+  } catch (err) {
+    if (err instanceof PolicyError) throw new ConfigError(err.message);
+    throw err;
+  }
+  if (flags.serveHost === undefined && flags.servePort === undefined) return policy;
+  const serve = Object.freeze({
+    host: flags.serveHost === undefined ? policy.serve.host : serveHost(flags.serveHost),
+    // 0: any free port, chosen when the inference server starts (the serve.ready event reports it).
+    port: integer('--serve-port', flags.servePort, policy.serve.port, 0, 65_535),
+  });
+  return Object.freeze({ ...policy, serve });
+}
+
+function serveHost(raw: string): string {
+  if (!/^[A-Za-z0-9.:_-]{1,255}$/.test(raw)) {
+    throw new ConfigError(`--serve-host must be a host name or an IP address, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
 }
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {

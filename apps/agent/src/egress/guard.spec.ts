@@ -10,6 +10,7 @@ import {
   type AgentHeartbeat,
   type JobFinished,
   type JobLog,
+  type JobProgress,
 } from '@hearth/contracts';
 import type { PubAck } from '@nats-io/jetstream';
 import type { Msg } from '@nats-io/transport-node';
@@ -155,6 +156,50 @@ describe('EgressGuard', () => {
     expect(streamed[0].subject).toBe(subjects.events(address));
     expect(streamed[0].opts).toMatchObject({ msgID: `${ref.attemptId}.finished` });
     expect(ledgerLines()[0]).toMatchObject({ type: 'job.finished', subject: subjects.events(address) });
+  });
+
+  it('publishes JobProgress with its own message ids, and refuses progress that is not numbers', async () => {
+    const g = guard();
+    await g.event({
+      type: 'job.progress',
+      v: 1,
+      ...ref,
+      seq: 0,
+      progress: { kind: 'train.backend', backend: 'wasm' },
+    });
+    await g.event({
+      type: 'job.log',
+      v: 1,
+      ...ref,
+      seq: 0,
+      lines: [{ stream: 'stdout', text: 'hello' }],
+      dropped: 0,
+    });
+    expect(streamed.map((s) => (s.opts as { msgID: string }).msgID)).toEqual([
+      `${ref.attemptId}.progress.0`,
+      `${ref.attemptId}.log.0`,
+    ]);
+    expect(ledgerLines()[0]).toMatchObject({ type: 'job.progress', subject: subjects.events(address) });
+    const smuggled = {
+      type: 'job.progress',
+      v: 1,
+      ...ref,
+      seq: 1,
+      progress: {
+        kind: 'serve.metrics',
+        metrics: {
+          windowSeconds: 60,
+          requests: 1,
+          errors: 0,
+          p50Ms: 1,
+          p95Ms: 1,
+          p99Ms: 1,
+          body: '{"inputs":[1,2]}',
+        },
+      },
+    } as unknown as JobProgress;
+    await expect(g.event(smuggled)).rejects.toThrow(EgressRefusedError);
+    expect(streamed).toHaveLength(2);
   });
 
   it('claims by request and returns the validated reply', async () => {

@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import {
   AgentHeartbeat,
+  AgentTelemetry,
   JOIN_PATH,
   JobClaim,
   JobClaimReply,
@@ -78,7 +79,21 @@ export class EgressGuard {
     const msgID =
       message.type === 'job.finished'
         ? `${message.attemptId}.finished`
-        : `${message.attemptId}.log.${message.seq}`;
+        : message.type === 'job.progress'
+          ? `${message.attemptId}.progress.${message.seq}`
+          : `${message.attemptId}.log.${message.seq}`;
+    return this.options.js.publish(subject, bytes, { msgID, timeout: this.timeoutMs });
+  }
+
+  /**
+   * JetStream publish of a telemetry batch; resolves once the stream has it, throws when the ack
+   * does not come (the caller puts the batch back and retries). The message id makes a retry of
+   * the same batch idempotent in the stream; the control plane also ignores samples it already has.
+   */
+  async telemetry(message: AgentTelemetry): Promise<PubAck> {
+    const subject = subjects.telemetry(this.options.address);
+    const bytes = seal(this.options.ledger, AgentTelemetry, message, subject, message.type);
+    const msgID = `${message.agentId}.tel.${message.samples[0]?.at}.${message.samples.length}`;
     return this.options.js.publish(subject, bytes, { msgID, timeout: this.timeoutMs });
   }
 }

@@ -4,13 +4,24 @@
  */
 import type { JobDispatch } from '@hearth/contracts';
 import type { JsMsg } from '@nats-io/jetstream';
-import type { CommandRun } from './command-runner.js';
+
+/** What stops a started attempt: a command's process group, or an in-process job's AbortSignal. */
+export interface RunControl {
+  /** Stop gracefully (SIGTERM then SIGKILL after graceSeconds, or an abort); CANCELLED. */
+  cancel(graceSeconds: number, reason?: string): void;
+  /** Stop now (forced stop, drain timeout); CANCELLED. */
+  kill(reason: string): void;
+}
 
 export type AttemptState = 'claiming' | 'running' | 'reporting';
 
 export class Attempt {
   state: AttemptState = 'claiming';
-  private run: CommandRun | null = null;
+  /** The root of the job's process tree, once a command has started (telemetry attributes by it). */
+  pid: number | null = null;
+  /** The GPUs assigned to the attempt, as its environment names them (see gpu-lease.ts). */
+  gpuEnv: Readonly<Record<string, string>> = {};
+  private run: RunControl | null = null;
   private cancelRequest: { graceSeconds: number; reason: string } | null = null;
   private killReason: string | null = null;
 
@@ -25,8 +36,8 @@ export class Attempt {
     this.msg = msg;
   }
 
-  /** Attaches the started process; a cancel or kill that came before start applies now. */
-  attach(run: CommandRun): void {
+  /** Attaches the started run; a cancel or kill that came before start applies now. */
+  attach(run: RunControl): void {
     this.run = run;
     if (this.killReason) run.kill(this.killReason);
     else if (this.cancelRequest) run.cancel(this.cancelRequest.graceSeconds, this.cancelRequest.reason);
@@ -71,6 +82,13 @@ export class AttemptRegistry {
     return [...this.attempts.values()]
       .filter((a) => a.state !== 'claiming')
       .map((a) => ({ attemptId: a.job.attemptId, fencingToken: a.job.fencingToken }));
+  }
+
+  /** Started commands with their root processes: whose CPU and GPU use telemetry attributes. */
+  runningJobs(): { jobId: string; pid: number }[] {
+    return [...this.attempts.values()]
+      .filter((a) => a.pid !== null)
+      .map((a) => ({ jobId: a.job.jobId, pid: a.pid! }));
   }
 
   killAll(reason: string): number {

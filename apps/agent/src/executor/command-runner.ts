@@ -15,7 +15,8 @@ export interface CommandSpec {
   env: Readonly<Record<string, string>>;
   cwd: string;
   logFile: string;
-  timeoutSeconds: number;
+  /** Null: no timeout. */
+  timeoutSeconds: number | null;
   cancelGraceSeconds: number;
 }
 
@@ -92,10 +93,14 @@ export function startCommand(
     killTimer = setTimeout(() => signalGroup('SIGKILL'), graceSeconds * 1000);
   };
 
-  const timeoutTimer = setTimeout(
-    () => terminate('TIMED_OUT', `timed out after ${spec.timeoutSeconds}s`, spec.cancelGraceSeconds),
-    spec.timeoutSeconds * 1000,
-  );
+  const { timeoutSeconds } = spec;
+  const timeoutTimer =
+    timeoutSeconds === null
+      ? undefined
+      : setTimeout(
+          () => terminate('TIMED_OUT', `timed out after ${timeoutSeconds}s`, spec.cancelGraceSeconds),
+          timeoutSeconds * 1000,
+        );
 
   const settle = (result: CommandResult) => {
     if (settled) return;

@@ -1,7 +1,8 @@
 /**
  * Pulls dispatch messages one at a time, and only while a slot is free: the agent never holds
  * more jobs than --max-jobs. Each message is handled concurrently; the loop stops taking new work
- * when its signal aborts, and idle() tells when the last job has been reported.
+ * when its signal aborts, and idle() tells when the last job has been reported. A handler may give
+ * its slot back early (release): deployments serve for as long as they live and take no job slot.
  */
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import { backoffDelay, sleep } from '../connection/backoff.js';
@@ -16,7 +17,7 @@ export class JobLoop {
   constructor(
     private readonly consumer: Pick<Consumer, 'fetch'>,
     private readonly maxJobs: number,
-    private readonly handle: (msg: JsMsg) => Promise<void>,
+    private readonly handle: (msg: JsMsg, release: () => void) => Promise<void>,
     private readonly logger: Logger,
   ) {}
 
@@ -48,12 +49,16 @@ export class JobLoop {
         break;
       }
       this.inFlight++;
-      void this.handle(msg)
+      let held = true;
+      const release = () => {
+        if (!held) return;
+        held = false;
+        this.inFlight--;
+        this.notify();
+      };
+      void this.handle(msg, release)
         .catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'job handler failed'))
-        .finally(() => {
-          this.inFlight--;
-          this.notify();
-        });
+        .finally(release);
     }
   }
 

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { encode, JobDispatch, type JobClaim, type JobClaimReply, type UpEvent } from '@hearth/contracts';
 import type { JsMsg, PubAck } from '@nats-io/jetstream';
 import { pino } from 'pino';
+import { parseLocalPolicy } from '../policy/local-policy.js';
+import { ServeHost } from '../serve/serve-host.js';
 import { AgentCounters } from '../telemetry/counters.js';
 import { AttemptRegistry } from './attempts.js';
 import { handleDispatch, type JobRunnerDeps } from './job-runner.js';
@@ -71,6 +73,11 @@ function setup(fake: Partial<FakeGuard> = {}) {
     logger: pino({ level: 'silent' }),
     stopTaking: new AbortController().signal,
     forced: new AbortController().signal,
+    policy: parseLocalPolicy(
+      { dataRoots: [path.join(dataDir, 'datasets')], artifactRoot: path.join(dataDir, 'artifacts') },
+      path.join(dataDir, 'policy.json'),
+    ),
+    serve: new ServeHost({ address: { host: '127.0.0.1', port: 0 }, logger: pino({ level: 'silent' }) }),
     guard: {
       claim: async (claim) => {
         guard.claims.push(claim);
@@ -134,6 +141,44 @@ describe('handleDispatch', () => {
       { outcome: 'FAILED', exitCode: 4, reason: 'exited with code 4' },
     ]);
     expect(calls).toEqual(['working', 'working', 'ack']);
+  });
+
+  it('reports a job the local policy refuses as FAILED without claiming it, and acks it', async () => {
+    const { guard, counters, deps } = setup();
+    const job: JobDispatch = {
+      type: 'job.dispatch',
+      v: 1,
+      jobId: randomUUID(),
+      attemptId: randomUUID(),
+      fencingToken: 7,
+      env: {},
+      timeoutSeconds: 30,
+      cancelGraceSeconds: 1,
+      kind: 'train',
+      train: {
+        dataset: { uri: 'file:///etc/passwd.csv' },
+        target: 'y',
+        task: 'regression',
+        model: { type: 'linear' },
+        epochs: 1,
+        batchSize: 32,
+        learningRate: 0.01,
+        validationSplit: 0,
+        seed: 0,
+      },
+    };
+    const { msg, calls } = message(encode(JobDispatch, job));
+    await handleDispatch(msg, deps);
+    expect(guard.claims).toEqual([]);
+    expect(finishedOf(guard.events)).toMatchObject([
+      {
+        outcome: 'FAILED',
+        attemptId: job.attemptId,
+        reason: expect.stringMatching(/^the dataset file:\/\/\/etc\/passwd\.csv is outside the data roots/),
+      },
+    ]);
+    expect(calls).toEqual(['ack']);
+    expect(counters.jobsRefused).toBe(1);
   });
 
   it('gives the message back (nak) when stopping before the claim succeeds', async () => {

@@ -1,6 +1,7 @@
 /**
- * One dispatched attempt, from message to ack: validate, claim (the control plane must agree
- * before anything starts), run, ship the log tail, report JobFinished until the stream acks it,
+ * One dispatched attempt, from message to ack: validate, verify against the local policy (a job it
+ * refuses is reported FAILED, never claimed), claim (the control plane must agree before anything
+ * starts), run, ship the log tail, report JobFinished until the stream acks it,
  * and only then ack the dispatch message. The message is kept alive with working() throughout.
  */
 import path from 'node:path';
@@ -10,11 +11,18 @@ import type { JobBaseEnv } from '../config/config.js';
 import { backoffDelay, sleep } from '../connection/backoff.js';
 import type { EgressGuard } from '../egress/guard.js';
 import { errorMessage, type Logger } from '../logger.js';
+import type { LocalPolicy } from '../policy/local-policy.js';
+import type { ServeHost } from '../serve/serve-host.js';
 import type { AgentCounters } from '../telemetry/counters.js';
+import type { GpuAllocator } from '../telemetry/gpu-allocator.js';
 import type { Attempt, AttemptRegistry } from './attempts.js';
 import { startCommand, type CommandResult } from './command-runner.js';
+import { leaseGpus } from './gpu-lease.js';
+import { runInProcessJob } from './in-process-job.js';
+import type { JobResult } from './in-process-run.js';
 import { LogShipper } from './log-shipper.js';
 import { LogTail } from './log-tail.js';
+import { verifyJob, type VerifiedJob } from './verify-job.js';
 
 export interface JobRunnerDeps {
   dataDir: string;
@@ -28,11 +36,23 @@ export interface JobRunnerDeps {
   /** Forced stop: reporting gives up (the message is then redelivered). */
   forced: AbortSignal;
   workingIntervalMs?: number;
+  /** Assigns jobs their GPUs; without it a job that asks for GPUs is refused. */
+  gpus?: GpuAllocator;
+  /** The customer's local policy: every job is checked against it before it is claimed. */
+  policy: LocalPolicy;
+  /** The inference server that `serve` jobs deploy to. */
+  serve: ServeHost;
+  /** Tests only: how often a deployment reports serve.metrics (default 10 s). */
+  serveMetricsIntervalMs?: number;
 }
 
 const FINISH_BACKOFF = { initialMs: 500, maxMs: 30_000 };
 
-export async function handleDispatch(msg: JsMsg, deps: JobRunnerDeps): Promise<void> {
+export async function handleDispatch(
+  msg: JsMsg,
+  deps: JobRunnerDeps,
+  releaseSlot: () => void = () => {},
+): Promise<void> {
   const parsed = decode(JobDispatch, msg.data);
   if (!parsed.ok) {
     deps.counters.invalidDispatch++;
@@ -49,6 +69,9 @@ export async function handleDispatch(msg: JsMsg, deps: JobRunnerDeps): Promise<v
     return;
   }
   const job = parsed.value;
+  // A deployment serves until it is stopped: it takes no job slot (heartbeats report it as running,
+  // so the control plane's count of the agent's capacity stays right).
+  if (job.kind === 'serve') releaseSlot();
   const existing = deps.registry.get(job.attemptId);
   if (existing) {
     deps.logger.info({ attemptId: job.attemptId }, 'redelivery of an attempt already held here');
@@ -73,6 +96,16 @@ export async function handleDispatch(msg: JsMsg, deps: JobRunnerDeps): Promise<v
 }
 
 async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Promise<void> {
+  // Verify before run: a job the local policy refuses is never claimed, and reported FAILED.
+  const verdict = await verifyJob(attempt.job, deps.policy);
+  if (!verdict.ok) {
+    deps.counters.jobsRefused++;
+    log.warn({ kind: attempt.job.kind, reason: verdict.reason }, 'job refused by the local policy');
+    attempt.state = 'reporting';
+    const refused: JobResult = { outcome: 'FAILED', exitCode: null, signal: null, reason: verdict.reason };
+    if (await reportFinished(attempt, refused, deps, log)) await ackDispatch(attempt, log);
+    return;
+  }
   const claim = await claimAttempt(attempt, deps, log);
   if (claim === 'stopped') {
     attempt.msg.nak();
@@ -86,9 +119,14 @@ async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): P
   }
   attempt.state = 'running';
   const stop = attempt.stopRequested;
-  const result: CommandResult = stop
+  const lease = stop ? null : leaseGpus(deps.gpus, attempt.job);
+  if (lease?.ok) attempt.gpuEnv = lease.env;
+  else if (lease) log.warn({ reason: lease.reason, gpus: attempt.job.gpus }, 'GPUs not assigned; job fails');
+  const result: JobResult = stop
     ? { outcome: 'CANCELLED', exitCode: null, signal: null, reason: `${stop.reason} before start` }
-    : await execute(attempt, deps, log);
+    : !lease!.ok
+      ? { outcome: 'FAILED', exitCode: null, signal: null, reason: lease!.reason }
+      : await start(attempt, verdict.verified, deps, log).finally(lease!.release);
   attempt.state = 'reporting';
   log.info({ outcome: result.outcome, exitCode: result.exitCode, signal: result.signal }, 'attempt finished');
   if (await reportFinished(attempt, result, deps, log)) await ackDispatch(attempt, log);
@@ -127,8 +165,23 @@ async function claimAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger):
   }
 }
 
-async function execute(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Promise<CommandResult> {
-  const { job } = attempt;
+function start(
+  attempt: Attempt,
+  verified: VerifiedJob,
+  deps: JobRunnerDeps,
+  log: Logger,
+): Promise<JobResult> {
+  return verified.kind === 'command'
+    ? execute(attempt, verified.job, deps, log)
+    : runInProcessJob(attempt, verified, deps, log);
+}
+
+async function execute(
+  attempt: Attempt,
+  job: Extract<JobDispatch, { kind: 'command' }>,
+  deps: JobRunnerDeps,
+  log: Logger,
+): Promise<CommandResult> {
   const workDir = path.join(deps.dataDir, 'work', job.jobId, job.attemptId);
   const tail = new LogTail();
   const shipper = new LogShipper({
@@ -148,6 +201,7 @@ async function execute(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Prom
         ...deps.jobBaseEnv,
         HOME: workDir,
         ...job.env,
+        ...attempt.gpuEnv,
         HEARTH_JOB_ID: job.jobId,
         HEARTH_ATTEMPT_ID: job.attemptId,
       },
@@ -160,6 +214,7 @@ async function execute(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Prom
   );
   log.info({ pid: run.pid, command: job.command[0] }, 'attempt started');
   attempt.attach(run);
+  attempt.pid = run.pid ?? null;
   const result = await run.done;
   await shipper.finish();
   deps.counters.logLinesDropped += tail.totalDropped;
@@ -169,7 +224,7 @@ async function execute(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Prom
 /** Publishes JobFinished until the stream acknowledges it; false only when a forced stop cuts it. */
 async function reportFinished(
   attempt: Attempt,
-  result: CommandResult,
+  result: JobResult,
   deps: JobRunnerDeps,
   log: Logger,
 ): Promise<boolean> {
@@ -185,6 +240,7 @@ async function reportFinished(
     signal: result.signal,
     reason: result.reason === null ? null : result.reason.slice(0, 512),
     finishedAt: new Date().toISOString(),
+    ...(result.result ? { result: result.result } : {}),
   };
   for (let i = 0; ; i++) {
     try {

@@ -43,8 +43,24 @@ export interface Dataset {
 
 /** Reads and checks the file at `filePath` (already resolved against the local policy). */
 export async function loadDataset(filePath: string, options: DatasetOptions): Promise<Dataset> {
-  const format = options.format ?? formatFromExtension(filePath);
-  const bytes = await readBounded(filePath, options.maxBytes);
+  const { text, sha256 } = await readDatasetText(filePath, options.maxBytes);
+  const builder = new DatasetBuilder(options);
+  readRows(text, options.format ?? formatFromExtension(filePath), builder);
+  return builder.finish(sha256);
+}
+
+/** Receives a table's header (column names) once, then each row's cells. */
+export interface TableSink {
+  setColumns(columns: readonly string[], line: number): void;
+  addRow(cell: (columnIndex: number) => unknown, line: number): void;
+}
+
+/** The dataset file as text, with the sha256 of its bytes; refuses a file over maxBytes or not UTF-8. */
+export async function readDatasetText(
+  filePath: string,
+  maxBytes: number,
+): Promise<{ text: string; sha256: string }> {
+  const bytes = await readBounded(filePath, maxBytes);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   let text: string;
   try {
@@ -53,10 +69,13 @@ export async function loadDataset(filePath: string, options: DatasetOptions): Pr
     throw new DatasetError('the dataset is not UTF-8 text');
   }
   if (text.trim() === '') throw new DatasetError('the dataset file is empty');
-  const builder = new DatasetBuilder(options);
-  if (format === 'csv') readCsv(text, builder);
-  else readJsonLines(text, builder);
-  return builder.finish(sha256);
+  return { text, sha256 };
+}
+
+/** Parses CSV (header row first) or JSON Lines into the sink; ragged rows are errors. */
+export function readRows(text: string, format: DatasetFormat, sink: TableSink): void {
+  if (format === 'csv') readCsv(text, sink);
+  else readJsonLines(text, sink);
 }
 
 export function formatFromExtension(filePath: string): DatasetFormat {
@@ -95,7 +114,7 @@ async function readBounded(filePath: string, maxBytes: number): Promise<Buffer> 
   }
 }
 
-function readCsv(text: string, builder: DatasetBuilder): void {
+function readCsv(text: string, builder: TableSink): void {
   let header: string[] | null = null;
   try {
     parseCsv(text, (fields, line) => {
@@ -117,7 +136,7 @@ function readCsv(text: string, builder: DatasetBuilder): void {
   }
 }
 
-function readJsonLines(text: string, builder: DatasetBuilder): void {
+function readJsonLines(text: string, builder: TableSink): void {
   let keys: string[] | null = null;
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -161,7 +180,7 @@ function readJsonLines(text: string, builder: DatasetBuilder): void {
 }
 
 /** Cells arrive as CSV text or JSON values; the builder turns them into numbers column by column. */
-class DatasetBuilder {
+class DatasetBuilder implements TableSink {
   private featureIndex: number[] = [];
   private targetIndex = -1;
   private featureNames: string[] = [];
@@ -294,7 +313,13 @@ class DatasetBuilder {
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const FLOAT32_MAX = 3.4028234663852886e38;
 
-function toNumber(raw: unknown, column: string, line: number, what: string): number {
+/** Whether a cell holds a number toNumber accepts (CSV text or a JSON number). */
+export function isNumericCell(raw: unknown): boolean {
+  if (typeof raw === 'number') return Number.isFinite(raw);
+  return typeof raw === 'string' && NUMBER.test(raw.trim());
+}
+
+export function toNumber(raw: unknown, column: string, line: number, what: string): number {
   let value: number;
   if (typeof raw === 'string') {
     const text = raw.trim();
@@ -349,7 +374,7 @@ function notNumeric(column: string, line: number, what: string): DatasetError {
   );
 }
 
-function listColumns(columns: readonly string[]): string {
+export function listColumns(columns: readonly string[]): string {
   const shown = columns.slice(0, 20).map((c) => JSON.stringify(c.slice(0, 64)));
   return shown.join(', ') + (columns.length > 20 ? `, … (${columns.length} in all)` : '');
 }

@@ -10,6 +10,7 @@ import {
   loadLocalPolicy,
   parseLocalPolicy,
   resolveDatasetUri,
+  resolveModelUri,
   type LocalPolicy,
 } from './local-policy.js';
 
@@ -204,5 +205,51 @@ describe('artifactPathFor', () => {
       policyError(() => artifactPathFor(policy({ artifactRoot: root }), jobId, attemptId, 'm.onnx')),
     ).toBe(`${path.join(root, jobId)} is not a plain directory inside the artifact root (a symbolic link?)`);
     expect(fs.readdirSync(outside)).toEqual(['secret.csv']);
+  });
+});
+
+describe('resolveModelUri', () => {
+  const artifactRoot = path.join(tmp, 'models');
+  const model = path.join(artifactRoot, 'job', 'attempt', 'model.onnx');
+  fs.mkdirSync(path.dirname(model), { recursive: true });
+  fs.writeFileSync(model, 'onnx');
+  const elsewhere = path.join(tmp, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  fs.writeFileSync(path.join(elsewhere, 'model.onnx'), 'onnx');
+  const uri = (p: string) => pathToFileURL(p).href;
+  const withRoot = () => policy({ artifactRoot });
+
+  it('resolves a model under the artifact root to its real path and size', () => {
+    expect(resolveModelUri(uri(model), withRoot())).toEqual({ path: model, sizeBytes: 4 });
+  });
+
+  it('refuses a model outside the artifact root, also through a link, and without a root', () => {
+    const outsideModel = uri(path.join(elsewhere, 'model.onnx'));
+    expect(policyError(() => resolveModelUri(outsideModel, withRoot()))).toBe(
+      `the model ${outsideModel} is outside the artifact root of this agent (${artifactRoot}); models are ` +
+        'loaded only from under "artifactRoot" in /etc/hearth/policy.json',
+    );
+    const link = path.join(artifactRoot, 'escape.onnx');
+    fs.symlinkSync(path.join(elsewhere, 'model.onnx'), link);
+    expect(policyError(() => resolveModelUri(uri(link), withRoot()))).toMatch(
+      /is a symbolic link \(or under one\) that leads outside the artifact root/,
+    );
+    expect(policyError(() => resolveModelUri(uri(model), policy({ artifactRoot: null })))).toMatch(
+      /^no artifact root is configured on this agent, so no model may be loaded/,
+    );
+  });
+
+  it('refuses other schemes, missing files and directories', () => {
+    expect(policyError(() => resolveModelUri('s3://bucket/model.onnx', withRoot()))).toBe(
+      'unsupported model URI scheme "s3": this agent reads models from file:// URIs under its artifact root only',
+    );
+    const missing = uri(path.join(artifactRoot, 'missing.onnx'));
+    expect(policyError(() => resolveModelUri(missing, withRoot()))).toBe(
+      `the model ${missing} does not exist`,
+    );
+    const directory = uri(path.dirname(model));
+    expect(policyError(() => resolveModelUri(directory, withRoot()))).toBe(
+      `the model ${directory} is not a regular file`,
+    );
   });
 });

@@ -104,7 +104,7 @@ export interface ResolvedDataset {
  * can lead out. A path outside the roots is refused before the file system is asked about it.
  */
 export function resolveDatasetUri(uri: string, policy: LocalPolicy): ResolvedDataset {
-  const filePath = filePathOf(uri);
+  const filePath = filePathOf(uri, 'dataset');
   if (policy.dataRoots.length === 0) {
     throw new PolicyError(
       `no data roots are configured on this agent, so no dataset may be read: add the directory ` +
@@ -138,6 +138,51 @@ export function resolveDatasetUri(uri: string, policy: LocalPolicy): ResolvedDat
   }
   const stat = fs.statSync(real);
   if (!stat.isFile()) throw new PolicyError(`the dataset ${uri} is not a regular file`);
+  return { path: real, sizeBytes: stat.size };
+}
+
+export interface ResolvedModel {
+  /** The real path (symbolic links resolved), inside the artifact root. */
+  path: string;
+  sizeBytes: number;
+}
+
+/**
+ * Turns a model URI (a `serve` or `batch_predict` job's ModelRef) into a file this agent may load:
+ * a file:// URI inside the artifact root, as written and once symbolic links are resolved.
+ */
+export function resolveModelUri(uri: string, policy: LocalPolicy): ResolvedModel {
+  const filePath = filePathOf(uri, 'model');
+  if (policy.artifactRoot === null) {
+    throw new PolicyError(
+      `no artifact root is configured on this agent, so no model may be loaded: set "artifactRoot" to the ` +
+        `directory holding your models in ${policy.file}`,
+    );
+  }
+  const root = policy.artifactRoot;
+  const realRoot = realpathOrNull(root);
+  if (!isInside(filePath, root) && !(realRoot !== null && isInside(filePath, realRoot))) {
+    throw new PolicyError(
+      `the model ${uri} is outside the artifact root of this agent (${root}); models are loaded only ` +
+        `from under "artifactRoot" in ${policy.file}`,
+    );
+  }
+  let real: string;
+  try {
+    real = fs.realpathSync(filePath);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new PolicyError(`the model ${uri} does not exist`);
+    throw new PolicyError(`the model ${uri} cannot be read (${code ?? 'error'})`);
+  }
+  if (realRoot === null || !isInside(real, realRoot)) {
+    throw new PolicyError(
+      `the model ${uri} is a symbolic link (or under one) that leads outside the artifact root of this ` +
+        `agent (${root})`,
+    );
+  }
+  const stat = fs.statSync(real);
+  if (!stat.isFile()) throw new PolicyError(`the model ${uri} is not a regular file`);
   return { path: real, sizeBytes: stat.size };
 }
 
@@ -191,33 +236,34 @@ export function artifactPathFor(
   return path.join(dir, fileName);
 }
 
-function filePathOf(uri: string): string {
+function filePathOf(uri: string, what: 'dataset' | 'model'): string {
   let url: URL;
   try {
     url = new URL(uri);
   } catch {
-    throw new PolicyError(`the dataset location is not a valid URI: ${JSON.stringify(uri.slice(0, 200))}`);
+    throw new PolicyError(`the ${what} location is not a valid URI: ${JSON.stringify(uri.slice(0, 200))}`);
   }
   if (url.protocol !== 'file:') {
+    const where = what === 'dataset' ? 'under its data roots' : 'under its artifact root';
     throw new PolicyError(
-      `unsupported dataset URI scheme "${url.protocol.replace(/:$/, '')}": this agent reads datasets ` +
-        `from file:// URIs under its data roots only`,
+      `unsupported ${what} URI scheme "${url.protocol.replace(/:$/, '')}": this agent reads ${what}s ` +
+        `from file:// URIs ${where} only`,
     );
   }
   if (url.hostname !== '' && url.hostname !== 'localhost') {
-    throw new PolicyError(`the dataset URI ${uri} names a remote host; use file:///absolute/path`);
+    throw new PolicyError(`the ${what} URI ${uri} names a remote host; use file:///absolute/path`);
   }
   if (url.search !== '' || url.hash !== '') {
-    throw new PolicyError(`the dataset URI ${uri} must not have a query or fragment`);
+    throw new PolicyError(`the ${what} URI ${uri} must not have a query or fragment`);
   }
   let filePath: string;
   try {
     filePath = fileURLToPath(url);
   } catch {
-    throw new PolicyError(`the dataset URI ${uri} is not a valid file path`);
+    throw new PolicyError(`the ${what} URI ${uri} is not a valid file path`);
   }
   // The URL parser already removed `.` and `..` segments; resolving again is only belt and braces.
-  if (filePath.includes('\0')) throw new PolicyError(`the dataset URI ${uri} is not a valid file path`);
+  if (filePath.includes('\0')) throw new PolicyError(`the ${what} URI ${uri} is not a valid file path`);
   return path.resolve(filePath);
 }
 

@@ -286,7 +286,8 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
     req.on('end', () => {
       if (done) return;
       done = true;
-      resolve(Buffer.concat(chunks));
+      // A body that arrived in one chunk (most do) is used as is, not copied.
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
     });
     req.on('close', () => {
       if (done) return;

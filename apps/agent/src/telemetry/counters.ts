@@ -7,6 +7,16 @@ export class AgentCounters {
   sendFailures = 0;
   logLinesDropped = 0;
   heartbeatFailures = 0;
+  telemetrySamples = 0;
+  telemetrySampleFailures = 0;
+  telemetryBatchesSent = 0;
+  telemetrySendFailures = 0;
+  /** Samples the telemetry buffer dropped (oldest first) while the control plane was unreachable. */
+  telemetryDropped = 0;
+  /** Jobs the local policy refused before they were claimed (reported FAILED). */
+  jobsRefused = 0;
+  /** Progress events given up on after their retries. */
+  progressDropped = 0;
 
   snapshot(): Record<string, number> {
     return Object.fromEntries(

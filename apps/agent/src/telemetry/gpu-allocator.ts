@@ -102,6 +102,11 @@ export class GpuAllocator {
     return null;
   }
 
+  /** Every GPU the host has (as last set), whoever holds it. */
+  all(): GpuDevice[] {
+    return [...this.devices];
+  }
+
   /** The host's GPUs no job holds, lowest index first. */
   free(vendor?: GpuVendorName): GpuDevice[] {
     const taken = new Set([...this.held.values()].flat().map(deviceKey));

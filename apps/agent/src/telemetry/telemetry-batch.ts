@@ -6,6 +6,7 @@
 import {
   buildAgentTelemetry,
   MAX_MESSAGE_BYTES,
+  TELEMETRY_INTERVAL,
   TELEMETRY_MAX_BATCH,
   type AgentTelemetry,
   type TelemetrySample,
@@ -23,6 +24,7 @@ export function takeTelemetryBatch(
   buffer: SampleBuffer<TelemetrySample>,
   agentId: string,
   maxBytes = MAX_MESSAGE_BYTES,
+  intervalSeconds: number = TELEMETRY_INTERVAL.default,
 ): TelemetryBatch | null {
   const taken = buffer.take(TELEMETRY_MAX_BATCH);
   if (taken.items.length === 0) {
@@ -31,7 +33,7 @@ export function takeTelemetryBatch(
   }
   let n = taken.items.length;
   for (;;) {
-    const message = buildAgentTelemetry(agentId, taken.items.slice(0, n), taken.dropped);
+    const message = buildAgentTelemetry(agentId, taken.items.slice(0, n), taken.dropped, intervalSeconds);
     const bytes = Buffer.byteLength(JSON.stringify(message));
     if (bytes <= maxBytes || n === 1) {
       buffer.putBack({ items: taken.items.slice(n), dropped: 0 });

@@ -42,6 +42,29 @@ const EnvSchema = z.object({
   /** GraphQL documents costing more (one point per field, lists counted once) are refused. */
   GRAPHQL_MAX_COMPLEXITY: z.coerce.number().int().positive().default(2000),
   GRAPHQL_MAX_DEPTH: z.coerce.number().int().positive().default(10),
+  /** Telemetry (issue 5): retention per resolution, in days. */
+  TELEMETRY_RAW_RETENTION_DAYS: z.coerce.number().int().min(1).max(90).default(7),
+  TELEMETRY_MINUTE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  TELEMETRY_HOUR_RETENTION_DAYS: z.coerce.number().int().min(1).max(36500).default(730),
+  /** How often replicas try the periodic telemetry work (one of them does each pass). */
+  TELEMETRY_ROLLUP_INTERVAL_SECONDS: seconds(15),
+  /** A minute is rolled up this long after it ends: samples still in flight get in first. */
+  TELEMETRY_ROLLUP_SETTLE_SECONDS: seconds(60),
+  TELEMETRY_IDLE_INTERVAL_SECONDS: seconds(30),
+  TELEMETRY_RETENTION_INTERVAL_SECONDS: seconds(3600),
+  /** Ingest: a batch goes to Postgres after this long, or at this many GPU samples. */
+  TELEMETRY_FLUSH_MS: z.coerce.number().int().min(10).max(10_000).default(250),
+  TELEMETRY_FLUSH_SAMPLES: z.coerce.number().int().min(1).max(200_000).default(20_000),
+  /** Per agent and replica: a burst (a backfill) of this many samples, then this many per second. */
+  TELEMETRY_AGENT_BURST_SAMPLES: z.coerce.number().int().min(1).default(20_000),
+  TELEMETRY_AGENT_SAMPLES_PER_SECOND: z.coerce.number().positive().default(2),
+  /** The telemetry stream's limits: bytes in all, messages per agent. */
+  TELEMETRY_STREAM_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2 * 1024 ** 3),
+  TELEMETRY_STREAM_MAX_MSGS_PER_AGENT: z.coerce.number().int().positive().default(5000),
   /** Demo only: where the demo keeps its embedded Postgres and NATS state. */
   HEARTH_HOME: z.string().default('.hearth'),
   /** Fault injection for durability tests: exit the process at a named point. Never set in production. */
@@ -67,8 +90,23 @@ export interface Config {
   };
   jobs: { cancelGraceSeconds: number; outboxRelay: boolean };
   limits: { requestsPerMinute: number; graphqlMaxComplexity: number; graphqlMaxDepth: number };
+  telemetry: TelemetryConfig;
   fault: string;
   home: string;
+}
+
+export interface TelemetryConfig {
+  retentionDays: { raw: number; minute: number; hour: number };
+  rollupIntervalSeconds: number;
+  rollupSettleSeconds: number;
+  idleIntervalSeconds: number;
+  retentionIntervalSeconds: number;
+  flushMs: number;
+  flushSamples: number;
+  agentBurstSamples: number;
+  agentSamplesPerSecond: number;
+  streamMaxBytes: number;
+  streamMaxMessagesPerAgent: number;
 }
 
 export class ConfigError extends Error {}
@@ -114,6 +152,23 @@ export function loadConfig(overrides: Record<string, string | undefined> = {}): 
       requestsPerMinute: e.RATE_LIMIT_PER_MINUTE,
       graphqlMaxComplexity: e.GRAPHQL_MAX_COMPLEXITY,
       graphqlMaxDepth: e.GRAPHQL_MAX_DEPTH,
+    },
+    telemetry: {
+      retentionDays: {
+        raw: e.TELEMETRY_RAW_RETENTION_DAYS,
+        minute: e.TELEMETRY_MINUTE_RETENTION_DAYS,
+        hour: e.TELEMETRY_HOUR_RETENTION_DAYS,
+      },
+      rollupIntervalSeconds: e.TELEMETRY_ROLLUP_INTERVAL_SECONDS,
+      rollupSettleSeconds: e.TELEMETRY_ROLLUP_SETTLE_SECONDS,
+      idleIntervalSeconds: e.TELEMETRY_IDLE_INTERVAL_SECONDS,
+      retentionIntervalSeconds: e.TELEMETRY_RETENTION_INTERVAL_SECONDS,
+      flushMs: e.TELEMETRY_FLUSH_MS,
+      flushSamples: e.TELEMETRY_FLUSH_SAMPLES,
+      agentBurstSamples: e.TELEMETRY_AGENT_BURST_SAMPLES,
+      agentSamplesPerSecond: e.TELEMETRY_AGENT_SAMPLES_PER_SECOND,
+      streamMaxBytes: e.TELEMETRY_STREAM_MAX_BYTES,
+      streamMaxMessagesPerAgent: e.TELEMETRY_STREAM_MAX_MSGS_PER_AGENT,
     },
     fault: e.HEARTH_FAULT,
     home: e.HEARTH_HOME,

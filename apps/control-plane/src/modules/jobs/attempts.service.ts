@@ -7,12 +7,22 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
-import type { AgentAddress, JobClaim, JobClaimReply, JobFinished, JobLog } from '@hearth/contracts';
+import type {
+  AgentAddress,
+  JobClaim,
+  JobClaimReply,
+  JobFinished,
+  JobLog,
+  JobProgress,
+} from '@hearth/contracts';
+import { TRAIN_LIMITS } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
 import { jobTransitions, staleResultsRejected } from '../../platform/metrics/metrics.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { Dispatcher } from './dispatcher.service.js';
+import { JobEntity } from './job.entity.js';
+import { JobKinds } from './job-kinds.js';
 import { JobUpdates } from './job-updates.service.js';
 
 const LOG_TAIL_CHARS = 64 * 1024;
@@ -36,6 +46,7 @@ export class AttemptsService {
     @Inject(Transactions) private readonly tx: Transactions,
     @Inject(Dispatcher) private readonly dispatcher: Dispatcher,
     @Inject(JobUpdates) private readonly updates: JobUpdates,
+    @Inject(JobKinds) private readonly kinds: JobKinds,
   ) {}
 
   /** Locks the job and reads the attempt the message names. Job first, always: one lock order. */
@@ -106,6 +117,50 @@ export class AttemptsService {
     if (stale) this.reject('job.log', a, msg, stale);
   }
 
+  /**
+   * Records what a running attempt reports (backend, epochs, serving endpoint and metrics) on the job.
+   * Fenced like every report, and applied once: a redelivered message (same or older seq) changes nothing.
+   */
+  async progress(a: AgentAddress, msg: JobProgress): Promise<void> {
+    const stale = await this.tx.tenant(a.tenantId, async (m) => {
+      const fenced = this.fenced(await this.lockCurrent(m, msg), msg, a.agentId);
+      if (fenced) return fenced;
+      const [{ applied }]: { applied: boolean }[] = await m.query(
+        `WITH seen AS (UPDATE job_attempts SET progress_seq = $2 WHERE id = $1 AND progress_seq < $2 RETURNING id)
+         SELECT EXISTS (SELECT 1 FROM seen) AS applied`,
+        [msg.attemptId, msg.seq],
+      );
+      if (!applied) return null;
+      const p = msg.progress;
+      const patch =
+        p.kind === 'train.backend'
+          ? `jsonb_build_object('backend', $2::text)`
+          : p.kind === 'train.epoch'
+            ? // Bounded: at most TRAIN_LIMITS.maxEpochs entries are kept.
+              `jsonb_build_object('epochs', coalesce(progress->'epochs', '[]'::jsonb) || jsonb_build_array($2::jsonb))`
+            : p.kind === 'serve.ready'
+              ? `$2::jsonb`
+              : `jsonb_build_object('serveMetrics', $2::jsonb || jsonb_build_object('at', now()))`;
+      const value =
+        p.kind === 'train.backend'
+          ? p.backend
+          : p.kind === 'train.epoch'
+            ? JSON.stringify(p.metrics)
+            : p.kind === 'serve.ready'
+              ? JSON.stringify({ endpoint: p.endpoint, executionProvider: p.executionProvider })
+              : JSON.stringify(p.metrics);
+      await m.query(
+        `UPDATE jobs SET progress = progress || ${patch}, updated_at = clock_timestamp()
+          WHERE id = $1 AND (jsonb_array_length(coalesce(progress->'epochs', '[]'::jsonb)) < ${TRAIN_LIMITS.maxEpochs}
+                             OR $3 <> 'train.epoch')`,
+        [msg.jobId, value, p.kind],
+      );
+      return null;
+    });
+    if (stale) this.reject('job.progress', a, msg, stale);
+    else this.updates.publish(a.tenantId, msg.jobId);
+  }
+
   /** Applies a final result. Idempotent: a redelivered result for a finished attempt changes nothing. */
   async finished(a: AgentAddress, msg: JobFinished): Promise<void> {
     const outcome = await this.tx.tenant(a.tenantId, async (m) => {
@@ -113,7 +168,20 @@ export class AttemptsService {
       const fenced = this.fenced(cur, msg, a.agentId);
       if (fenced) return { rejected: fenced };
       if (cur!.attempt_state !== 'DISPATCHED' && cur!.attempt_state !== 'RUNNING') return { duplicate: true };
-      await this.finish(m, msg, msg.outcome, msg.exitCode, msg.reason);
+      let reason = msg.reason;
+      if (msg.outcome === 'SUCCEEDED' && msg.result) {
+        const job = await m.findOneByOrFail(JobEntity, { id: msg.jobId });
+        const expected =
+          job.kind === 'TRAIN' ? 'train' : job.kind === 'BATCH_PREDICT' ? 'batch_predict' : null;
+        if (msg.result.kind !== expected) {
+          this.reject('job.finished', a, msg, `a ${job.kind} job cannot report a ${msg.result.kind} result`);
+        } else {
+          await m.query(`UPDATE jobs SET result = $2 WHERE id = $1`, [msg.jobId, JSON.stringify(msg.result)]);
+          const note = await this.kinds.get(job.kind)?.onSucceeded?.(m, job, msg.result);
+          if (note) reason = reason ? `${reason}; ${note}` : note;
+        }
+      }
+      await this.finish(m, msg, msg.outcome, msg.exitCode, reason);
       return { applied: true };
     });
     if ('rejected' in outcome) return this.reject('job.finished', a, msg, outcome.rejected!);

@@ -13,8 +13,37 @@ import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { JobEntity } from './job.entity.js';
 import { JobUpdates } from './job-updates.service.js';
+import { gpuNeedOf, hasFreeGpus, hasGpus, type GpuNeed } from './gpu-capacity.js';
 
 export const ACTIVE = `('DISPATCHED','RUNNING')`;
+
+/** The message an agent receives for one attempt of a job, by kind. */
+export function dispatchOf(
+  job: JobEntity,
+  attempt: { attemptId: string; fencingToken: number; cancelGraceSeconds: number },
+): JobDispatch {
+  const base = {
+    type: 'job.dispatch' as const,
+    v: 1 as const,
+    jobId: job.id,
+    ...attempt,
+    env: job.env,
+    timeoutSeconds: job.timeoutSeconds,
+    ...(job.gpus > 0 ? { gpus: job.gpus } : {}),
+    ...(job.gpuVendor ? { gpuVendor: job.gpuVendor } : {}),
+  };
+  const spec = job.spec ?? {};
+  switch (job.kind) {
+    case 'COMMAND':
+      return { ...base, kind: 'command', command: job.command! };
+    case 'TRAIN':
+      return { ...base, kind: 'train', train: spec.train! };
+    case 'BATCH_PREDICT':
+      return { ...base, kind: 'batch_predict', batchPredict: spec.batchPredict! };
+    case 'SERVE':
+      return { ...base, kind: 'serve', serve: spec.serve! };
+  }
+}
 const SYSTEM = '*';
 
 @Injectable()
@@ -43,7 +72,7 @@ export class Dispatcher {
   ): Promise<boolean> {
     const labels = JSON.stringify(job.agentSelector.labels ?? {});
     const ids = job.agentSelector.agentIds ?? null;
-    const agentId = await this.lockFreeAgent(m, job.tenantId, labels, ids, opts.mayWait);
+    const agentId = await this.lockFreeAgent(m, job.tenantId, labels, ids, opts.mayWait, gpuNeedOf(job));
     if (agentId) {
       await this.assign(m, job, agentId);
       return true;
@@ -72,6 +101,7 @@ export class Dispatcher {
     labels: string,
     ids: string[] | null,
     mayWait: boolean,
+    gpus: GpuNeed = { count: 0, vendor: null },
   ): Promise<string | null> {
     const load = `(SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE})`;
     for (const wait of mayWait ? [false, true] : [false]) {
@@ -80,10 +110,10 @@ export class Dispatcher {
           WHERE a.tenant_id = $1 AND a.revoked_at IS NULL
             AND a.last_heartbeat_at > now() - make_interval(secs => $2)
             AND a.labels @> $3::jsonb AND ($4::uuid[] IS NULL OR a.id = ANY($4::uuid[]))
-            AND ${load} < a.capacity
+            AND ${load} < a.capacity AND ${hasFreeGpus('$5', '$6')}
           ORDER BY ${load} - a.capacity, a.last_heartbeat_at DESC
           LIMIT 1 FOR UPDATE${wait ? '' : ' SKIP LOCKED'}`,
-        [tenantId, this.config.fleet.leaseSeconds, labels, ids],
+        [tenantId, this.config.fleet.leaseSeconds, labels, ids, gpus.count, gpus.vendor],
       );
       if (row) return row.id;
     }
@@ -94,18 +124,14 @@ export class Dispatcher {
   private async assign(m: EntityManager, job: JobEntity, agentId: string) {
     const attemptId = uuidv7();
     const number = job.attempts + 1;
-    const payload = encode(JobDispatch, {
-      type: 'job.dispatch',
-      v: 1,
-      jobId: job.id,
-      attemptId,
-      fencingToken: number,
-      kind: 'command',
-      command: job.command,
-      env: job.env,
-      timeoutSeconds: job.timeoutSeconds,
-      cancelGraceSeconds: this.config.jobs.cancelGraceSeconds,
-    });
+    const payload = encode(
+      JobDispatch,
+      dispatchOf(job, {
+        attemptId,
+        fencingToken: number,
+        cancelGraceSeconds: this.config.jobs.cancelGraceSeconds,
+      }),
+    );
     await m.query(
       `WITH attempt AS (
          INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at)
@@ -141,15 +167,19 @@ export class Dispatcher {
     labels: string,
     ids: string[] | null,
   ): Promise<string> {
-    const [row]: { matching: string; online: string }[] = await m.query(
+    const gpus = gpuNeedOf(job);
+    const [row]: { matching: string; online: string; with_gpus: string }[] = await m.query(
       `SELECT count(*) AS matching,
-              count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2)) AS online
-         FROM agents WHERE tenant_id = $1 AND revoked_at IS NULL AND labels @> $3::jsonb
+              count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2)) AS online,
+              count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2) AND ${hasGpus('$5', '$6')}) AS with_gpus
+         FROM agents a WHERE tenant_id = $1 AND revoked_at IS NULL AND labels @> $3::jsonb
           AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[]))`,
-      [job.tenantId, this.config.fleet.leaseSeconds, labels, ids],
+      [job.tenantId, this.config.fleet.leaseSeconds, labels, ids, gpus.count, gpus.vendor],
     );
     if (Number(row.matching) === 0) return 'waiting: no agent matches the selector';
     if (Number(row.online) === 0) return 'waiting: no matching agent is online';
+    if (Number(row.with_gpus) === 0)
+      return `waiting: no matching online agent has ${gpus.count} ${gpus.vendor ? `${gpus.vendor} ` : ''}GPU${gpus.count === 1 ? '' : 's'}`;
     return 'waiting: every matching agent is busy';
   }
 
@@ -205,7 +235,8 @@ export class Dispatcher {
     const assigned: JobEntity[] = [];
     const full = new Set<string>(); // selectors no agent could take in this pass
     for (const job of queued) {
-      const selector = `${job.tenantId}:${JSON.stringify(job.agentSelector)}`;
+      // Jobs asking for different GPUs can fit where another could not: they are tried apart.
+      const selector = `${job.tenantId}:${JSON.stringify(job.agentSelector)}:${job.gpus}:${job.gpuVendor}`;
       if (full.has(selector)) continue;
       // Once this transaction holds an agent lock it must not wait for another (lock cycles).
       if (await this.tryAssign(m, job, { mayWait: assigned.length === 0 })) assigned.push(job);

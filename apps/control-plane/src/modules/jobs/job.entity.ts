@@ -1,5 +1,35 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
+import type {
+  BatchPredictSpec,
+  JobFinished,
+  ServeMetrics,
+  ServeSpec,
+  TrainBackend,
+  TrainEpochMetrics,
+  TrainSpec,
+} from '@hearth/contracts';
 import { bigintAsNumber } from '../../platform/database/columns.js';
+
+export const JOB_KINDS = ['COMMAND', 'TRAIN', 'BATCH_PREDICT', 'SERVE'] as const;
+export type JobKindName = (typeof JOB_KINDS)[number];
+
+/** A job's kind-specific input. */
+export interface JobSpec {
+  train?: TrainSpec;
+  /** TRAIN: the model a successful run registers a version of. */
+  modelName?: string;
+  batchPredict?: BatchPredictSpec;
+  serve?: ServeSpec;
+}
+
+/** The latest of what the agent reported while the job ran. */
+export interface JobProgressState {
+  backend?: TrainBackend;
+  epochs?: TrainEpochMetrics[];
+  endpoint?: string;
+  executionProvider?: 'cuda' | 'cpu';
+  serveMetrics?: ServeMetrics & { at: string };
+}
 
 export const JOB_STATES = [
   'QUEUED',
@@ -17,10 +47,12 @@ export const TERMINAL_STATES: readonly JobStateName[] = ['SUCCEEDED', 'FAILED', 
 export class JobEntity {
   @PrimaryColumn('uuid') id!: string;
   @Column('uuid', { name: 'tenant_id' }) tenantId!: string;
-  @Column('text') kind!: 'COMMAND';
-  @Column('jsonb') command!: string[];
+  @Column('text') kind!: JobKindName;
+  /** COMMAND only. */
+  @Column('jsonb', { nullable: true }) command!: string[] | null;
   @Column('jsonb') env!: Record<string, string>;
-  @Column('integer', { name: 'timeout_seconds' }) timeoutSeconds!: number;
+  /** Null for SERVE: a deployment runs until it is stopped. */
+  @Column('integer', { name: 'timeout_seconds', nullable: true }) timeoutSeconds!: number | null;
   @Column('integer', { name: 'max_attempts' }) maxAttempts!: number;
   @Column('jsonb', { name: 'agent_selector' }) agentSelector!: {
     agentIds?: string[];
@@ -41,4 +73,13 @@ export class JobEntity {
   @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;
   @Column('timestamptz', { name: 'cancel_requested_at', nullable: true }) cancelRequestedAt!: Date | null;
+  /** The kind's input as the agent receives it, plus control-plane-only fields (see JobSpec). */
+  @Column('jsonb', { nullable: true }) spec!: JobSpec | null;
+  /** What the agent reported while it ran. */
+  @Column('jsonb') progress!: JobProgressState;
+  /** What a successful TRAIN or BATCH_PREDICT produced (metadata only). */
+  @Column('jsonb', { nullable: true }) result!: JobFinished['result'] | null;
+  /** Whole GPUs the job needs on its agent (0: none), and of which vendor (null: any). */
+  @Column('integer') gpus!: number;
+  @Column('text', { name: 'gpu_vendor', nullable: true }) gpuVendor!: 'nvidia' | 'amd' | null;
 }

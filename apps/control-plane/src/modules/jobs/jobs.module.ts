@@ -6,6 +6,7 @@ import { AttemptsService } from './attempts.service.js';
 import { Dispatcher } from './dispatcher.service.js';
 import { JobUpdates } from './job-updates.service.js';
 import { JobWatcher } from './job-watcher.js';
+import { JobKinds } from './job-kinds.js';
 import { JobsResolver } from './jobs.resolver.js';
 import { JobsService } from './jobs.service.js';
 import { LeaseSweeper } from './lease-sweeper.service.js';
@@ -13,6 +14,7 @@ import { LeaseSweeper } from './lease-sweeper.service.js';
 @Module({
   imports: [FleetModule, ProjectsModule],
   providers: [
+    JobKinds,
     JobsService,
     JobsResolver,
     JobWatcher,
@@ -22,6 +24,6 @@ import { LeaseSweeper } from './lease-sweeper.service.js';
     AgentMessagesConsumer,
     LeaseSweeper,
   ],
-  exports: [AgentMessagesConsumer, LeaseSweeper],
+  exports: [AgentMessagesConsumer, LeaseSweeper, JobKinds, JobsService],
 })
 export class JobsModule {}

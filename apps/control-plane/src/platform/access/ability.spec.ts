@@ -14,7 +14,15 @@ describe('effective grants', () => {
   it('is the union of the roles at organization scope, and nothing for unknown roles or permissions', () => {
     const grants = effectiveGrants([org('viewer'), org('fleet_operator')], anyToken);
     expect(grants.map((g) => g.permission).sort()).toEqual(
-      ['agents:enroll', 'agents:read', 'agents:revoke', 'jobs:read', 'projects:read'].sort(),
+      [
+        'agents:enroll',
+        'agents:read',
+        'agents:revoke',
+        'jobs:read',
+        'models:read',
+        'projects:read',
+        'telemetry:read',
+      ].sort(),
     );
     expect(grants.every((g) => g.projectId === null)).toBe(true);
     expect(effectiveGrants([org('superuser')], anyToken)).toEqual([]);
@@ -29,7 +37,17 @@ describe('effective grants', () => {
   it('grants only project permissions, only in that project, for a project binding', () => {
     const grants = effectiveGrants([inProject('admin', P1)], anyToken);
     expect(grants.map((g) => g.permission).sort()).toEqual(
-      ['jobs:cancel', 'jobs:read', 'jobs:submit', 'models:promote', 'projects:read'].sort(),
+      [
+        'jobs:cancel',
+        'jobs:read',
+        'jobs:submit',
+        'models:deploy',
+        'models:promote',
+        'models:read',
+        'models:register',
+        'projects:read',
+        'telemetry:read',
+      ].sort(),
     );
     expect(grants.every((g) => g.projectId === P1)).toBe(true);
     expect(holds(grants, 'jobs:submit', P1)).toBe(true);

@@ -10,13 +10,18 @@ export const PERMISSIONS = [
   'agents:read',
   'agents:enroll',
   'agents:revoke',
+  'models:read',
+  'models:register',
   'models:promote',
+  'models:deploy',
   'projects:read',
   'projects:manage',
   'members:read',
   'members:manage',
   'roles:manage',
   'audit:read',
+  'telemetry:read',
+  'telemetry:manage',
   'org:admin',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
@@ -30,8 +35,13 @@ export const PROJECT_PERMISSIONS: readonly Permission[] = [
   'jobs:submit',
   'jobs:read',
   'jobs:cancel',
+  'models:read',
+  'models:register',
   'models:promote',
+  'models:deploy',
   'projects:read',
+  // Utilisation of a project's jobs is project data; fleet-wide views also need agents:read.
+  'telemetry:read',
 ];
 
 export const ROLE_NAMES = ['owner', 'admin', 'ml_engineer', 'viewer', 'auditor', 'fleet_operator'] as const;
@@ -42,10 +52,30 @@ const all = PERMISSIONS.filter((p) => p !== 'org:admin');
 export const ROLES: Record<RoleName, readonly Permission[]> = {
   owner: PERMISSIONS,
   admin: all,
-  ml_engineer: ['jobs:submit', 'jobs:read', 'jobs:cancel', 'agents:read', 'models:promote', 'projects:read'],
-  viewer: ['jobs:read', 'agents:read', 'projects:read'],
-  auditor: ['jobs:read', 'agents:read', 'projects:read', 'members:read', 'audit:read'],
-  fleet_operator: ['agents:read', 'agents:enroll', 'agents:revoke'],
+  ml_engineer: [
+    'jobs:submit',
+    'jobs:read',
+    'jobs:cancel',
+    'agents:read',
+    'models:read',
+    'models:register',
+    'models:promote',
+    'models:deploy',
+    'projects:read',
+    'telemetry:read',
+  ],
+  viewer: ['jobs:read', 'agents:read', 'models:read', 'projects:read', 'telemetry:read'],
+  auditor: [
+    'jobs:read',
+    'agents:read',
+    'models:read',
+    'projects:read',
+    'members:read',
+    'audit:read',
+    'telemetry:read',
+  ],
+  // Utilisation of the fleet they run (telemetry:manage, prices and the idle policy, stays with admins).
+  fleet_operator: ['agents:read', 'agents:enroll', 'agents:revoke', 'telemetry:read'],
 };
 
 export function isRoleName(value: string): value is RoleName {

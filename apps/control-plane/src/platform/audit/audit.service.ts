@@ -32,8 +32,17 @@ export const AUDIT_ACTIONS = [
   'service_account.delete',
   'api_token.create',
   'api_token.revoke',
+  'telemetry.settings.update',
+  'telemetry.gpu_price.set',
+  'telemetry.idle_alert',
   'auth.failed',
   'permission.denied',
+  'model.create',
+  'model_version.register',
+  'model_version.stage',
+  'deployment.create',
+  'deployment.update',
+  'deployment.stop',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

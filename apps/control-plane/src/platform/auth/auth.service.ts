@@ -23,9 +23,14 @@ interface TokenRow {
 }
 
 const BEARER = /^Bearer\s+(\S+)$/i;
+/** How many token → principal pairs the rate limiter remembers (most recent uses). */
+const RATE_KEYS = 10_000;
 
 @Injectable()
 export class AuthService {
+  /** Token hash → "organization:principal", filled by successful authentications. */
+  private readonly principalOfToken = new Map<string, string>();
+
   constructor(
     @Inject(DataSource) private readonly ds: DataSource,
     @Inject(Transactions) private readonly tx: Transactions,
@@ -44,11 +49,12 @@ export class AuthService {
       authFailures.inc({ reason: 'missing' });
       throw new UnauthenticatedError('missing bearer token');
     }
+    const hash = hashSecret(token);
     // Outside any tenant: the migration's hearth_authenticate() is the one narrow cross-tenant read.
     const rows: TokenRow[] = await this.ds.query(
       `SELECT token_id, tenant_id, user_id, principal_kind, failure, scopes, project_id, bindings
          FROM hearth_authenticate($1)`,
-      [hashSecret(token)],
+      [hash],
     );
     const row = rows[0];
     if (!row) {
@@ -73,6 +79,7 @@ export class AuthService {
       );
       throw new UnauthenticatedError();
     }
+    this.remember(hash.toString('base64url'), `${row.tenant_id}:${row.user_id}`);
     const grants = effectiveGrants(row.bindings, { scopes: row.scopes, projectId: row.project_id });
     return {
       kind: row.principal_kind,
@@ -84,5 +91,34 @@ export class AuthService {
       ability: buildAbility(grants),
       tokenProjectId: row.project_id,
     };
+  }
+
+  /**
+   * The rate limit's key for a request, before it is authenticated: its organization and principal,
+   * so a principal's many tokens share one budget. Known tokens are answered from memory; a token seen
+   * for the first time here costs one lookup. An unknown token counts on its own; no token, per address.
+   */
+  async rateLimitKey(authorization: string | undefined, ip: string): Promise<string> {
+    const token = authorization?.match(BEARER)?.[1];
+    if (!token) return `ip:${ip}`;
+    const hash = hashSecret(token);
+    const key = hash.toString('base64url');
+    let principal = this.principalOfToken.get(key);
+    if (!principal) {
+      const rows: { tenant_id: string; user_id: string; failure: string | null }[] = await this.ds.query(
+        `SELECT tenant_id, user_id, failure FROM hearth_authenticate($1)`,
+        [hash],
+      );
+      if (rows[0] && !rows[0].failure)
+        this.remember(key, (principal = `${rows[0].tenant_id}:${rows[0].user_id}`));
+    }
+    return principal ? `principal:${principal}` : `token:${key}`;
+  }
+
+  private remember(tokenHash: string, principal: string) {
+    this.principalOfToken.delete(tokenHash); // re-insert: Map order is recency
+    this.principalOfToken.set(tokenHash, principal);
+    if (this.principalOfToken.size > RATE_KEYS)
+      this.principalOfToken.delete(this.principalOfToken.keys().next().value!);
   }
 }

@@ -1,0 +1,116 @@
+/**
+ * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ *
+ * The agent's inference server and its deployments, over real HTTP and real sessions.
+ */
+import { afterAll, describe, expect, it } from '@jest/globals';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { linearRegressionModel } from '@hearth/testing';
+import { createLogger } from '../logger.js';
+import { ServeHost, endpointFor } from './serve-host.js';
+
+const logger = createLogger('silent');
+const v1 = linearRegressionModel(); // [1, 2, 4] → 3
+const v2 = linearRegressionModel({ intercept: 101 }); // [1, 2, 4] → 103
+
+const hosts: ServeHost[] = [];
+afterAll(async () => {
+  for (const host of hosts) await host.close({ force: true });
+});
+
+function serveHost(port = 0): ServeHost {
+  const host = new ServeHost({ address: { host: '127.0.0.1', port }, logger });
+  hosts.push(host);
+  return host;
+}
+
+async function infer(
+  base: string,
+  name: string,
+): Promise<{ status: number; body: { outputs?: { data: number[] }[]; model_version?: string } }> {
+  const res = await fetch(`${base}/v2/models/${name}/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      inputs: [{ name: 'float_input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 4] }],
+    }),
+  });
+  return { status: res.status, body: (await res.json()) as never };
+}
+
+const status = async (url: string) => (await fetch(url)).status;
+
+describe('endpointFor', () => {
+  it("names the listening host, or this machine's name when it listens on every address", () => {
+    expect(endpointFor('127.0.0.1', 8600)).toBe('http://127.0.0.1:8600');
+    expect(endpointFor('serve.corp.example', 80)).toBe('http://serve.corp.example:80');
+    expect(endpointFor('0.0.0.0', 8600)).toBe(`http://${os.hostname()}:8600`);
+    expect(endpointFor('::', 8600)).toBe(`http://${os.hostname()}:8600`);
+    expect(endpointFor('::1', 8600)).toBe('http://[::1]:8600');
+  });
+});
+
+describe('ServeHost', () => {
+  it('starts one server on first use and serves a deployment on it', async () => {
+    const host = serveHost();
+    const endpoint = await host.start();
+    expect(await host.start()).toBe(endpoint);
+    expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const deployment = await host.deploy('a1', 'churn', '1', v1);
+    expect(deployment).toMatchObject({ name: 'churn', version: '1', executionProvider: 'cpu' });
+    const answer = await infer(endpoint, 'churn');
+    expect(answer).toMatchObject({ status: 200, body: { model_version: '1', outputs: [{ data: [3] }] } });
+    expect(host.metricsOf(deployment)).toMatchObject({ windowSeconds: 60, requests: 1, errors: 0 });
+    expect(host.metricsOf(deployment).p50Ms).toBeGreaterThan(0);
+    await host.undeploy(deployment);
+    expect(await status(`${endpoint}/v2/models/churn/ready`)).toBe(404);
+  });
+
+  it('replaces a deployment with a newer one of the same name, whose undeploy alone unloads it', async () => {
+    const host = serveHost();
+    const endpoint = await host.start();
+    const first = await host.deploy('a1', 'price', '1', v1);
+    const second = await host.deploy('a2', 'price', '2', v2);
+    expect(await first.replaced).toBe('2');
+    expect((await infer(endpoint, 'price')).body).toMatchObject({
+      model_version: '2',
+      outputs: [{ data: [103] }],
+    });
+    await host.undeploy(first); // the replaced one: a no-op
+    expect(await status(`${endpoint}/v2/models/price/ready`)).toBe(200);
+    await host.undeploy(second);
+    expect(await status(`${endpoint}/v2/models/price/ready`)).toBe(404);
+  });
+
+  it('keeps the served version when a replacement fails to load, and leaves no failed first load behind', async () => {
+    const host = serveHost();
+    const endpoint = await host.start();
+    const first = await host.deploy('a1', 'kept', '1', v1);
+    await expect(host.deploy('a2', 'kept', '2', Uint8Array.from([8, 1, 2, 3]))).rejects.toThrow(
+      /onnxruntime cannot load the model/,
+    );
+    expect((await infer(endpoint, 'kept')).body).toMatchObject({ model_version: '1' });
+    let replaced = false;
+    void first.replaced.then(() => (replaced = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(replaced).toBe(false);
+
+    await expect(host.deploy('a3', 'broken', '1', Uint8Array.from([8, 1, 2, 3]))).rejects.toThrow();
+    expect(await status(`${endpoint}/v2/models/broken/ready`)).toBe(404);
+    expect(await status(`${endpoint}/v2/health/ready`)).toBe(200);
+  });
+
+  it('says why it cannot listen, and tries again on the next start', async () => {
+    const blocker = http.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as AddressInfo;
+    const host = serveHost(port);
+    await expect(host.start()).rejects.toThrow(
+      `the inference server cannot listen on 127.0.0.1:${port}: EADDRINUSE`,
+    );
+    await new Promise((resolve) => blocker.close(resolve));
+    expect(await host.start()).toBe(`http://127.0.0.1:${port}`);
+  });
+});

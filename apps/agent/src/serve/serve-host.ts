@@ -1,0 +1,172 @@
+/**
+ * The agent's one inference server and the deployments on it. The server starts with the first
+ * `serve` job, on the local policy's address, and all deployments share it. A deployment is one
+ * serve job's model version under its name; a newer deployment of the same name replaces it
+ * (without failing requests in flight, see ModelRepository), and the older one learns by whom.
+ * Deploys and undeploys of one name run one after another, so an undeploy of a replaced
+ * deployment can never unload its successor.
+ */
+import os from 'node:os';
+import type { ServeMetrics as ServeMetricsMessage } from '@hearth/contracts';
+import type { Logger } from '../logger.js';
+import { ModelRepository } from './model-repository.js';
+import { loadModelSession, type ExecutionProvider, type ModelSession } from './model-session.js';
+import { startOipServer, type OipServer } from './oip-server.js';
+import { ServeMetrics } from './serve-metrics.js';
+import { ServeError } from './serve.errors.js';
+
+export interface ServeAddress {
+  readonly host: string;
+  /** 0: any free port. */
+  readonly port: number;
+}
+
+export interface ServeHostOptions {
+  address: ServeAddress;
+  logger: Logger;
+  /** Default loadModelSession (CUDA where installed, else CPU). */
+  loadSession?: (bytes: Uint8Array) => Promise<ModelSession>;
+}
+
+/** One serve job's model version, live on the server until it is undeployed or replaced. */
+export class Deployment {
+  private resolveReplaced!: (version: string) => void;
+  /** Resolves with the version that replaced this one; never, if it is undeployed. */
+  readonly replaced = new Promise<string>((resolve) => (this.resolveReplaced = resolve));
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly version: string,
+    readonly executionProvider: ExecutionProvider,
+  ) {}
+
+  markReplaced(version: string): void {
+    this.resolveReplaced(version);
+  }
+}
+
+export class ServeHost {
+  readonly repository: ModelRepository;
+  readonly metrics = new ServeMetrics();
+  private server: Promise<OipServer> | null = null;
+  /** The current deployment of each name. */
+  private readonly current = new Map<string, Deployment>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Verified model bytes by load key, for the repository's loader (it is given the key, not a path). */
+  private readonly pinned = new Map<string, Uint8Array>();
+  private closed = false;
+
+  constructor(private readonly options: ServeHostOptions) {
+    const load = options.loadSession ?? ((bytes: Uint8Array) => loadModelSession(bytes));
+    this.repository = new ModelRepository({
+      logger: options.logger,
+      loadSession: (key) => {
+        const bytes = this.pinned.get(key);
+        if (!bytes) return Promise.reject(new ServeError('MODEL_LOAD_FAILED', 'the model bytes are gone'));
+        return load(bytes);
+      },
+    });
+  }
+
+  /** Starts the server on first use and returns its endpoint; a failed start is tried again next time. */
+  async start(): Promise<string> {
+    if (this.closed) throw new ServeError('NOT_READY', 'the agent is stopping');
+    this.server ??= startOipServer({
+      host: this.options.address.host,
+      port: this.options.address.port,
+      repository: this.repository,
+      metrics: this.metrics,
+      logger: this.options.logger,
+    }).catch((err: unknown) => {
+      this.server = null;
+      throw err;
+    });
+    const server = await this.server;
+    return endpointFor(this.options.address.host, server.port);
+  }
+
+  /**
+   * Loads `bytes` (already verified) as `name` at `version` and makes it the served version; the
+   * deployment it replaces, if any, is told. When the load fails, what was served stays served.
+   */
+  deploy(id: string, name: string, version: string, bytes: Uint8Array): Promise<Deployment> {
+    return this.serialize(name, async () => {
+      const key = `${id}:${name}:${version}`;
+      this.pinned.set(key, bytes);
+      let provider: ExecutionProvider | null;
+      try {
+        provider = (await this.repository.replace(name, version, key)).executionProvider;
+      } catch (err) {
+        // A first load that failed leaves the name FAILED (server not ready): take it away again.
+        if (!this.current.has(name)) await this.repository.unload(name);
+        throw err;
+      } finally {
+        this.pinned.delete(key);
+      }
+      const deployment = new Deployment(id, name, version, provider ?? 'cpu');
+      const previous = this.current.get(name);
+      this.current.set(name, deployment);
+      previous?.markReplaced(version);
+      return deployment;
+    });
+  }
+
+  /** Stops serving the deployment's model, once its requests in flight are done; a no-op once replaced. */
+  undeploy(deployment: Deployment): Promise<void> {
+    return this.serialize(deployment.name, async () => {
+      if (this.current.get(deployment.name) !== deployment) return;
+      this.current.delete(deployment.name);
+      await this.repository.unload(deployment.name);
+    });
+  }
+
+  /** The deployment's request numbers (since its version started serving; latency over the window). */
+  metricsOf(deployment: Deployment): ServeMetricsMessage {
+    const snapshot = this.metrics.snapshot();
+    const model = snapshot.models.find(
+      (m) => m.model === deployment.name && m.version === deployment.version,
+    );
+    const ms = (value: number | undefined) => (value === undefined ? null : Math.round(value * 1000) / 1000);
+    return {
+      windowSeconds: snapshot.windowSeconds,
+      requests: model?.requests ?? 0,
+      errors: model?.errors ?? 0,
+      p50Ms: ms(model?.latencyMs?.p50),
+      p95Ms: ms(model?.latencyMs?.p95),
+      p99Ms: ms(model?.latencyMs?.p99),
+    };
+  }
+
+  /** Drops a finished deployment's numbers, unless its version is served again by another. */
+  forgetMetrics(deployment: Deployment): void {
+    if (this.current.get(deployment.name)?.version !== deployment.version) {
+      this.metrics.remove(deployment.name, deployment.version);
+    }
+  }
+
+  /** Stops the server (requests in flight finish, up to graceMs) and unloads every model. */
+  async close(options: { force?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    const server = await this.server?.catch(() => null);
+    await server?.close(options.force ? 0 : 10_000);
+    await this.repository.close(options);
+  }
+
+  private serialize<T>(name: string, op: () => Promise<T>): Promise<T> {
+    const run = (this.queues.get(name) ?? Promise.resolve()).then(op, op);
+    const tail = run.catch(() => undefined);
+    this.queues.set(name, tail);
+    void tail.then(() => {
+      if (this.queues.get(name) === tail) this.queues.delete(name);
+    });
+    return run;
+  }
+}
+
+/** The base URL clients use: the listening host, or this machine's name when it listens on all. */
+export function endpointFor(host: string, port: number): string {
+  const any = host === '0.0.0.0' || host === '::' || host === '[::]';
+  const name = any ? os.hostname() : host;
+  return `http://${name.includes(':') && !name.startsWith('[') ? `[${name}]` : name}:${port}`;
+}

@@ -1,0 +1,167 @@
+/**
+ * The usage report: GPU-hours, idle GPU-hours, energy and cost per project, user and GPU model over
+ * whole minutes [from, to). Whole hours inside the range are read from the 1-hour rollups and the
+ * edges from the 1-minute ones; both hold time-weighted sums of the same raw samples, so the totals
+ * are the integral of the raw samples (sample value × the agent's sampling interval). Minutes not yet
+ * rolled up (the last minute or two) are not in it yet. A caller who reads telemetry only in some
+ * projects gets only those projects' rows.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import type { Principal } from '../../platform/auth/principal.js';
+import { scopeOf } from '../../platform/access/grants.js';
+import { Transactions } from '../../platform/tenancy/transactions.js';
+import { floorTo } from './clock.js';
+import { TelemetryRangeError } from './telemetry.errors.js';
+import { readSettings } from './telemetry-settings.service.js';
+import type { UsageReport, UsageRow } from './usage.model.js';
+
+/** The longest range a report covers. */
+const MAX_REPORT_DAYS = 400;
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+
+interface Part {
+  table: 'telemetry_gpu_1h' | 'telemetry_gpu_1m';
+  from: Date;
+  to: Date;
+}
+
+@Injectable()
+export class UsageReportService {
+  constructor(@Inject(Transactions) private readonly tx: Transactions) {}
+
+  async report(p: Principal, fromInput: Date, toInput: Date): Promise<UsageReport> {
+    const from = floorTo(fromInput, 'minute');
+    const to = floorTo(toInput, 'minute');
+    if (isNaN(from.getTime()) || isNaN(to.getTime()) || from >= to)
+      throw new TelemetryRangeError('from must be at least a minute before to');
+    if (to.getTime() - from.getTime() > MAX_REPORT_DAYS * DAY_MS)
+      throw new TelemetryRangeError(`a report covers at most ${MAX_REPORT_DAYS} days`);
+    const readable = scopeOf(p.grants, 'telemetry:read');
+    const projects = readable === 'organization' ? null : [...readable];
+    return this.tx.tenant(p.tenantId, async (m) => {
+      const settings = await readSettings(m);
+      const parts = split(from, to);
+      const union = parts
+        .map(
+          (part, i) =>
+            `SELECT agent_id, gpu, project_id, user_id, seconds, idle_seconds, energy_j FROM ${part.table}
+              WHERE bucket >= $${2 * i + 2} AND bucket < $${2 * i + 3} AND job_id IS NOT NULL
+                AND ($1::uuid[] IS NULL OR project_id = ANY($1::uuid[]))`,
+        )
+        .join(' UNION ALL ');
+      const rows: {
+        project_id: string | null;
+        project_name: string | null;
+        user_id: string | null;
+        user_label: string | null;
+        model: string | null;
+        seconds: number;
+        idle_seconds: number;
+        energy_j: number;
+      }[] = await m.query(
+        `SELECT u.project_id, pr.name AS project_name, u.user_id, coalesce(us.email, us.name) AS user_label,
+                g.name AS model, sum(u.seconds) AS seconds, sum(u.idle_seconds) AS idle_seconds,
+                sum(u.energy_j) AS energy_j
+           FROM (${union}) u
+           LEFT JOIN telemetry_gpus g ON g.agent_id = u.agent_id AND g.gpu = u.gpu
+           LEFT JOIN projects pr ON pr.id = u.project_id
+           LEFT JOIN users us ON us.id = u.user_id
+          GROUP BY u.project_id, pr.name, u.user_id, us.email, us.name, g.name
+          ORDER BY pr.name NULLS FIRST, user_label NULLS FIRST, g.name`,
+        [projects, ...parts.flatMap((part) => [part.from, part.to])],
+      );
+      const out: UsageRow[] = rows.map((r) => {
+        const gpuModel = r.model ?? 'unknown';
+        const gpuHours = Number(r.seconds) / 3600;
+        const price = settings.gpu_prices[gpuModel] ?? null;
+        return {
+          projectId: r.project_id,
+          projectName: r.project_name,
+          userId: r.user_id,
+          user: r.user_label,
+          gpuModel,
+          gpuHours,
+          idleGpuHours: Number(r.idle_seconds) / 3600,
+          energyKwh: Number(r.energy_j) / 3.6e6,
+          pricePerGpuHour: price,
+          cost: price === null ? null : gpuHours * price,
+        };
+      });
+      const sum = (f: (r: UsageRow) => number) => out.reduce((a, r) => a + f(r), 0);
+      return {
+        from,
+        to,
+        currency: settings.currency,
+        rows: out,
+        totals: {
+          gpuHours: sum((r) => r.gpuHours),
+          idleGpuHours: sum((r) => r.idleGpuHours),
+          energyKwh: sum((r) => r.energyKwh),
+          cost: sum((r) => r.cost ?? 0),
+          unpricedGpuHours: sum((r) => (r.cost === null ? r.gpuHours : 0)),
+        },
+      };
+    });
+  }
+
+  async csv(p: Principal, from: Date, to: Date): Promise<string> {
+    return toCsv(await this.report(p, from, to));
+  }
+}
+
+/** Whole hours from the hourly rollups, the minutes around them from the 1-minute ones. */
+export function split(from: Date, to: Date): Part[] {
+  const firstHour = new Date(Math.ceil(from.getTime() / HOUR_MS) * HOUR_MS);
+  const lastHour = floorTo(to, 'hour');
+  if (firstHour >= lastHour) return [{ table: 'telemetry_gpu_1m', from, to }];
+  const parts: Part[] = [{ table: 'telemetry_gpu_1h', from: firstHour, to: lastHour }];
+  if (from < firstHour) parts.push({ table: 'telemetry_gpu_1m', from, to: firstHour });
+  if (lastHour < to) parts.push({ table: 'telemetry_gpu_1m', from: lastHour, to });
+  return parts;
+}
+
+const CSV_COLUMNS = [
+  'project_id',
+  'project',
+  'user_id',
+  'user',
+  'gpu_model',
+  'gpu_hours',
+  'idle_gpu_hours',
+  'energy_kwh',
+  'price_per_gpu_hour',
+  'cost',
+  'currency',
+] as const;
+
+/**
+ * RFC 4180 CSV. Text that a spreadsheet would take for a formula (=, +, -, @ first) is prefixed with
+ * an apostrophe: project names and emails are user input.
+ */
+export function toCsv(report: UsageReport): string {
+  const text = (v: string | null) => {
+    if (v === null) return '';
+    const safe = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+    return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+  };
+  const number = (v: number | null) => (v === null ? '' : String(Math.round(v * 1e6) / 1e6));
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const r of report.rows)
+    lines.push(
+      [
+        text(r.projectId),
+        text(r.projectName),
+        text(r.userId),
+        text(r.user),
+        text(r.gpuModel),
+        number(r.gpuHours),
+        number(r.idleGpuHours),
+        number(r.energyKwh),
+        number(r.pricePerGpuHour),
+        number(r.cost),
+        text(report.currency),
+      ].join(','),
+    );
+  return `${lines.join('\r\n')}\r\n`;
+}

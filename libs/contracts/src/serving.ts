@@ -1,0 +1,81 @@
+/**
+ * Wire schemas for the `serve` and `batch_predict` job kinds. Down: which model to load, by its
+ * agent-side URI and hash (the control plane never holds weights). Up: numbers only — readiness,
+ * request counts and latencies, row counts and the output's hash; never a request, a response or a row.
+ */
+import { z } from 'zod';
+import { TRAIN_LIMITS } from './ml.js';
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
+const fileUri = z
+  .string()
+  .max(TRAIN_LIMITS.maxUriChars)
+  .regex(/^file:\/\/\S+$/, 'must be a file:// URI');
+
+/** A name usable in an Open Inference Protocol path segment. */
+export const ServedModelName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -');
+
+/** An ONNX model file in the customer's artifact store, pinned by its hash. */
+export const ModelRef = z
+  .object({
+    name: ServedModelName,
+    version: z.string().regex(/^[1-9][0-9]{0,8}$/),
+    uri: fileUri,
+    sha256,
+  })
+  .strict();
+export type ModelRef = z.infer<typeof ModelRef>;
+
+/** The `serve` job: keep this model loaded and answering until cancelled (undeploy). */
+export const ServeSpec = z.object({ deploymentId: z.uuid(), model: ModelRef }).strict();
+export type ServeSpec = z.infer<typeof ServeSpec>;
+
+/** The `batch_predict` job: run the model over a dataset that resolves only on the agent. */
+export const BatchPredictSpec = z
+  .object({
+    model: ModelRef,
+    input: z
+      .object({
+        uri: z
+          .string()
+          .max(TRAIN_LIMITS.maxUriChars)
+          .regex(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/, 'must be a URI such as file:///data/score.csv'),
+        format: z.enum(['csv', 'jsonl']).optional(),
+      })
+      .strict(),
+    /** The input columns in the model's input order; absent: the model's recorded feature names. */
+    features: z
+      .array(z.string().min(1).max(TRAIN_LIMITS.maxColumnNameChars))
+      .min(1)
+      .max(TRAIN_LIMITS.maxFeatures)
+      .optional(),
+  })
+  .strict();
+export type BatchPredictSpec = z.infer<typeof BatchPredictSpec>;
+
+export const BatchPredictResult = z
+  .object({
+    rows: z.number().int().min(0),
+    durationMs: z.number().min(0),
+    input: z.object({ sha256, rows: z.number().int().min(0) }).strict(),
+    output: z
+      .object({ uri: fileUri, sha256, sizeBytes: z.number().int().min(0), format: z.literal('jsonl') })
+      .strict(),
+  })
+  .strict();
+export type BatchPredictResult = z.infer<typeof BatchPredictResult>;
+
+/** Request metrics of a served model over the last window: counts and latencies only. */
+export const ServeMetrics = z
+  .object({
+    windowSeconds: z.number().int().min(1).max(3600),
+    requests: z.number().int().min(0),
+    errors: z.number().int().min(0),
+    p50Ms: z.number().min(0).nullable(),
+    p95Ms: z.number().min(0).nullable(),
+    p99Ms: z.number().min(0).nullable(),
+  })
+  .strict();
+export type ServeMetrics = z.infer<typeof ServeMetrics>;
