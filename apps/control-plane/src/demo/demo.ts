@@ -39,6 +39,9 @@ export async function runDemo(opts: { once: boolean }): Promise<number> {
       const pg = await startEmbeddedPostgres(join(state, 'pglite'));
       stops.push(() => pg.stop());
       overrides.DATABASE_URL = pg.url;
+      // PGlite is a single Postgres session behind the socket: connections would interleave their
+      // statements in it (an unnamed prepared statement of one replaced by another's). One connection.
+      overrides.DATABASE_POOL_SIZE = '1';
       say(`Postgres: embedded PGlite at ${pg.url}`);
     }
     if (!base.nats.url) {
