@@ -1,5 +1,5 @@
 /**
- * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ * @jest-environment <rootDir>/libs/testing/src/onnxruntime.jest-environment.mjs
  *
  * The serve job on a real ServeHost: what it reports, how it ends when cancelled or replaced.
  */

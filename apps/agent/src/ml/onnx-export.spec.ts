@@ -1,5 +1,5 @@
 /**
- * @jest-environment <rootDir>/apps/agent/src/ml/onnxruntime.jest-environment.mjs
+ * @jest-environment <rootDir>/libs/testing/src/onnxruntime.jest-environment.mjs
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import onnx from 'onnx-proto';

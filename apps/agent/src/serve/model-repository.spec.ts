@@ -1,5 +1,5 @@
 /**
- * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ * @jest-environment <rootDir>/libs/testing/src/onnxruntime.jest-environment.mjs
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ * @jest-environment <rootDir>/libs/testing/src/onnxruntime.jest-environment.mjs
  *
  * Deployments seen through the server: readiness while a model loads or after its load failed,
  * versions replaced under requests in flight, metrics, and a graceful stop. Sessions are real;

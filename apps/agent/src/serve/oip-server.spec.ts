@@ -1,5 +1,5 @@
 /**
- * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ * @jest-environment <rootDir>/libs/testing/src/onnxruntime.jest-environment.mjs
  *
  * The protocol: the server on an ephemeral port, answered by real HTTP requests, serving real
  * onnxruntime sessions of models built in the test. Deployments are in oip-server.deploy.spec.ts.

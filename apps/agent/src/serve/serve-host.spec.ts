@@ -1,5 +1,5 @@
 /**
- * @jest-environment <rootDir>/apps/agent/src/serve/onnxruntime.jest-environment.mjs
+ * @jest-environment <rootDir>/libs/testing/src/onnxruntime.jest-environment.mjs
  *
  * The agent's inference server and its deployments, over real HTTP and real sessions.
  */

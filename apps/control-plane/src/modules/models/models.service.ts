@@ -13,6 +13,7 @@ import type { Permission } from '../../platform/access/permissions.js';
 import { actorOf, AuditService, type AuditActor } from '../../platform/audit/audit.service.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { InvalidInputError } from '../../platform/errors/domain-error.js';
+import { changedRows } from '../../platform/database/returning.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import type { JobEntity } from '../jobs/job.entity.js';
 import { ProjectsService } from '../projects/projects.service.js';
@@ -274,13 +275,12 @@ export class ModelsService {
       if (v.stage === stage) return toVersion(v);
       let archived: string[] = [];
       if (stage === ModelStage.PRODUCTION && archiveExisting) {
-        const rows: { id: string }[] = await m
-          .query(
-            `UPDATE model_versions SET stage = 'ARCHIVED', stage_changed_at = now()
-              WHERE model_id = $1 AND stage = 'PRODUCTION' AND id <> $2 RETURNING id`,
-            [v.model_id, v.id],
-          )
-          .then((r: [{ id: string }[], number]) => r[0]);
+        const rows = await changedRows<{ id: string }>(
+          m,
+          `UPDATE model_versions SET stage = 'ARCHIVED', stage_changed_at = now()
+            WHERE model_id = $1 AND stage = 'PRODUCTION' AND id <> $2 RETURNING id`,
+          [v.model_id, v.id],
+        );
         archived = rows.map((r) => r.id);
       }
       await m.query(`UPDATE model_versions SET stage = $2, stage_changed_at = now() WHERE id = $1`, [

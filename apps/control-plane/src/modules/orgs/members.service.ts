@@ -6,6 +6,7 @@ import type { Principal } from '../../platform/auth/principal.js';
 import { hashSecret, newSecret } from '../../platform/auth/secrets.js';
 import { Sessions } from '../../platform/auth/sessions.js';
 import { changedRows } from '../../platform/database/returning.js';
+import { onUniqueViolation } from '../../platform/database/unique-violation.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ProjectsService } from '../projects/projects.service.js';
 import {
@@ -20,6 +21,7 @@ import {
   assertMayTouch,
   assertNotSelf,
   assertOwnerRemains,
+  bindingModelsOf,
   bindingsOf,
   lockOwners,
   resolveRole,
@@ -27,7 +29,6 @@ import {
 } from './role-bindings.js';
 
 const INVITATION_TTL_SECONDS = 7 * 24 * 3600;
-const UNIQUE_VIOLATION = '23505';
 
 function toMember(row: PrincipalRow, bindings: readonly BindingRecord[]): MemberModel {
   return {
@@ -35,7 +36,7 @@ function toMember(row: PrincipalRow, bindings: readonly BindingRecord[]): Member
     email: row.email!,
     status: row.status as PrincipalStatus,
     createdAt: row.created_at,
-    roleBindings: bindings.filter((b) => b.principalId === row.id).map(({ permissions: _, ...b }) => b),
+    roleBindings: bindingModelsOf(bindings, row.id),
   };
 }
 
@@ -91,9 +92,7 @@ export class MembersService {
            RETURNING id, kind, email, name, description, status, created_at, invitation_expires_at`,
           [id, p.tenantId, email, p.userId, hash, INVITATION_TTL_SECONDS],
         )
-        .catch((err: { code?: string }) => {
-          throw err.code === UNIQUE_VIOLATION ? new ConflictError(`${email} is already a member`) : err;
-        });
+        .catch(onUniqueViolation(() => new ConflictError(`${email} is already a member`)));
       const binding = await this.principals.insertBinding(m, p.tenantId, id, role, projectId);
       await this.audit.record(m, p.tenantId, actorOf(p), {
         action: 'member.invite',

@@ -15,6 +15,7 @@ import {
   bindingsOf,
   lockOwners,
   resolveRole,
+  toBindingModel,
 } from './role-bindings.js';
 
 export interface PrincipalRow {
@@ -95,8 +96,7 @@ export class PrincipalsService {
         target: { type: 'role_binding', id },
         changes: { principalId: row.user_id, role: binding.role, projectId: binding.projectId },
       });
-      const { permissions: _, ...model } = binding;
-      return model;
+      return toBindingModel(binding);
     });
   }
 

@@ -69,6 +69,15 @@ export async function bindingsOf(
   }));
 }
 
+/** A principal's bindings as the API shows them (without the resolved permissions). */
+export function bindingModelsOf(bindings: readonly BindingRecord[], principalId: string): RoleBindingModel[] {
+  return bindings.filter((b) => b.principalId === principalId).map(toBindingModel);
+}
+
+export function toBindingModel({ permissions: _, ...model }: BindingRecord): RoleBindingModel {
+  return model;
+}
+
 export function toBindingRows(bindings: readonly BindingRecord[]): BindingRow[] {
   return bindings.map((b) => ({ role: b.role, projectId: b.projectId, permissions: b.permissions }));
 }

@@ -5,6 +5,7 @@ import { isPermission, ROLE_NAMES, ROLES, type Permission } from '../../platform
 import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { changedRows } from '../../platform/database/returning.js';
+import { onUniqueViolation } from '../../platform/database/unique-violation.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import type { CreateRoleInput, RoleModel, UpdateRoleInput } from './access.model.js';
 import { ConflictError, RoleNotFoundError, UnknownPermissionError } from './orgs.errors.js';
@@ -16,7 +17,6 @@ interface RoleRow {
   permissions: Permission[];
 }
 const COLUMNS = 'id, name, description, permissions';
-const UNIQUE_VIOLATION = '23505';
 
 const BUILT_IN_DESCRIPTIONS: Record<(typeof ROLE_NAMES)[number], string> = {
   owner: 'Everything, including the organization itself.',
@@ -69,9 +69,7 @@ export class RolesService {
            RETURNING ${COLUMNS}`,
           [id, p.tenantId, input.name, input.description ?? '', permissions],
         )
-        .catch((err: { code?: string }) => {
-          throw err.code === UNIQUE_VIOLATION ? new ConflictError(`a role named ${input.name} exists`) : err;
-        });
+        .catch(onUniqueViolation(() => new ConflictError(`a role named ${input.name} exists`)));
       await this.audit.record(m, p.tenantId, actorOf(p), {
         action: 'role.create',
         target: { type: 'role', id },

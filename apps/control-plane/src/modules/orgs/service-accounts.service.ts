@@ -4,13 +4,13 @@ import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
 import type { Principal } from '../../platform/auth/principal.js';
 import { Sessions } from '../../platform/auth/sessions.js';
 import { changedRows } from '../../platform/database/returning.js';
+import { onUniqueViolation } from '../../platform/database/unique-violation.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { PrincipalStatus, type CreateServiceAccountInput, type ServiceAccountModel } from './access.model.js';
 import { ConflictError, PrincipalNotFoundError } from './orgs.errors.js';
 import { PrincipalsService, type PrincipalRow } from './principals.service.js';
-import { assertMayTouch, bindingsOf, type BindingRecord } from './role-bindings.js';
+import { assertMayTouch, bindingModelsOf, bindingsOf, type BindingRecord } from './role-bindings.js';
 
-const UNIQUE_VIOLATION = '23505';
 const COLUMNS = 'id, kind, email, name, description, status, created_at';
 
 function toServiceAccount(row: PrincipalRow, bindings: readonly BindingRecord[]): ServiceAccountModel {
@@ -20,7 +20,7 @@ function toServiceAccount(row: PrincipalRow, bindings: readonly BindingRecord[])
     description: row.description,
     status: row.status as PrincipalStatus,
     createdAt: row.created_at,
-    roleBindings: bindings.filter((b) => b.principalId === row.id).map(({ permissions: _, ...b }) => b),
+    roleBindings: bindingModelsOf(bindings, row.id),
   };
 }
 
@@ -44,11 +44,7 @@ export class ServiceAccountsService {
            VALUES ($1, $2, 'service_account', $3, $4, 'ACTIVE', $5) RETURNING ${COLUMNS}`,
           [id, p.tenantId, name, input.description ?? '', p.userId],
         )
-        .catch((err: { code?: string }) => {
-          throw err.code === UNIQUE_VIOLATION
-            ? new ConflictError(`a service account named ${name} exists`)
-            : err;
-        });
+        .catch(onUniqueViolation(() => new ConflictError(`a service account named ${name} exists`)));
       await this.audit.record(m, p.tenantId, actorOf(p), {
         action: 'service_account.create',
         target: { type: 'service_account', id },

@@ -4,6 +4,7 @@ import type { EntityManager } from 'typeorm';
 import { scopeOf } from '../../platform/access/grants.js';
 import { actorOf, AuditService } from '../../platform/audit/audit.service.js';
 import type { Principal } from '../../platform/auth/principal.js';
+import { onUniqueViolation } from '../../platform/database/unique-violation.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import type { CreateProjectInput, ProjectModel } from './project.model.js';
 import { ProjectNameTakenError, ProjectNotFoundError } from './projects.errors.js';
@@ -22,8 +23,6 @@ const toModel = (r: ProjectRow): ProjectModel => ({
   createdAt: r.created_at,
 });
 
-const UNIQUE_VIOLATION = '23505';
-
 @Injectable()
 export class ProjectsService {
   constructor(
@@ -41,9 +40,7 @@ export class ProjectsService {
            RETURNING id, name, description, created_at`,
           [id, p.tenantId, name, input.description ?? '', p.userId],
         )
-        .catch((err: { code?: string }) => {
-          throw err.code === UNIQUE_VIOLATION ? new ProjectNameTakenError(name) : err;
-        });
+        .catch(onUniqueViolation(() => new ProjectNameTakenError(name)));
       await this.audit.record(m, p.tenantId, actorOf(p), {
         action: 'project.create',
         target: { type: 'project', id },

@@ -5,7 +5,7 @@
  * tuples, without building a readable sample first. Pure: the writer decides which messages, agents
  * and jobs are acceptable; this only applies those decisions and counts what it leaves out.
  */
-import type { AgentTelemetry, GpuVendorName } from '@hearth/contracts';
+import type { AgentTelemetry, GpuVendorName, TelemetryGpuInfo } from '@hearth/contracts';
 
 /** One accepted message with the tenant and agent its subject (and the agents table) vouch for. */
 export interface IngestMessage {
@@ -24,17 +24,10 @@ export interface IngestBounds {
 }
 
 /** One row of telemetry_gpus. */
-export interface GpuDescription {
+export interface GpuDescription extends TelemetryGpuInfo {
   tenantId: string;
   agentId: string;
   gpu: number;
-  vendor: GpuVendorName;
-  index: number;
-  uuid: string | null;
-  name: string;
-  memoryTotalMiB: number | null;
-  powerLimitW: number | null;
-  mig: boolean | null;
 }
 
 /** Postgres integer columns hold up to 2^31 - 1; the contract allows counts up to 2^31. */
