@@ -1,8 +1,8 @@
 // bench/dispatch: submit → RUNNING latency and throughput with several real agents.
-//   npm run build && node bench/dispatch/run.js [--rate 200] [--seconds 10] [--agents 4]
+//   npm run build && node bench/dispatch/run.js [--rate 200] [--seconds 10] [--agents 4] [--cpu-prof DIR]
 // Uses the local Postgres and nats-server (as the tests do), a real control plane and real agents.
 // Latency is measured by Postgres's clock: jobs.started_at (claim committed) - jobs.created_at.
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   createOrganization,
@@ -19,6 +19,8 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '10' },
     agents: { type: 'string', default: '4' },
+    // Writes a V8 CPU profile of the control plane into this folder (open it in Chrome DevTools).
+    'cpu-prof': { type: 'string' },
   },
 });
 const rate = Number(values.rate);
@@ -26,18 +28,28 @@ const seconds = Number(values.seconds);
 const agentCount = Number(values.agents);
 
 const db = await createTestDatabase();
-const cp = await startControlPlane({
-  DATABASE_URL: db.appUrl,
-  NATS_URL: 'nats://127.0.0.1:4222',
-  DATABASE_POOL_SIZE: '20',
-});
+const cp = await startControlPlane(
+  {
+    DATABASE_URL: db.appUrl,
+    NATS_URL: 'nats://127.0.0.1:4222',
+    DATABASE_POOL_SIZE: '20',
+  },
+  { nodeArgs: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [] },
+);
 const agents = [];
 try {
   const org = await createOrganization(db.appUrl, 'Bench');
   const api = new GraphQLClient(cp.graphqlUrl, org.adminToken);
   for (let i = 0; i < agentCount; i++) {
     const { createJoinToken } = await api.ok(`mutation { createJoinToken { token } }`);
-    agents.push(await startAgent(cp.url, createJoinToken.token, { args: ['--max-jobs', '64'] }));
+    agents.push(
+      await startAgent(cp.url, createJoinToken.token, {
+        args: ['--max-jobs', '64'],
+        // The first agent is profiled with the control plane.
+        nodeArgs:
+          values['cpu-prof'] && i === 0 ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}/agent`] : [],
+      }),
+    );
   }
   await waitFor(
     async () => (await api.ok(`{ agents { state } }`)).agents.every((a) => a.state === 'ONLINE'),
@@ -61,6 +73,7 @@ try {
   const total = rate * seconds;
   const pending = [];
   const errors = [];
+  const cpu0 = cpuSeconds(cp, agents);
   const t0 = performance.now();
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
@@ -70,6 +83,7 @@ try {
   }
   await Promise.all(pending);
   const offeredSeconds = (performance.now() - t0) / 1000;
+  const cpu1 = cpuSeconds(cp, agents);
   await waitFor(
     async () =>
       Number((await query(db.adminUrl, `SELECT count(*) AS n FROM jobs WHERE finished_at IS NULL`))[0].n) ===
@@ -122,6 +136,10 @@ try {
       published: round(stages.published),
       running: round(stages.running),
     },
+    // CPU time per submitted job while the load ran (ms), by component; the machine has 2 cores.
+    cpuMsPerJob: Object.fromEntries(
+      Object.keys(cpu1).map((k) => [k, round(((cpu1[k] - cpu0[k]) * 1000) / total)]),
+    ),
     dispatchedPerSecond: round(Number(stats.jobs) / Number(stats.span_running)),
     completedPerSecond: round(Number(stats.jobs) / Number(stats.span_done)),
   };
@@ -140,4 +158,42 @@ try {
 
 function round(x) {
   return Math.round(Number(x) * 10) / 10;
+}
+
+/** CPU seconds (user + system) so far of each component, from /proc (Linux). */
+function cpuSeconds(cp, agents) {
+  const tick = 100; // USER_HZ
+  const stat = (pid) => {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      return {
+        self: (Number(f[11]) + Number(f[12])) / tick,
+        children: (Number(f[13]) + Number(f[14])) / tick,
+      };
+    } catch {
+      return { self: 0, children: 0 }; // exited
+    }
+  };
+  const byName = (name) => {
+    let sum = 0;
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name) sum += stat(pid).self;
+      } catch {
+        // gone
+      }
+    }
+    return sum;
+  };
+  const agentStats = agents.map((a) => stat(a.proc.pid));
+  const own = process.cpuUsage();
+  return {
+    controlPlane: stat(cp.proc.pid).self,
+    agents: agentStats.reduce((s, a) => s + a.self, 0),
+    jobProcesses: agentStats.reduce((s, a) => s + a.children, 0),
+    postgres: byName('postgres'),
+    natsServer: byName('nats-server'),
+    benchClient: (own.user + own.system) / 1e6,
+  };
 }

@@ -37,10 +37,11 @@ export function runAgent(
   dataDir: string,
   args: string[] = [],
   env: Record<string, string | undefined> = {},
+  nodeArgs: string[] = [],
 ): Proc {
   return startProcess(
     process.execPath,
-    [AGENT_BIN, 'run', '--data-dir', dataDir, ...args],
+    [...nodeArgs, AGENT_BIN, 'run', '--data-dir', dataDir, ...args],
     { HEARTH_AGENT_LOG_LEVEL: 'info', ...env },
     'agent',
   );
@@ -50,10 +51,20 @@ export function runAgent(
 export async function startAgent(
   controlPlaneUrl: string,
   token: string,
-  opts: { labels?: Record<string, string>; args?: string[]; env?: Record<string, string | undefined> } = {},
+  opts: {
+    labels?: Record<string, string>;
+    args?: string[];
+    env?: Record<string, string | undefined>;
+    /** For node itself (benchmarks pass `--cpu-prof`). */
+    nodeArgs?: string[];
+  } = {},
 ): Promise<TestAgent> {
   const joined = await joinAgent(controlPlaneUrl, token, opts);
   if (joined.code !== 0 || !joined.id)
     throw new Error(`hearth-agent join failed (${joined.code}): ${joined.stderr}${joined.stdout}`);
-  return { id: joined.id, dataDir: joined.dataDir, proc: runAgent(joined.dataDir, opts.args, opts.env) };
+  return {
+    id: joined.id,
+    dataDir: joined.dataDir,
+    proc: runAgent(joined.dataDir, opts.args, opts.env, opts.nodeArgs),
+  };
 }

@@ -8,11 +8,17 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-/** Starts the real control plane (`hearth serve`) on a free port and waits until it listens. */
-export async function startControlPlane(env: Record<string, string | undefined>): Promise<ControlPlane> {
+/**
+ * Starts the real control plane (`hearth serve`) on a free port and waits until it listens. `nodeArgs`
+ * go to node itself (benchmarks pass `--cpu-prof`, which NODE_OPTIONS does not allow).
+ */
+export async function startControlPlane(
+  env: Record<string, string | undefined>,
+  opts: { nodeArgs?: string[] } = {},
+): Promise<ControlPlane> {
   const proc = startProcess(
     process.execPath,
-    [HEARTH_BIN, 'serve'],
+    [...(opts.nodeArgs ?? []), HEARTH_BIN, 'serve'],
     {
       PORT: '0',
       HOST: '127.0.0.1',

@@ -3,6 +3,7 @@ export * from './control-plane.js';
 export * from './fake-gpus.js';
 export * from './graphql.js';
 export * from './jobs.js';
+export * from './nats.js';
 export * from './onnx-models.js';
 export * from './paths.js';
 export * from './postgres.js';

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { deleteAgentConsumers } from './nats.js';
 import { HEARTH_BIN } from './paths.js';
 
 /** The local Postgres the tests use (trust auth). Override with TEST_DATABASE_ADMIN_URL. */
@@ -45,6 +46,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     adminUrl,
     appUrl: withUser(adminUrl, 'hearth_app'),
     async drop() {
+      // The agents' consumers live on the shared nats-server, beyond the database (see nats.ts).
+      const agents = await query<{ id: string }>(adminUrl, `SELECT id FROM agents`).catch(() => []);
+      await deleteAgentConsumers(agents.map((a) => a.id)).catch(() => undefined); // no server: nothing to clean
       const c = new pg.Client({ connectionString: ADMIN_URL });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

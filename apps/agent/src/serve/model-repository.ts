@@ -5,7 +5,7 @@
  * a request in flight. Operations on one name run one after another, in the order called.
  */
 import { errorMessage, type Logger } from '../logger.js';
-import { loadModelSession, type ExecutionProvider, type ModelSession } from './model-session.js';
+import type { ExecutionProvider, ModelSession } from './model-session.js';
 import { ServeError } from './serve.errors.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'FAILED' | 'UNLOADED';
@@ -80,7 +80,8 @@ export class ModelRepository {
   private readonly loadSession: SessionLoader;
 
   constructor(private readonly options: ModelRepositoryOptions = {}) {
-    this.loadSession = options.loadSession ?? ((file) => loadModelSession(file));
+    this.loadSession =
+      options.loadSession ?? (async (file) => (await import('./model-session.js')).loadModelSession(file));
   }
 
   /** Loads a model under a new name. Rejects with the load error (the name is then FAILED). */

@@ -10,8 +10,8 @@ import os from 'node:os';
 import type { ServeMetrics as ServeMetricsMessage } from '@hearth/contracts';
 import type { Logger } from '../logger.js';
 import { ModelRepository } from './model-repository.js';
-import { loadModelSession, type ExecutionProvider, type ModelSession } from './model-session.js';
-import { startOipServer, type OipServer } from './oip-server.js';
+import type { ExecutionProvider, ModelSession } from './model-session.js';
+import type { OipServer } from './oip-server.js';
 import { ServeMetrics } from './serve-metrics.js';
 import { ServeError } from './serve.errors.js';
 
@@ -58,7 +58,11 @@ export class ServeHost {
   private closed = false;
 
   constructor(private readonly options: ServeHostOptions) {
-    const load = options.loadSession ?? ((bytes: Uint8Array) => loadModelSession(bytes));
+    // ONNX Runtime loads with the first deployment, not with the agent: an agent that only runs
+    // commands stays small, and every fork for a command copies the agent's page tables.
+    const load =
+      options.loadSession ??
+      (async (bytes: Uint8Array) => (await import('./model-session.js')).loadModelSession(bytes));
     this.repository = new ModelRepository({
       logger: options.logger,
       loadSession: (key) => {
@@ -72,7 +76,7 @@ export class ServeHost {
   /** Starts the server on first use and returns its endpoint; a failed start is tried again next time. */
   async start(): Promise<string> {
     if (this.closed) throw new ServeError('NOT_READY', 'the agent is stopping');
-    this.server ??= startOipServer({
+    this.server ??= startServer({
       host: this.options.address.host,
       port: this.options.address.port,
       repository: this.repository,
@@ -169,4 +173,8 @@ export function endpointFor(host: string, port: number): string {
   const any = host === '0.0.0.0' || host === '::' || host === '[::]';
   const name = any ? os.hostname() : host;
   return `http://${name.includes(':') && !name.startsWith('[') ? `[${name}]` : name}:${port}`;
+}
+
+async function startServer(options: Parameters<typeof import('./oip-server.js').startOipServer>[0]) {
+  return (await import('./oip-server.js')).startOipServer(options);
 }

@@ -151,7 +151,7 @@ export class DeploymentsService {
       });
       return cancel;
     });
-    if (stopped) this.jobs.announceCancel(stopped.job, stopped.sent);
+    if (stopped) this.jobs.announceCancel(stopped.job);
     return this.get(p, id);
   }
 

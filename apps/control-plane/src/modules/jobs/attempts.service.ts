@@ -20,7 +20,7 @@ import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
 import { jobTransitions, staleResultsRejected } from '../../platform/metrics/metrics.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
-import { Dispatcher } from './dispatcher.service.js';
+import { ACTIVE, Dispatcher } from './dispatcher.service.js';
 import { JobEntity } from './job.entity.js';
 import { JobKinds } from './job-kinds.js';
 import { JobUpdates } from './job-updates.service.js';
@@ -69,8 +69,39 @@ export class AttemptsService {
     return null;
   }
 
+  /**
+   * The common case of a claim in one round trip: the job is locked (job first, as everywhere), then
+   * the attempt starts only if it is the job's current one, DISPATCHED, held by this agent with this
+   * fencing token, and no cancel was asked. Returns false when it did not start, and changes nothing.
+   */
+  private async startFast(a: AgentAddress, msg: JobClaim): Promise<boolean> {
+    const [, started] = await this.tx.oneRoundTrip(a.tenantId, [
+      { sql: `SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, params: [msg.jobId] },
+      {
+        sql: `WITH attempt AS (
+                UPDATE job_attempts SET state = 'RUNNING', started_at = now(),
+                       lease_expires_at = now() + make_interval(secs => $5)
+                 WHERE id = $2 AND job_id = $1 AND state = 'DISPATCHED' AND agent_id = $3 AND fencing_token = $4
+                   AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2
+                                 AND j.cancel_requested_at IS NULL)
+                RETURNING id)
+              UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
+                     updated_at = clock_timestamp()
+               WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`,
+        params: [msg.jobId, msg.attemptId, a.agentId, msg.fencingToken, this.config.fleet.leaseSeconds],
+      },
+    ]);
+    return started.length === 1;
+  }
+
   /** The agent asks to start an attempt. Only the current, dispatched attempt of a live job may start. */
   async claim(a: AgentAddress, msg: JobClaim): Promise<JobClaimReply> {
+    if (await this.startFast(a, msg)) {
+      jobTransitions.inc({ to: 'RUNNING' });
+      this.updates.publish(a.tenantId, msg.jobId);
+      return { type: 'job.claim.reply', v: 1, ok: true };
+    }
+    // Anything else (a repeated claim, a stale or foreign attempt, a cancel) takes the full path.
     const refuse = (reason: string): JobClaimReply => ({ type: 'job.claim.reply', v: 1, ok: false, reason });
     const result = await this.tx.tenant(a.tenantId, async (m) => {
       const cur = await this.lockCurrent(m, msg);
@@ -161,8 +192,46 @@ export class AttemptsService {
     else this.updates.publish(a.tenantId, msg.jobId);
   }
 
+  /**
+   * The common case of a result in one round trip: a result without a payload (a command's) for the
+   * job's current attempt, DISPATCHED or RUNNING, held by this agent with this fencing token. Returns
+   * false when it does not apply, and changes nothing.
+   */
+  private async finishFast(a: AgentAddress, msg: JobFinished): Promise<boolean> {
+    if (msg.result) return false;
+    const [, finished] = await this.tx.oneRoundTrip(a.tenantId, [
+      { sql: `SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, params: [msg.jobId] },
+      {
+        sql: `WITH attempt AS (
+                UPDATE job_attempts SET state = $5, exit_code = $6, reason = $7, finished_at = now()
+                 WHERE id = $2 AND job_id = $1 AND state IN ${ACTIVE} AND agent_id = $3 AND fencing_token = $4
+                   AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2)
+                RETURNING id)
+              UPDATE jobs SET state = $5, exit_code = $6, state_reason = $7, finished_at = now(),
+                     updated_at = clock_timestamp()
+               WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`,
+        params: [
+          msg.jobId,
+          msg.attemptId,
+          a.agentId,
+          msg.fencingToken,
+          msg.outcome,
+          msg.exitCode,
+          msg.reason,
+        ],
+      },
+    ]);
+    return finished.length === 1;
+  }
+
   /** Applies a final result. Idempotent: a redelivered result for a finished attempt changes nothing. */
   async finished(a: AgentAddress, msg: JobFinished): Promise<void> {
+    if (await this.finishFast(a, msg)) {
+      jobTransitions.inc({ to: msg.outcome });
+      this.updates.publish(a.tenantId, msg.jobId);
+      this.dispatcher.kick(a.tenantId); // the agent has a free slot now
+      return;
+    }
     const outcome = await this.tx.tenant(a.tenantId, async (m) => {
       const cur = await this.lockCurrent(m, msg);
       const fenced = this.fenced(cur, msg, a.agentId);

@@ -10,10 +10,11 @@ import { encode, JobDispatch, subjects } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
 import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
+import { changedRows } from '../../platform/database/returning.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { JobEntity } from './job.entity.js';
 import { JobUpdates } from './job-updates.service.js';
-import { gpuNeedOf, hasFreeGpus, hasGpus, type GpuNeed } from './gpu-capacity.js';
+import { gpuNeedOf, hasFreeGpus, hasGpus } from './gpu-capacity.js';
 
 export const ACTIVE = `('DISPATCHED','RUNNING')`;
 
@@ -45,6 +46,8 @@ export function dispatchOf(
   }
 }
 const SYSTEM = '*';
+/** Stands for the agent id in a subject put together in SQL (Dispatcher.assign). */
+const SUBJECT_AGENT = '00000000-0000-4000-8000-000000000000';
 
 @Injectable()
 export class Dispatcher {
@@ -72,10 +75,11 @@ export class Dispatcher {
   ): Promise<boolean> {
     const labels = JSON.stringify(job.agentSelector.labels ?? {});
     const ids = job.agentSelector.agentIds ?? null;
-    const agentId = await this.lockFreeAgent(m, job.tenantId, labels, ids, opts.mayWait, gpuNeedOf(job));
-    if (agentId) {
-      await this.assign(m, job, agentId);
-      return true;
+    // First without waiting (SKIP LOCKED: a transaction never waits on an agent while holding
+    // another, so no lock cycle); then, if every such agent was being assigned to at that moment,
+    // waiting for one, but only when the caller holds no agent lock (mayWait).
+    for (const wait of opts.mayWait ? [false, true] : [false]) {
+      if (await this.assign(m, job, { labels, ids, wait })) return true;
     }
     this.waiting.add(job.tenantId);
     const reason = await this.whyWaiting(m, job, labels, ids);
@@ -90,40 +94,20 @@ export class Dispatcher {
   }
 
   /**
-   * Picks and locks the least-loaded eligible agent that has room; the agent row lock serializes
-   * assignments to one agent. First without waiting (SKIP LOCKED: a transaction never waits on an
-   * agent while holding another, so no lock cycle); then, if every such agent was being assigned to
-   * at that moment, waiting for one, but only when the caller holds no agent lock (mayWait).
+   * Picks and locks the least-loaded eligible agent that has room, and writes the attempt, its
+   * dispatch message (outbox) and the job's new state: one statement, so the agent row lock (which
+   * serializes assignments to one agent) is held from here to COMMIT only. FOR NO KEY UPDATE, so
+   * foreign-key checks on the agent (KEY SHARE) elsewhere do not wait for it. Returns false, having
+   * changed nothing, when no agent qualifies. The outbox row is published once the caller commits.
    */
-  private async lockFreeAgent(
+  private async assign(
     m: EntityManager,
-    tenantId: string,
-    labels: string,
-    ids: string[] | null,
-    mayWait: boolean,
-    gpus: GpuNeed = { count: 0, vendor: null },
-  ): Promise<string | null> {
-    const load = `(SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE})`;
-    for (const wait of mayWait ? [false, true] : [false]) {
-      const [row]: { id: string }[] = await m.query(
-        `SELECT a.id FROM agents a
-          WHERE a.tenant_id = $1 AND a.revoked_at IS NULL
-            AND a.last_heartbeat_at > now() - make_interval(secs => $2)
-            AND a.labels @> $3::jsonb AND ($4::uuid[] IS NULL OR a.id = ANY($4::uuid[]))
-            AND ${load} < a.capacity AND ${hasFreeGpus('$5', '$6')}
-          ORDER BY ${load} - a.capacity, a.last_heartbeat_at DESC
-          LIMIT 1 FOR UPDATE${wait ? '' : ' SKIP LOCKED'}`,
-        [tenantId, this.config.fleet.leaseSeconds, labels, ids, gpus.count, gpus.vendor],
-      );
-      if (row) return row.id;
-    }
-    return null;
-  }
-
-  /** Writes the attempt, its dispatch message (outbox) and the job's new state in one statement. */
-  private async assign(m: EntityManager, job: JobEntity, agentId: string) {
+    job: JobEntity,
+    agent: { labels: string; ids: string[] | null; wait: boolean },
+  ): Promise<boolean> {
     const attemptId = uuidv7();
     const number = job.attempts + 1;
+    const gpus = gpuNeedOf(job);
     const payload = encode(
       JobDispatch,
       dispatchOf(job, {
@@ -132,26 +116,50 @@ export class Dispatcher {
         cancelGraceSeconds: this.config.jobs.cancelGraceSeconds,
       }),
     );
-    await m.query(
-      `WITH attempt AS (
+    // The subject names the agent, chosen in the statement: it is put together there.
+    const [subjectHead, subjectTail] = subjects
+      .jobs({ tenantId: job.tenantId, agentId: SUBJECT_AGENT })
+      .split(SUBJECT_AGENT);
+    const load = `(SELECT count(*) FROM job_attempts t WHERE t.agent_id = a.id AND t.state IN ${ACTIVE})`;
+    const rows = await changedRows<{ agent_id: string }>(
+      m,
+      `WITH agent AS MATERIALIZED (
+         SELECT a.id FROM agents a
+          WHERE a.tenant_id = $1 AND a.revoked_at IS NULL
+            AND a.last_heartbeat_at > now() - make_interval(secs => $2)
+            AND a.labels @> $3::jsonb AND ($4::uuid[] IS NULL OR a.id = ANY($4::uuid[]))
+            AND ${load} < a.capacity AND ${hasFreeGpus('$5', '$6')}
+          ORDER BY ${load} - a.capacity, a.last_heartbeat_at DESC
+          LIMIT 1 FOR NO KEY UPDATE${agent.wait ? '' : ' SKIP LOCKED'}
+       ), attempt AS (
          INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at)
-         VALUES ($3, $2, $1, $4::int, $4::int, $5, 'DISPATCHED', now() + make_interval(secs => $6))
+         SELECT $8, $1, $7, $9::int, $9::int, agent.id, 'DISPATCHED', now() + make_interval(secs => $2) FROM agent
        ), message AS (
-         INSERT INTO outbox (tenant_id, subject, msg_id, payload) VALUES ($2, $7, $3, $8)
+         INSERT INTO outbox (tenant_id, subject, msg_id, payload) SELECT $1, $10 || agent.id || $11, $8, $12 FROM agent
        )
-       UPDATE jobs SET state = 'DISPATCHED', state_reason = NULL, attempts = $4, current_attempt_id = $3, agent_id = $5,
-              updated_at = clock_timestamp() WHERE id = $1`,
+       UPDATE jobs SET state = 'DISPATCHED', state_reason = NULL, attempts = $9, current_attempt_id = $8,
+              agent_id = agent.id, updated_at = clock_timestamp()
+         FROM agent WHERE jobs.id = $7
+       RETURNING agent.id AS agent_id`,
       [
-        job.id,
         job.tenantId,
+        this.config.fleet.leaseSeconds,
+        agent.labels,
+        agent.ids,
+        gpus.count,
+        gpus.vendor,
+        job.id,
         attemptId,
         number,
-        agentId,
-        this.config.fleet.leaseSeconds,
-        subjects.jobs({ tenantId: job.tenantId, agentId }),
+        subjectHead,
+        subjectTail,
         Buffer.from(payload),
       ],
     );
+    const agentId = rows[0]?.agent_id;
+    if (!agentId) return false;
+    const subject = subjects.jobs({ tenantId: job.tenantId, agentId });
+    this.tx.afterCommit(m, () => this.relay.publishCommitted([{ subject, msgId: attemptId, payload }]));
     Object.assign(job, {
       state: 'DISPATCHED',
       stateReason: null,
@@ -159,6 +167,7 @@ export class Dispatcher {
       currentAttemptId: attemptId,
       agentId,
     });
+    return true;
   }
 
   private async whyWaiting(
@@ -214,10 +223,7 @@ export class Dispatcher {
     if (tenantId === null) this.waiting.clear();
     else this.waiting.delete(tenantId);
     for (const t of waiting) this.waiting.add(t);
-    if (assigned.length) {
-      this.relay.kick();
-      for (const j of assigned) this.updates.publish(j.tenantId, j.id);
-    }
+    for (const j of assigned) this.updates.publish(j.tenantId, j.id);
   }
 
   private async assignQueuedIn(

@@ -134,9 +134,8 @@ export class JobsService {
     return row;
   }
 
-  /** After the creating transaction committed: wake the relay and tell subscribers. */
+  /** After the creating transaction committed: tell subscribers (its dispatch went out on commit). */
   announce(job: JobEntity): void {
-    if (job.state === 'DISPATCHED') this.relay.kick();
     this.updates.publish(job.tenantId, job.id);
   }
 
@@ -197,14 +196,14 @@ export class JobsService {
    */
   async cancel(p: Principal, id: string): Promise<JobModel> {
     if (!isUuid(id)) throw new JobNotFoundError(id);
-    const { job, sent } = await this.tx.tenant(p.tenantId, async (m) => {
+    const { job } = await this.tx.tenant(p.tenantId, async (m) => {
       const found = await m.findOne(JobEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
       if (!found || !allowsOn(p.ability, 'jobs:read', found.projectId)) throw new JobNotFoundError(id);
       if (!allowsOn(p.ability, 'jobs:cancel', found.projectId))
         throw new PermissionDeniedError('jobs:cancel');
       return this.requestCancel(m, found, actorOf(p), 'cancelled before dispatch');
     });
-    this.announceCancel(job, sent);
+    this.announceCancel(job);
     return toJobModel(job);
   }
 
@@ -242,27 +241,29 @@ export class JobsService {
         WHERE id = $1`,
       [id],
     );
-    await m.insert(OutboxMessage, {
-      tenantId: found.tenantId,
+    const cancel = {
       subject: subjects.control({ tenantId: found.tenantId, agentId: found.agentId! }),
       msgId: `cancel-${found.currentAttemptId}`,
-      payload: Buffer.from(
-        encode(JobCancel, {
-          type: 'job.cancel',
-          v: 1,
-          jobId: id,
-          attemptId: found.currentAttemptId!,
-          fencingToken: Number(attempt.fencing_token),
-          graceSeconds: this.config.jobs.cancelGraceSeconds,
-        }),
-      ),
+      payload: encode(JobCancel, {
+        type: 'job.cancel',
+        v: 1,
+        jobId: id,
+        attemptId: found.currentAttemptId!,
+        fencingToken: Number(attempt.fencing_token),
+        graceSeconds: this.config.jobs.cancelGraceSeconds,
+      }),
+    };
+    await m.insert(OutboxMessage, {
+      tenantId: found.tenantId,
+      ...cancel,
+      payload: Buffer.from(cancel.payload),
     });
+    this.tx.afterCommit(m, () => this.relay.publishCommitted([cancel]));
     return { job: await m.findOneByOrFail(JobEntity, { id }), sent: true };
   }
 
   /** After a cancelling transaction committed. */
-  announceCancel(job: JobEntity, sent: boolean): void {
-    if (sent) this.relay.kick();
+  announceCancel(job: JobEntity): void {
     this.updates.publish(job.tenantId, job.id);
   }
 

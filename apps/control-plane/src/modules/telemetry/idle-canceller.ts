@@ -23,7 +23,7 @@ export class JobsIdleCanceller implements IdleCanceller {
       return this.jobs.requestCancel(m, found, { type: 'system', id: null }, 'cancelled: its GPUs were idle');
     });
     if (!outcome) return false;
-    this.jobs.announceCancel(outcome.job, outcome.sent);
+    this.jobs.announceCancel(outcome.job);
     return outcome.sent || outcome.job.state === 'CANCELLED';
   }
 }
