@@ -3,7 +3,9 @@
 // NATS credentials), then keeps each one heartbeating and sending simulated telemetry (8 GPUs each by
 // default) on its own subjects, with nats-server enforcing them as for any agent. The virtual agents
 // report no free job slots, so the control plane never dispatches a job to them. Stop with Ctrl-C.
+//   node bench/telemetry/demo-fleet.js [--agents 20]     (next to `npm run demo`: reads .hearth/demo.json)
 //   node bench/telemetry/demo-fleet.js --url http://127.0.0.1:8080 --token <API token> [--agents 20]
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createUser } from '@nats-io/nkeys';
 import { connect, jwtAuthenticator } from '@nats-io/transport-node';
@@ -20,9 +22,17 @@ const { values } = parseArgs({
     interval: { type: 'string', default: '5' },
   },
 });
+// Without --url and --token: the running demo's, from the file `npm run demo` writes.
+const demoFile = `${process.env.HEARTH_HOME ?? '.hearth'}/demo.json`;
+if (!values.url && !values.token && existsSync(demoFile)) {
+  const demo = JSON.parse(readFileSync(demoFile, 'utf8'));
+  values.url = demo.graphqlUrl.replace(/\/graphql$/, '');
+  values.token = demo.adminToken;
+}
 if (!values.url || !values.token) {
   console.error(
-    'usage: node bench/telemetry/demo-fleet.js --url <control plane> --token <API token> [--agents 20]',
+    'usage: node bench/telemetry/demo-fleet.js [--url <control plane> --token <API token>] [--agents 20]\n' +
+      `(without them it reads ${demoFile}, which \`npm run demo\` writes)`,
   );
   process.exit(2);
 }
