@@ -17,6 +17,8 @@ import { TelemetryRollups } from '../src/modules/telemetry/rollups.service.js';
 import { AuditService } from '../src/platform/audit/audit.service.js';
 import { createDataSource } from '../src/platform/database/data-source.js';
 import { Transactions } from '../src/platform/tenancy/transactions.js';
+import type { Principal } from '../src/platform/auth/principal.js';
+import { UsageReportService } from '../src/modules/telemetry/usage-report.service.js';
 
 const MINUTE = 60_000;
 const STEP = 10_000;
@@ -223,6 +225,34 @@ describe('idle detection (controllable clock)', () => {
     expect(await alerts(open.job_id)).toEqual([
       expect.objectContaining({ state: 'RESOLVED', resolution: 'job ended' }),
     ]);
+  });
+});
+
+describe('usage report ahead of the rollups (controllable clock)', () => {
+  it('sums minutes the rollups have not reached from the raw samples, equal to their integral', async () => {
+    const w0 = F0 + 70 * MINUTE;
+    const late = await job(w0);
+    await samples(late, 0, w0 + 30 * MINUTE, 3); // two GPUs at 3 % (idle at the default 5 %), 90 W each
+    await tick(w0 + 15 * MINUTE); // rolled up to a minute before that, no further
+    const [{ done_until }] = await query<{ done_until: Date }>(
+      db.adminUrl,
+      `SELECT done_until FROM telemetry_tasks WHERE name = 'rollup'`,
+    );
+    expect(new Date(done_until).getTime()).toBe(w0 + 14 * MINUTE);
+
+    const reports = new UsageReportService(new Transactions(ds));
+    const principal = {
+      tenantId: tenant,
+      grants: [{ permission: 'telemetry:read', projectId: null }],
+    } as unknown as Principal;
+    const report = await reports.report(principal, new Date(w0), new Date(w0 + 30 * MINUTE));
+    // 2 GPUs × 30 minutes, every sample below the threshold, 90 W each.
+    expect(report.totals.gpuHours).toBeCloseTo(1, 9);
+    expect(report.totals.idleGpuHours).toBeCloseTo(1, 9);
+    expect(report.rows.map((r) => r.energyKwh)).toEqual([expect.closeTo((2 * 90 * 1800) / 3.6e6, 9)]);
+    // The part before the watermark came from the rollups, the rest from raw: the same as all raw.
+    const rolled = await reports.report(principal, new Date(w0), new Date(w0 + 14 * MINUTE));
+    expect(rolled.totals.gpuHours).toBeCloseTo((2 * 14) / 60, 9);
   });
 });
 

@@ -2,15 +2,17 @@
  * The usage report: GPU-hours, idle GPU-hours, energy and cost per project, user and GPU model over
  * whole minutes [from, to). Whole hours inside the range are read from the 1-hour rollups and the
  * edges from the 1-minute ones; both hold time-weighted sums of the same raw samples, so the totals
- * are the integral of the raw samples (sample value × the agent's sampling interval). Minutes not yet
- * rolled up (the last minute or two) are not in it yet. A caller who reads telemetry only in some
- * projects gets only those projects' rows.
+ * are the integral of the raw samples (sample value × the agent's sampling interval). Minutes the
+ * rollups have not reached yet (the last minute or two of a report that ends now) are summed from the
+ * raw samples the same way, so a report is complete up to its end. A caller who reads telemetry only
+ * in some projects gets only those projects' rows.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '../../platform/auth/principal.js';
 import { scopeOf } from '../../platform/access/grants.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { floorTo } from './clock.js';
+import { GPU_READINGS } from './rollup-sql.js';
 import { TelemetryRangeError } from './telemetry.errors.js';
 import { readSettings } from './telemetry-settings.service.js';
 import type { UsageReport, UsageRow } from './usage.model.js';
@@ -21,9 +23,22 @@ const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
 interface Part {
-  table: 'telemetry_gpu_1h' | 'telemetry_gpu_1m';
+  table: 'telemetry_gpu_1h' | 'telemetry_gpu_1m' | 'raw';
   from: Date;
   to: Date;
+}
+
+/**
+ * The raw samples' GPU readings held by jobs, as rows like the rollups' (`$1` projects, `$from`/`$to`
+ * the range, `$threshold` the idle threshold): what the 1-minute rollup would sum for those minutes.
+ */
+function rawPart(from: string, to: string, threshold: string): string {
+  return `SELECT r.agent_id, g.gpu, j.project_id, j.created_by AS user_id, r.interval_s::float8 AS seconds,
+                 CASE WHEN g.util_pct < ${threshold} THEN r.interval_s ELSE 0 END::float8 AS idle_seconds,
+                 coalesce(g.power_w::float8 * r.interval_s, 0) AS energy_j
+            FROM telemetry_samples r ${GPU_READINGS}
+            JOIN jobs j ON j.id = g.job_id AND j.tenant_id = r.tenant_id
+           WHERE r.at >= ${from} AND r.at < ${to} AND ($1::uuid[] IS NULL OR j.project_id = ANY($1::uuid[]))`;
 }
 
 @Injectable()
@@ -41,13 +56,21 @@ export class UsageReportService {
     const projects = readable === 'organization' ? null : [...readable];
     return this.tx.tenant(p.tenantId, async (m) => {
       const settings = await readSettings(m);
-      const parts = split(from, to);
+      // The rollups' watermark: minutes before it are rolled up (telemetry_tasks is the system's).
+      const [{ done_until: rolledUntil }]: { done_until: Date | null }[] = await this.tx.elevated(
+        m,
+        p.tenantId,
+        (sys) => sys.query(`SELECT done_until FROM telemetry_tasks WHERE name = 'rollup'`),
+      );
+      const parts = withRawTail(split(from, to), floorTo(rolledUntil ?? from, 'minute'));
+      const threshold = `$${2 * parts.length + 2}`;
       const union = parts
-        .map(
-          (part, i) =>
-            `SELECT agent_id, gpu, project_id, user_id, seconds, idle_seconds, energy_j FROM ${part.table}
-              WHERE bucket >= $${2 * i + 2} AND bucket < $${2 * i + 3} AND job_id IS NOT NULL
-                AND ($1::uuid[] IS NULL OR project_id = ANY($1::uuid[]))`,
+        .map((part, i) =>
+          part.table === 'raw'
+            ? rawPart(`$${2 * i + 2}`, `$${2 * i + 3}`, threshold)
+            : `SELECT agent_id, gpu, project_id, user_id, seconds, idle_seconds, energy_j FROM ${part.table}
+                WHERE bucket >= $${2 * i + 2} AND bucket < $${2 * i + 3} AND job_id IS NOT NULL
+                  AND ($1::uuid[] IS NULL OR project_id = ANY($1::uuid[]))`,
         )
         .join(' UNION ALL ');
       const rows: {
@@ -69,7 +92,11 @@ export class UsageReportService {
            LEFT JOIN users us ON us.id = u.user_id
           GROUP BY u.project_id, pr.name, u.user_id, us.email, us.name, g.name
           ORDER BY pr.name NULLS FIRST, user_label NULLS FIRST, g.name`,
-        [projects, ...parts.flatMap((part) => [part.from, part.to])],
+        [
+          projects,
+          ...parts.flatMap((part) => [part.from, part.to]),
+          ...(parts.some((part) => part.table === 'raw') ? [settings.idle_threshold_pct] : []),
+        ],
       );
       const out: UsageRow[] = rows.map((r) => {
         const gpuModel = r.model ?? 'unknown';
@@ -119,6 +146,32 @@ export function split(from: Date, to: Date): Part[] {
   if (from < firstHour) parts.push({ table: 'telemetry_gpu_1m', from, to: firstHour });
   if (lastHour < to) parts.push({ table: 'telemetry_gpu_1m', from: lastHour, to });
   return parts;
+}
+
+/**
+ * The parts with what lies at or after `rolledUntil` (a whole minute) read from the raw samples
+ * instead. An hour that the watermark is inside is read from its minutes up to the watermark: a
+ * rollup pass running meanwhile adds later minutes to that hour, never to those minutes.
+ */
+export function withRawTail(parts: Part[], rolledUntil: Date): Part[] {
+  const out: Part[] = [];
+  const add = (table: Part['table'], from: Date, to: Date) => {
+    if (from < to) out.push({ table, from, to });
+  };
+  const hour = floorTo(rolledUntil, 'hour');
+  for (const { table, from, to } of parts) {
+    if (to <= (table === 'telemetry_gpu_1h' ? hour : rolledUntil)) add(table, from, to);
+    else if (from >= rolledUntil) add('raw', from, to);
+    else if (table === 'telemetry_gpu_1h') {
+      add(table, from, hour);
+      add('telemetry_gpu_1m', from > hour ? from : hour, rolledUntil);
+      add('raw', rolledUntil, to);
+    } else {
+      add(table, from, rolledUntil);
+      add('raw', rolledUntil, to);
+    }
+  }
+  return out;
 }
 
 const CSV_COLUMNS = [

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { split, toCsv } from './usage-report.service.js';
+import { split, toCsv, withRawTail } from './usage-report.service.js';
 
 const at = (iso: string) => new Date(iso);
 
@@ -16,6 +16,28 @@ describe('usage report', () => {
     expect(split(at('2026-11-21T10:05:00Z'), at('2026-11-21T10:50:00Z'))).toEqual([
       { table: 'telemetry_gpu_1m', from: at('2026-11-21T10:05:00Z'), to: at('2026-11-21T10:50:00Z') },
     ]);
+  });
+
+  it('reads what the rollups have not reached from the raw samples', () => {
+    const parts = split(at('2026-11-21T09:45:00Z'), at('2026-11-21T12:10:00Z'));
+    // The watermark inside an hour: that hour from its minutes up to the watermark, then raw.
+    expect(withRawTail(parts, at('2026-11-21T11:20:00Z'))).toEqual([
+      { table: 'telemetry_gpu_1h', from: at('2026-11-21T10:00:00Z'), to: at('2026-11-21T11:00:00Z') },
+      { table: 'telemetry_gpu_1m', from: at('2026-11-21T11:00:00Z'), to: at('2026-11-21T11:20:00Z') },
+      { table: 'raw', from: at('2026-11-21T11:20:00Z'), to: at('2026-11-21T12:00:00Z') },
+      { table: 'telemetry_gpu_1m', from: at('2026-11-21T09:45:00Z'), to: at('2026-11-21T10:00:00Z') },
+      { table: 'raw', from: at('2026-11-21T12:00:00Z'), to: at('2026-11-21T12:10:00Z') },
+    ]);
+    // Inside the last minutes: only their tail is raw.
+    expect(withRawTail(parts, at('2026-11-21T12:08:00Z'))).toEqual([
+      parts[0],
+      parts[1],
+      { table: 'telemetry_gpu_1m', from: at('2026-11-21T12:00:00Z'), to: at('2026-11-21T12:08:00Z') },
+      { table: 'raw', from: at('2026-11-21T12:08:00Z'), to: at('2026-11-21T12:10:00Z') },
+    ]);
+    // All rolled up: unchanged. Nothing rolled up: all raw.
+    expect(withRawTail(parts, at('2026-11-21T13:00:00Z'))).toEqual(parts);
+    expect(withRawTail(parts, at('2026-11-21T09:00:00Z')).map((p) => p.table)).toEqual(['raw', 'raw', 'raw']);
   });
 
   it('writes RFC 4180 CSV, quoting what needs it and defusing spreadsheet formulas', () => {
