@@ -1,6 +1,6 @@
 // bench/serve: what the Open Inference Protocol server adds to an inference, against onnxruntime
 // called directly in the same process.
-//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N]
+//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--binary]
 // The model is what the trainer exports (apps/agent/dist/ml/onnx-export.js): 32 float32 features,
 // standardised, two relu layers of 64, one sigmoid output; seeded weights. It is loaded twice: as a
 // plain InferenceSession (the CPU provider, the serving session's options) and behind the real server
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '4' },
     threads: { type: 'string' },
+    // Send the inputs with the binary tensor data extension (raw float32 bytes after a JSON header).
+    binary: { type: 'boolean', default: false },
   },
 });
 const iterations = Number(values.iterations);
@@ -112,6 +114,9 @@ const bare = http.createServer((req, res) => {
 await new Promise((resolve) => bare.listen(0, '127.0.0.1', resolve));
 const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
 
+/** Headers of the requests of the current case (the binary extension's header length). */
+let requestHeaders = {};
+
 /** A POST on a kept-alive connection; resolves when the whole response has been read. */
 function post(body, port = server.port) {
   return new Promise((resolve, reject) => {
@@ -122,7 +127,7 @@ function post(body, port = server.port) {
         port,
         method: 'POST',
         path: `/v2/models/${MODEL}/infer`,
-        headers: { 'content-type': 'application/json', 'content-length': body.length },
+        headers: { 'content-type': 'application/json', 'content-length': body.length, ...requestHeaders },
       },
       (res) => {
         const chunks = [];
@@ -149,9 +154,17 @@ try {
     );
     const input = Float32Array.from(data);
     const feeds = () => ({ [INPUT_NAME]: new ort.Tensor('float32', input, [rows, FEATURES]) });
-    const body = Buffer.from(
-      JSON.stringify({ inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [rows, FEATURES], data }] }),
-    );
+    const tensor = { name: INPUT_NAME, datatype: 'FP32', shape: [rows, FEATURES] };
+    let body;
+    if (values.binary) {
+      const header = Buffer.from(
+        JSON.stringify({ inputs: [{ ...tensor, parameters: { binary_data_size: input.byteLength } }] }),
+      );
+      body = Buffer.concat([header, Buffer.from(input.buffer, input.byteOffset, input.byteLength)]);
+      requestHeaders = { 'inference-header-content-length': header.length };
+    } else {
+      body = Buffer.from(JSON.stringify({ inputs: [{ ...tensor, data }] }));
+    }
 
     // The server answers what onnxruntime answers.
     const expected = Array.from((await raw.run(feeds()))[OUTPUT_NAME].data);

@@ -6,6 +6,7 @@
 import ort from 'onnxruntime-node';
 import type { Tensor } from 'onnxruntime-node';
 import { OIP_DATATYPES, ORT_TYPE, type OipDatatype, type TensorSpec } from './model-session.js';
+import { tensorBytes, type BinaryReader } from './oip-binary.js';
 import { badRequest } from './serve.errors.js';
 
 export interface ModelSignature {
@@ -19,10 +20,15 @@ export interface InferRequest {
   readonly feeds: Record<string, Tensor>;
   /** The outputs to return, in the order asked (all of the model's when none were named). */
   readonly outputNames: readonly string[];
+  /** Outputs to return as binary tensor data (oip-binary.ts) rather than JSON. */
+  readonly binaryOutputs: ReadonlySet<string>;
 }
 
-/** Parses a decoded JSON body. Throws ServeError BAD_REQUEST. */
-export function parseInferRequest(body: unknown, model: ModelSignature): InferRequest {
+/**
+ * Parses a decoded JSON body; `binary` holds the bytes after the JSON header when the request uses
+ * the binary tensor data extension. Throws ServeError BAD_REQUEST.
+ */
+export function parseInferRequest(body: unknown, model: ModelSignature, binary?: BinaryReader): InferRequest {
   if (!isObject(body)) throw badRequest('the request body must be a JSON object');
   const { id, parameters, inputs, outputs } = body;
   if (id !== undefined && typeof id !== 'string') throw badRequest("'id' must be a string");
@@ -41,18 +47,29 @@ export function parseInferRequest(body: unknown, model: ModelSignature): InferRe
       );
     }
     if (Object.hasOwn(feeds, spec.name)) throw badRequest(`input '${spec.name}' is given more than once`);
-    feeds[spec.name] = inputTensor(input, spec);
+    feeds[spec.name] = inputTensor(input, spec, binary);
   }
   const missing = model.inputs.filter((i) => !Object.hasOwn(feeds, i.name));
   if (missing.length > 0) throw badRequest(`missing input ${missing.map((i) => `'${i.name}'`).join(', ')}`);
+  binary?.finish();
 
-  return { id, feeds, outputNames: requestedOutputs(outputs, model) };
+  const allBinary = isObject(parameters) && parameters.binary_data_output === true;
+  const binaryOutputs = new Set<string>();
+  const outputNames = requestedOutputs(outputs, model, (name, asked) => {
+    if (asked ?? allBinary) binaryOutputs.add(name);
+  });
+  return { id, feeds, outputNames, binaryOutputs };
 }
 
-function requestedOutputs(outputs: unknown, model: ModelSignature): string[] {
-  if (outputs === undefined) return model.outputs.map((o) => o.name);
+function requestedOutputs(
+  outputs: unknown,
+  model: ModelSignature,
+  binary: (name: string, asked: boolean | undefined) => void,
+): string[] {
+  const all = () => model.outputs.map((o) => (binary(o.name, undefined), o.name));
+  if (outputs === undefined) return all();
   if (!Array.isArray(outputs)) throw badRequest("'outputs' must be an array");
-  if (outputs.length === 0) return model.outputs.map((o) => o.name);
+  if (outputs.length === 0) return all();
   const selected: string[] = [];
   for (const [index, output] of outputs.entries()) {
     if (!isObject(output) || typeof output.name !== 'string') {
@@ -65,18 +82,26 @@ function requestedOutputs(outputs: unknown, model: ModelSignature): string[] {
     if (isObject(output.parameters) && output.parameters.classification !== undefined) {
       throw badRequest(`output '${name}': the classification extension is not supported`);
     }
-    // binary_data / binary_data_output are accepted and answered in JSON, which clients also read.
+    const asked = isObject(output.parameters) ? output.parameters.binary_data : undefined;
+    if (asked !== undefined && typeof asked !== 'boolean') {
+      throw badRequest(`output '${name}': 'binary_data' must be true or false`);
+    }
+    binary(name, asked);
     if (!selected.includes(name)) selected.push(name);
   }
   return selected;
 }
 
-function inputTensor(input: Record<string, unknown>, spec: TensorSpec): Tensor {
+function inputTensor(input: Record<string, unknown>, spec: TensorSpec, binary?: BinaryReader): Tensor {
   const { name } = spec;
-  if (isObject(input.parameters) && input.parameters.binary_data_size !== undefined) {
+  const binarySize = isObject(input.parameters) ? input.parameters.binary_data_size : undefined;
+  if (binarySize !== undefined && !binary) {
     throw badRequest(
-      `input '${name}': binary tensor data is not supported; send the tensor as a JSON 'data' array`,
+      `input '${name}': 'binary_data_size' needs a binary body (an Inference-Header-Content-Length header)`,
     );
+  }
+  if (binarySize !== undefined && input.data !== undefined) {
+    throw badRequest(`input '${name}': give either 'data' or 'binary_data_size', not both`);
   }
   if (typeof input.datatype !== 'string' || !isDatatype(input.datatype)) {
     throw badRequest(
@@ -94,8 +119,12 @@ function inputTensor(input: Record<string, unknown>, spec: TensorSpec): Tensor {
   }
   const dims = shape as number[];
   checkShape(name, dims, spec.shape);
-  const elements = flatten(name, input.data, dims);
   const count = dims.reduce((n, d) => n * d, 1);
+  if (binarySize !== undefined) {
+    const data = binary!.tensorData(name, spec.datatype, count, binarySize);
+    return new ort.Tensor(ORT_TYPE[spec.datatype], data, dims);
+  }
+  const elements = flatten(name, input.data, dims);
   if (elements.length !== count) {
     throw badRequest(
       `input '${name}': shape [${dims.join(',')}] holds ${count} elements but 'data' has ${elements.length}`,
@@ -239,9 +268,31 @@ const OIP_OF_ORT = new Map(Object.entries(ORT_TYPE).map(([oip, t]) => [t, oip]))
  * BigInt has no JSON form, and a double would round values beyond 2^53).
  */
 export function encodeInferResponse(response: InferResponse): string {
+  return encodeInferResponseParts(response).json;
+}
+
+/**
+ * The response as its JSON header and the binary data of the outputs in `binary` (in output order,
+ * after the header, see oip-binary.ts); with no binary outputs, the JSON is the whole body.
+ */
+export function encodeInferResponseParts(
+  response: InferResponse,
+  binary: ReadonlySet<string> = new Set(),
+): { json: string; binary: Buffer[] } {
+  const parts: Buffer[] = [];
   const outputs = response.outputs.map(({ name, tensor }) => {
     const datatype = OIP_OF_ORT.get(tensor.type);
     if (!datatype) throw new Error(`output '${name}' has element type ${tensor.type}`);
+    if (binary.has(name)) {
+      const bytes = tensorBytes(tensor);
+      parts.push(bytes);
+      return JSON.stringify({
+        name,
+        datatype,
+        shape: tensor.dims.map(Number),
+        parameters: { binary_data_size: bytes.length },
+      });
+    }
     const head = JSON.stringify({ name, datatype, shape: tensor.dims.map(Number) });
     return `${head.slice(0, -1)},"data":${tensorDataJson(tensor)}}`;
   });
@@ -250,7 +301,7 @@ export function encodeInferResponse(response: InferResponse): string {
     model_version: response.modelVersion,
     ...(response.id !== undefined ? { id: response.id } : {}),
   });
-  return `${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`;
+  return { json: `${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`, binary: parts };
 }
 
 function tensorDataJson(tensor: Tensor): string {

@@ -95,7 +95,7 @@ describe('OIP v2 server: health and metadata', () => {
   it('serves server metadata, liveness and readiness', async () => {
     expect(await call('GET', '/v2')).toMatchObject({
       status: 200,
-      body: { name: 'hearth-agent', version: AGENT_VERSION, extensions: [] },
+      body: { name: 'hearth-agent', version: AGENT_VERSION, extensions: ['binary_tensor_data'] },
     });
     expect((await call('GET', '/v2/')).status).toBe(200);
     expect(await call('GET', '/v2/health/live')).toMatchObject({ status: 200, body: { live: true } });
@@ -250,6 +250,168 @@ describe('OIP v2 server: inference', () => {
   });
 });
 
+/** A binary tensor data request: the JSON header, then the parts, with the header's length. */
+async function inferBinary(model: string, header: unknown, parts: Buffer[], declared?: string) {
+  const json = Buffer.from(JSON.stringify(header));
+  const res = await fetch(`${server.url}/v2/models/${model}/infer`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': declared ?? String(json.length),
+    },
+    body: Buffer.concat([json, ...parts]),
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  const length = res.headers.get('inference-header-content-length');
+  const head = length === null ? body : body.subarray(0, Number(length));
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    body: JSON.parse(head.toString('utf8')) as Record<string, unknown>,
+    binary: length === null ? null : body.subarray(Number(length)),
+  };
+}
+
+const f32 = (...v: number[]) => Buffer.from(new Float32Array(v).buffer);
+const i64 = (...v: bigint[]) => Buffer.from(new BigInt64Array(v).buffer);
+const strings = (...v: string[]) =>
+  Buffer.concat(
+    v.flatMap((s) => {
+      const text = Buffer.from(s);
+      const length = Buffer.alloc(4);
+      length.writeUInt32LE(text.length);
+      return [length, text];
+    }),
+  );
+
+describe('OIP v2 server: binary tensor data extension', () => {
+  it('takes binary inputs and answers as the same request in JSON does', async () => {
+    const json = await infer('linear', linearInput([1, 2, 4, 0.5, -1, 3], [2, 3]));
+    const binary = await inferBinary(
+      'linear',
+      linearInput(undefined, [2, 3], { parameters: { binary_data_size: 24 } }),
+      [f32(1, 2, 4, 0.5, -1, 3)],
+    );
+    expect(binary.status).toBe(200);
+    expect(binary.contentType).toBe('application/json'); // no binary output was asked for
+    expect(binary.body).toEqual(json.body);
+  });
+
+  it('carries INT64, BOOL, BYTES, FP16 and UINT8 in binary both ways, outputs in the order asked', async () => {
+    const reply = await inferBinary(
+      'types',
+      {
+        parameters: { binary_data_output: true },
+        inputs: [
+          { name: 'i64', shape: [2], datatype: 'INT64', parameters: { binary_data_size: 16 } },
+          { name: 'flag', shape: [2], datatype: 'BOOL', parameters: { binary_data_size: 2 } },
+          { name: 'text', shape: [2], datatype: 'BYTES', parameters: { binary_data_size: 14 } },
+          { name: 'half', shape: [3], datatype: 'FP16', data: [1.5, -0.1, 65504] },
+          { name: 'byte', shape: [], datatype: 'UINT8', parameters: { binary_data_size: 1 } },
+        ],
+        outputs: [
+          { name: 'text_out' },
+          { name: 'i64_out' },
+          { name: 'half_out', parameters: { binary_data: false } },
+          { name: 'flag_out' },
+          { name: 'byte_out' },
+        ],
+      },
+      [i64(-(2n ** 62n), 42n), Buffer.from([1, 0]), strings('héllo', ''), Buffer.from([255])],
+    );
+    expect(reply.status).toBe(200);
+    expect(reply.contentType).toBe('application/octet-stream');
+    expect(reply.body.outputs).toEqual([
+      { name: 'text_out', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 14 } },
+      { name: 'i64_out', datatype: 'INT64', shape: [2], parameters: { binary_data_size: 16 } },
+      { name: 'half_out', datatype: 'FP16', shape: [3], data: [1.5, -0.0999755859375, 65504] },
+      { name: 'flag_out', datatype: 'BOOL', shape: [2], parameters: { binary_data_size: 2 } },
+      { name: 'byte_out', datatype: 'UINT8', shape: [], parameters: { binary_data_size: 1 } },
+    ]);
+    // INT64 beyond 2^53 survives: binary data has no JSON double in the way.
+    expect(reply.binary).toEqual(
+      Buffer.concat([strings('héllo', ''), i64(-(2n ** 62n), 42n), Buffer.from([1, 0]), Buffer.from([255])]),
+    );
+  });
+
+  const bad: [string, unknown, Buffer[], string | undefined, string][] = [
+    [
+      'a header length beyond the body',
+      linearInput(undefined, [1, 3], { parameters: { binary_data_size: 12 } }),
+      [f32(1, 2, 3)],
+      '100000',
+      'Inference-Header-Content-Length must be the JSON header',
+    ],
+    [
+      'a header length that is not a number',
+      linearInput(undefined, [1, 3], { parameters: { binary_data_size: 12 } }),
+      [f32(1, 2, 3)],
+      'twelve',
+      'Inference-Header-Content-Length must be the JSON header',
+    ],
+    [
+      'a size that does not match the shape',
+      linearInput(undefined, [1, 3], { parameters: { binary_data_size: 8 } }),
+      [f32(1, 2)],
+      undefined,
+      "input 'float_input': 3 FP32 elements take 12 bytes, but binary_data_size is 8",
+    ],
+    [
+      'bytes no input claims',
+      linearInput(undefined, [1, 3], { parameters: { binary_data_size: 12 } }),
+      [f32(1, 2, 3, 4)],
+      undefined,
+      "the body has 16 bytes after the JSON header, but the inputs' binary_data_size add up to 12",
+    ],
+    [
+      'a size past the end of the body',
+      linearInput(undefined, [1, 3], { parameters: { binary_data_size: 12 } }),
+      [f32(1)],
+      undefined,
+      "input 'float_input': binary_data_size 12 runs past the end of the body (4 bytes left)",
+    ],
+    [
+      'both data and binary_data_size',
+      linearInput([1, 2, 3], [1, 3], { parameters: { binary_data_size: 12 } }),
+      [f32(1, 2, 3)],
+      undefined,
+      "input 'float_input': give either 'data' or 'binary_data_size', not both",
+    ],
+  ];
+
+  it.each(bad)('400 for %s', async (_what, header, parts, declared, error) => {
+    const reply = await inferBinary('linear', header, parts, declared);
+    expect(reply.status).toBe(400);
+    expect(String(reply.body.error)).toContain(error);
+    // The server goes on serving.
+    expect((await infer('linear', linearInput([1, 2, 4]))).status).toBe(200);
+  });
+
+  it('400 for a BOOL byte that is neither 0 nor 1, and for a cut BYTES element', async () => {
+    const types = (flag: Buffer, text: Buffer) =>
+      inferBinary(
+        'types',
+        {
+          inputs: [
+            { name: 'i64', shape: [1], datatype: 'INT64', data: [1] },
+            { name: 'flag', shape: [2], datatype: 'BOOL', parameters: { binary_data_size: flag.length } },
+            { name: 'text', shape: [1], datatype: 'BYTES', parameters: { binary_data_size: text.length } },
+            { name: 'half', shape: [3], datatype: 'FP16', data: [0, 0, 0] },
+            { name: 'byte', shape: [], datatype: 'UINT8', data: [1] },
+          ],
+        },
+        [flag, text],
+      );
+    expect((await types(Buffer.from([1, 2]), strings('x'))).body).toEqual({
+      error: "input 'flag': element 1 is not a BOOL (0 or 1)",
+    });
+    expect((await types(Buffer.from([1, 0]), strings('xyz').subarray(0, 5))).body).toEqual({
+      error: "input 'text': a BYTES element runs past its data",
+    });
+    expect((await types(Buffer.from([1, 0]), strings('x'))).status).toBe(200);
+  });
+});
+
 describe('OIP v2 server: bad requests get a clear error and the server keeps serving', () => {
   const valid = linearInput([1, 2, 4]);
   const cases: [string, unknown, string | RegExp][] = [
@@ -315,9 +477,9 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
       "unknown output 'probabilities'; the model's outputs are: variable",
     ],
     [
-      'binary tensor data',
-      linearInput([], [1, 3], { parameters: { binary_data_size: 12 } }),
-      "input 'float_input': binary tensor data is not supported; send the tensor as a JSON 'data' array",
+      'binary_data_size without a binary body',
+      linearInput(undefined, [1, 3], { parameters: { binary_data_size: 12 } }),
+      "input 'float_input': 'binary_data_size' needs a binary body (an Inference-Header-Content-Length header)",
     ],
   ];
 
@@ -357,16 +519,6 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
       error: "input 'byte': element 0 is not an integer from 0 to 255 (datatype UINT8)",
     });
     expect((await infer('types', types([1.5], 1))).status).toBe(400);
-  });
-
-  it('400 for the binary data extension header', async () => {
-    const reply = await call('POST', '/v2/models/linear/infer', valid, {
-      'inference-header-content-length': '10',
-    });
-    expect(reply).toMatchObject({
-      status: 400,
-      body: { error: 'binary tensor data is not supported; send the request as JSON' },
-    });
   });
 
   it('413 for a body over the limit, announced or streamed', async () => {

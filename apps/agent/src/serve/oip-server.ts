@@ -19,7 +19,11 @@ import { errorMessage, type Logger } from '../logger.js';
 import { AGENT_VERSION } from '../version.js';
 import type { ModelLease, ModelRepository } from './model-repository.js';
 import { ortMessage } from './model-session.js';
-import { encodeInferResponse, parseInferRequest } from './oip-codec.js';
+import { BinaryReader, splitBinaryBody } from './oip-binary.js';
+
+/** Protocol extensions served (named as Triton names them). */
+const EXTENSIONS = ['binary_tensor_data'];
+import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
 import type { ServeMetrics } from './serve-metrics.js';
 import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
@@ -83,7 +87,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     }
     switch (route.kind) {
       case 'server-metadata':
-        return send(res, 200, { name: SERVER_NAME, version: AGENT_VERSION, extensions: [] });
+        return send(res, 200, { name: SERVER_NAME, version: AGENT_VERSION, extensions: EXTENSIONS });
       case 'live':
         return send(res, 200, { live: true });
       case 'ready': {
@@ -128,32 +132,40 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     let status = 500;
     try {
       repository.check(name, version); // refuse an unknown or unready model before reading its body
-      if (req.headers['inference-header-content-length'] !== undefined) {
-        throw badRequest('binary tensor data is not supported; send the request as JSON');
-      }
       const encoding = req.headers['content-encoding'];
       if (encoding !== undefined && encoding !== 'identity') {
         throw badRequest(
           `content-encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`,
         );
       }
-      const body = parseJson(await readBody(req, maxBodyBytes));
+      const raw = await readBody(req, maxBodyBytes);
+      const headerLength = req.headers['inference-header-content-length'];
+      const split = headerLength === undefined ? null : splitBinaryBody(raw, [headerLength].flat().join(','));
+      const body = parseJson(split ? split.json : raw);
       lease = repository.acquire(name, version);
-      const request = parseInferRequest(body, lease.session);
+      const request = parseInferRequest(
+        body,
+        lease.session,
+        split ? new BinaryReader(split.binary) : undefined,
+      );
       let outputs;
       try {
         outputs = await lease.session.run(request.feeds, request.outputNames);
       } catch (err) {
         throw new ServeError('INFERENCE_FAILED', `inference failed: ${ortMessage(err)}`);
       }
-      const text = encodeInferResponse({
-        modelName: name,
-        modelVersion: lease.version,
-        id: request.id,
-        outputs: request.outputNames.map((output) => ({ name: output, tensor: outputs[output] })),
-      });
+      const response = encodeInferResponseParts(
+        {
+          modelName: name,
+          modelVersion: lease.version,
+          id: request.id,
+          outputs: request.outputNames.map((output) => ({ name: output, tensor: outputs[output] })),
+        },
+        request.binaryOutputs,
+      );
       status = 200;
-      sendText(res, 200, text);
+      if (response.binary.length === 0) sendText(res, 200, response.json);
+      else sendBinary(res, response.json, response.binary);
     } catch (err) {
       status = sendError(res, err);
     } finally {
@@ -308,6 +320,19 @@ function parseJson(body: Buffer): unknown {
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {
   sendText(res, status, JSON.stringify(body));
+}
+
+/** A binary-extension response: the JSON header, then the outputs' bytes (oip-binary.ts). */
+function sendBinary(res: http.ServerResponse, json: string, binary: Buffer[]): void {
+  if (res.headersSent) return;
+  const header = Buffer.from(json, 'utf8');
+  const body = Buffer.concat([header, ...binary]);
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': body.length,
+    'inference-header-content-length': header.length,
+  });
+  res.end(body);
 }
 
 function sendText(res: http.ServerResponse, status: number, text: string): void {
