@@ -29,22 +29,8 @@ export function splitBinaryBody(body: Buffer, headerValue: string): SplitBody {
   return { json: body.subarray(0, length), binary: body.subarray(length) };
 }
 
-const ELEMENT_BYTES: Record<Exclude<OipDatatype, 'BYTES'>, number> = {
-  BOOL: 1,
-  UINT8: 1,
-  UINT16: 2,
-  UINT32: 4,
-  UINT64: 8,
-  INT8: 1,
-  INT16: 2,
-  INT32: 4,
-  INT64: 8,
-  FP16: 2,
-  FP32: 4,
-  FP64: 8,
-};
-
-const ARRAYS = {
+/** The typed array onnxruntime takes for each datatype's elements (all but BOOL and BYTES). */
+export const TYPED_ARRAYS = {
   UINT8: Uint8Array,
   UINT16: Uint16Array,
   UINT32: Uint32Array,
@@ -73,7 +59,7 @@ export class BinaryReader {
     }
     const bytes = this.take(name, size as number);
     if (datatype === 'BYTES') return byteStrings(name, bytes, count);
-    const width = ELEMENT_BYTES[datatype];
+    const width = datatype === 'BOOL' ? 1 : TYPED_ARRAYS[datatype].BYTES_PER_ELEMENT;
     if (bytes.length !== count * width) {
       throw badRequest(
         `input '${name}': ${count} ${datatype} elements take ${count * width} bytes, but binary_data_size is ${bytes.length}`,
@@ -85,7 +71,7 @@ export class BinaryReader {
       if (bad >= 0) throw badRequest(`input '${name}': element ${bad} is not a BOOL (0 or 1)`);
       return out;
     }
-    const out = new ARRAYS[datatype](count);
+    const out = new TYPED_ARRAYS[datatype](count);
     const view = new Uint8Array(out.buffer);
     // NaN passes: tree ensembles (XGBoost, LightGBM exports) read it as a missing value.
     if (LITTLE_ENDIAN) view.set(bytes);

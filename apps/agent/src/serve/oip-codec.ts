@@ -6,7 +6,7 @@
 import ort from 'onnxruntime-node';
 import type { Tensor } from 'onnxruntime-node';
 import { OIP_DATATYPES, ORT_TYPE, type OipDatatype, type TensorSpec } from './model-session.js';
-import { tensorBytes, type BinaryReader } from './oip-binary.js';
+import { TYPED_ARRAYS, tensorBytes, type BinaryReader } from './oip-binary.js';
 import { badRequest } from './serve.errors.js';
 
 export interface ModelSignature {
@@ -238,21 +238,12 @@ function typedData(name: string, datatype: OipDatatype, elements: unknown[]): Te
         for (let i = 0; i < n; i++) out[i] = BigInt(check(i));
         return out;
       }
-      const out = new INT_ARRAYS[datatype](n);
+      const out = new TYPED_ARRAYS[datatype](n);
       for (let i = 0; i < n; i++) out[i] = check(i);
       return out;
     }
   }
 }
-
-const INT_ARRAYS = {
-  INT8: Int8Array,
-  INT16: Int16Array,
-  INT32: Int32Array,
-  UINT8: Uint8Array,
-  UINT16: Uint16Array,
-  UINT32: Uint32Array,
-} as const;
 
 export interface InferResponse {
   readonly modelName: string;

@@ -38,6 +38,36 @@ interface Current {
 
 type Ref = { jobId: string; attemptId: string; fencingToken: number };
 
+/**
+ * Starts an attempt ($1 job, $2 attempt, $3 agent, $4 fencing token, $5 lease seconds) only if it is
+ * the job's current one, DISPATCHED, held by that agent with that token, and no cancel was asked.
+ * Returns the job's id when it did. Both rows in one statement: it is on the path to RUNNING.
+ */
+const START_ATTEMPT = `WITH attempt AS (
+    UPDATE job_attempts SET state = 'RUNNING', started_at = now(), lease_expires_at = now() + make_interval(secs => $5)
+     WHERE id = $2 AND job_id = $1 AND state = 'DISPATCHED' AND agent_id = $3 AND fencing_token = $4
+       AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2 AND j.cancel_requested_at IS NULL)
+    RETURNING id)
+  UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
+         updated_at = clock_timestamp()
+   WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`;
+
+/**
+ * Finishes an attempt and its job ($1 job, $2 attempt, $3 agent, $4 fencing token, $5 outcome,
+ * $6 exit code, $7 reason) only if it is the job's current one, active, held by that agent with that
+ * token. Returns the job's id when it did.
+ */
+const FINISH_ATTEMPT = `WITH attempt AS (
+    UPDATE job_attempts SET state = $5, exit_code = $6, reason = $7, finished_at = now()
+     WHERE id = $2 AND job_id = $1 AND state IN ${ACTIVE} AND agent_id = $3 AND fencing_token = $4
+       AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2)
+    RETURNING id)
+  UPDATE jobs SET state = $5, exit_code = $6, state_reason = $7, finished_at = now(), updated_at = clock_timestamp()
+   WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`;
+
+/** The job row lock every change to a job's attempts takes first (one lock order). */
+const LOCK_JOB = `SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`;
+
 @Injectable()
 export class AttemptsService {
   constructor(
@@ -70,28 +100,19 @@ export class AttemptsService {
   }
 
   /**
-   * The common case of a claim in one round trip: the job is locked (job first, as everywhere), then
-   * the attempt starts only if it is the job's current one, DISPATCHED, held by this agent with this
-   * fencing token, and no cancel was asked. Returns false when it did not start, and changes nothing.
+   * The common case of a claim in one round trip: the job locked, then START_ATTEMPT. Returns false
+   * when it did not start, having changed nothing.
    */
   private async startFast(a: AgentAddress, msg: JobClaim): Promise<boolean> {
     const [, started] = await this.tx.oneRoundTrip(a.tenantId, [
-      { sql: `SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, params: [msg.jobId] },
-      {
-        sql: `WITH attempt AS (
-                UPDATE job_attempts SET state = 'RUNNING', started_at = now(),
-                       lease_expires_at = now() + make_interval(secs => $5)
-                 WHERE id = $2 AND job_id = $1 AND state = 'DISPATCHED' AND agent_id = $3 AND fencing_token = $4
-                   AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2
-                                 AND j.cancel_requested_at IS NULL)
-                RETURNING id)
-              UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
-                     updated_at = clock_timestamp()
-               WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`,
-        params: [msg.jobId, msg.attemptId, a.agentId, msg.fencingToken, this.config.fleet.leaseSeconds],
-      },
+      { sql: LOCK_JOB, params: [msg.jobId] },
+      { sql: START_ATTEMPT, params: this.startParams(a, msg) },
     ]);
     return started.length === 1;
+  }
+
+  private startParams(a: AgentAddress, ref: Ref) {
+    return [ref.jobId, ref.attemptId, a.agentId, ref.fencingToken, this.config.fleet.leaseSeconds];
   }
 
   /** The agent asks to start an attempt. Only the current, dispatched attempt of a live job may start. */
@@ -112,18 +133,10 @@ export class AttemptsService {
       if (cur!.attempt_state !== 'DISPATCHED')
         return { reply: refuse(`attempt is ${cur!.attempt_state}`), changed: false };
       if (cur!.cancel_requested) {
-        await this.finish(m, msg, 'CANCELLED', null, 'cancelled before it started');
+        await this.finish(m, a, msg, 'CANCELLED', null, 'cancelled before it started');
         return { reply: refuse('job was cancelled'), changed: true };
       }
-      // One round trip for both rows: this is on the path from submit to RUNNING.
-      await m.query(
-        `WITH attempt AS (
-           UPDATE job_attempts SET state = 'RUNNING', started_at = now(), lease_expires_at = now() + make_interval(secs => $3)
-            WHERE id = $2)
-         UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
-                updated_at = clock_timestamp() WHERE id = $1`,
-        [msg.jobId, msg.attemptId, this.config.fleet.leaseSeconds],
-      );
+      await m.query(START_ATTEMPT, this.startParams(a, msg)); // its conditions hold: checked above, under the lock
       jobTransitions.inc({ to: 'RUNNING' });
       return { reply: { type: 'job.claim.reply', v: 1, ok: true } as const, changed: true };
     });
@@ -193,33 +206,14 @@ export class AttemptsService {
   }
 
   /**
-   * The common case of a result in one round trip: a result without a payload (a command's) for the
-   * job's current attempt, DISPATCHED or RUNNING, held by this agent with this fencing token. Returns
-   * false when it does not apply, and changes nothing.
+   * The common case of a result in one round trip: a result without a payload (a command's), the job
+   * locked, then FINISH_ATTEMPT. Returns false when it does not apply, having changed nothing.
    */
   private async finishFast(a: AgentAddress, msg: JobFinished): Promise<boolean> {
     if (msg.result) return false;
     const [, finished] = await this.tx.oneRoundTrip(a.tenantId, [
-      { sql: `SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, params: [msg.jobId] },
-      {
-        sql: `WITH attempt AS (
-                UPDATE job_attempts SET state = $5, exit_code = $6, reason = $7, finished_at = now()
-                 WHERE id = $2 AND job_id = $1 AND state IN ${ACTIVE} AND agent_id = $3 AND fencing_token = $4
-                   AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2)
-                RETURNING id)
-              UPDATE jobs SET state = $5, exit_code = $6, state_reason = $7, finished_at = now(),
-                     updated_at = clock_timestamp()
-               WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`,
-        params: [
-          msg.jobId,
-          msg.attemptId,
-          a.agentId,
-          msg.fencingToken,
-          msg.outcome,
-          msg.exitCode,
-          msg.reason,
-        ],
-      },
+      { sql: LOCK_JOB, params: [msg.jobId] },
+      { sql: FINISH_ATTEMPT, params: finishParams(a, msg, msg.outcome, msg.exitCode, msg.reason) },
     ]);
     return finished.length === 1;
   }
@@ -250,7 +244,7 @@ export class AttemptsService {
           if (note) reason = reason ? `${reason}; ${note}` : note;
         }
       }
-      await this.finish(m, msg, msg.outcome, msg.exitCode, reason);
+      await this.finish(m, a, msg, msg.outcome, msg.exitCode, reason);
       return { applied: true };
     });
     if ('rejected' in outcome) return this.reject('job.finished', a, msg, outcome.rejected!);
@@ -260,20 +254,16 @@ export class AttemptsService {
     }
   }
 
+  /** In the full path, after the fence and the attempt's state were checked under the job lock. */
   private async finish(
     m: EntityManager,
+    a: AgentAddress,
     ref: Ref,
     outcome: string,
     exitCode: number | null,
     reason: string | null,
   ) {
-    await m.query(
-      `WITH attempt AS (
-         UPDATE job_attempts SET state = $3, exit_code = $4, reason = $5, finished_at = now() WHERE id = $2)
-       UPDATE jobs SET state = $3, exit_code = $4, state_reason = $5, finished_at = now(), updated_at = clock_timestamp()
-        WHERE id = $1`,
-      [ref.jobId, ref.attemptId, outcome, exitCode, reason],
-    );
+    await m.query(FINISH_ATTEMPT, finishParams(a, ref, outcome, exitCode, reason));
     jobTransitions.inc({ to: outcome });
   }
 
@@ -284,4 +274,14 @@ export class AttemptsService {
       'agent report rejected',
     );
   }
+}
+
+function finishParams(
+  a: AgentAddress,
+  ref: Ref,
+  outcome: string,
+  exitCode: number | null,
+  reason: string | null,
+) {
+  return [ref.jobId, ref.attemptId, a.agentId, ref.fencingToken, outcome, exitCode, reason];
 }

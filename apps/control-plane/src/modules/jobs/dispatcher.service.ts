@@ -159,7 +159,7 @@ export class Dispatcher {
     const agentId = rows[0]?.agent_id;
     if (!agentId) return false;
     const subject = subjects.jobs({ tenantId: job.tenantId, agentId });
-    this.tx.afterCommit(m, () => this.relay.publishCommitted([{ subject, msgId: attemptId, payload }]));
+    this.relay.publishOnCommit(m, { subject, msgId: attemptId, payload });
     Object.assign(job, {
       state: 'DISPATCHED',
       stateReason: null,

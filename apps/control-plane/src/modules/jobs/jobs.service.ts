@@ -254,11 +254,11 @@ export class JobsService {
       }),
     };
     await m.insert(OutboxMessage, {
-      tenantId: found.tenantId,
       ...cancel,
+      tenantId: found.tenantId,
       payload: Buffer.from(cancel.payload),
     });
-    this.tx.afterCommit(m, () => this.relay.publishCommitted([cancel]));
+    this.relay.publishOnCommit(m, cancel);
     return { job: await m.findOneByOrFail(JobEntity, { id }), sent: true };
   }
 

@@ -13,6 +13,7 @@
  * publish and mark) is dropped by the server's de-duplication.
  */
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../logging/logging.module.js';
@@ -30,8 +31,8 @@ interface Row {
   payload: Buffer;
 }
 
-/** A message written to the outbox in a transaction that has committed. */
-export interface CommittedMessage {
+/** A message whose outbox row the caller's transaction writes. */
+export interface OutboxMessageToSend {
   subject: string;
   msgId: string;
   payload: Uint8Array;
@@ -67,25 +68,28 @@ export class OutboxRelay implements OnApplicationShutdown {
   }
 
   /**
-   * The fast path: publishes messages whose rows have just committed, then marks them. Never throws;
-   * a message whose publish fails stays unpublished in the outbox for the sweep.
+   * The fast path, for a message whose outbox row the transaction of `m` writes: once that
+   * transaction commits, publishes it, then marks the row. Never throws; a message whose publish
+   * fails stays unpublished in the outbox for the sweep.
    */
-  publishCommitted(messages: readonly CommittedMessage[]): void {
+  publishOnCommit(m: EntityManager, msg: OutboxMessageToSend): void {
+    this.tx.afterCommit(m, () => this.publishCommitted(msg));
+  }
+
+  private publishCommitted(msg: OutboxMessageToSend): void {
     if (this.stopped || !this.config.jobs.outboxRelay) return;
-    for (const msg of messages) {
-      this.inFlight.add(msg.msgId);
-      this.nats.js.publish(msg.subject, msg.payload, { msgID: msg.msgId, timeout: 5000 }).then(
-        () => {
-          this.faultAfterPublish();
-          this.toMark.push(msg.msgId);
-          this.markSoon();
-        },
-        (err: unknown) => {
-          this.inFlight.delete(msg.msgId);
-          this.log.warn({ err, subject: msg.subject, msgId: msg.msgId }, 'publish failed; the sweep retries');
-        },
-      );
-    }
+    this.inFlight.add(msg.msgId);
+    this.nats.js.publish(msg.subject, msg.payload, { msgID: msg.msgId, timeout: 5000 }).then(
+      () => {
+        this.faultAfterPublish();
+        this.toMark.push(msg.msgId);
+        this.markSoon();
+      },
+      (err: unknown) => {
+        this.inFlight.delete(msg.msgId);
+        this.log.warn({ err, subject: msg.subject, msgId: msg.msgId }, 'publish failed; the sweep retries');
+      },
+    );
   }
 
   /** Marks what the fast path published, in one UPDATE per batch; one batch at a time. */

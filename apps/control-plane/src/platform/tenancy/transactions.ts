@@ -42,14 +42,10 @@ export class Transactions {
 
   /** Runs `work` as the app role, scoped to one tenant. */
   tenant<T>(tenantId: string, work: Work<T>): Promise<T> {
-    if (!isUuid(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
+    const scope = tenantScope(tenantId);
     const ctx = requestContext();
     if (ctx && !ctx.tenantId) ctx.tenantId = tenantId;
-    // The id is a checked UUID, so it can be inlined: BEGIN and the scope then share one round trip.
-    return this.run(
-      `SELECT set_config('role', '${APP_ROLE}', true), set_config('app.tenant_id', '${tenantId}', true)`,
-      work,
-    );
+    return this.run(scope, work);
   }
 
   /**
@@ -83,11 +79,7 @@ export class Transactions {
     tenantId: string,
     statements: readonly Statement[],
   ): Promise<Record<string, unknown>[][]> {
-    if (!isUuid(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
-    const text = [
-      `SELECT set_config('role', '${APP_ROLE}', true), set_config('app.tenant_id', '${tenantId}', true)`,
-      ...statements.map((s) => inline(s.sql, s.params ?? [])),
-    ].join(';\n');
+    const text = [tenantScope(tenantId), ...statements.map((s) => inline(s.sql, s.params ?? []))].join(';\n');
     const qr = this.ds.createQueryRunner();
     const client = (await qr.connect()) as pg.PoolClient;
     try {
@@ -132,6 +124,15 @@ export class Transactions {
       await qr.release();
     }
   }
+}
+
+/**
+ * The statement that scopes a transaction to a tenant. The id is a checked UUID, so it can be
+ * inlined: the scope then travels in one message with BEGIN (or with the statements).
+ */
+function tenantScope(tenantId: string): string {
+  if (!isUuid(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
+  return `SELECT set_config('role', '${APP_ROLE}', true), set_config('app.tenant_id', '${tenantId}', true)`;
 }
 
 /** `sql` with $1… replaced by `params` as SQL literals. */
