@@ -107,6 +107,10 @@ program
     '--serve-port <port>',
     "port of the inference server (overrides the policy's serve.port; 0: any free port)",
   )
+  .option(
+    '--serve-threads <n>',
+    "onnxruntime intra-op threads per served model (overrides the policy's serve.threads; default: one per core)",
+  )
   .action((flags: RunFlags) => runCommand(flags).catch(fail));
 
 await program.parseAsync(process.argv);

@@ -100,7 +100,11 @@ export async function runAgent(
   ]);
 
   // The inference server starts with the first serve job, on the policy's address.
-  const serve = new ServeHost({ address: policy.serve, logger: logger.child({ component: 'serve' }) });
+  const serve = new ServeHost({
+    address: policy.serve,
+    threads: policy.serve.threads,
+    logger: logger.child({ component: 'serve' }),
+  });
   const jobs = jobConsumer
     ? new JobLoop(
         jobConsumer,

@@ -21,7 +21,7 @@ describe('parseRunConfig', () => {
         dataRoots: [],
         artifactRoot: null,
         maxDatasetBytes: 256 * 1024 * 1024,
-        serve: { host: '127.0.0.1', port: 8600 },
+        serve: { host: '127.0.0.1', port: 8600, threads: null },
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -94,7 +94,7 @@ describe('parseRunConfig: the local policy', () => {
     expect(parseRunConfig({ dataDir: dir, policy: other }, {}).policy).toMatchObject({
       file: other,
       dataRoots: [],
-      serve: { host: '0.0.0.0', port: 9000 },
+      serve: { host: '0.0.0.0', port: 9000, threads: null },
     });
   });
 
@@ -110,15 +110,19 @@ describe('parseRunConfig: the local policy', () => {
     );
   });
 
-  it("lets --serve-host and --serve-port override the policy's serve address (port 0: any free port)", () => {
-    const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000 } }));
-    const serve = (flags: { serveHost?: string; servePort?: string }) =>
+  it("lets --serve-host, --serve-port and --serve-threads override the policy's serve settings (port 0: any free port)", () => {
+    const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000, threads: 2 } }));
+    const serve = (flags: { serveHost?: string; servePort?: string; serveThreads?: string }) =>
       parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.serve;
-    expect(serve({})).toEqual({ host: '10.0.0.5', port: 9000 });
-    expect(serve({ servePort: '0' })).toEqual({ host: '10.0.0.5', port: 0 });
-    expect(serve({ serveHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(serve({})).toEqual({ host: '10.0.0.5', port: 9000, threads: 2 });
+    expect(serve({ servePort: '0' })).toEqual({ host: '10.0.0.5', port: 0, threads: 2 });
+    expect(serve({ serveHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9000, threads: 2 });
+    expect(serve({ serveThreads: '1' })).toEqual({ host: '10.0.0.5', port: 9000, threads: 1 });
     expect(() => serve({ servePort: '70000' })).toThrow(/--serve-port must be an integer from 0 to 65535/);
     expect(() => serve({ serveHost: 'a b' })).toThrow(/--serve-host/);
+    expect(() => serve({ serveThreads: '0' })).toThrow(
+      /--serve-threads must be an integer from 1 to 1024, got "0"/,
+    );
     expect(Object.isFrozen(parseRunConfig({ dataDir: dir, policy: file, servePort: '1' }, {}).policy)).toBe(
       true,
     );

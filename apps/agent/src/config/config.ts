@@ -29,7 +29,8 @@ export interface RunConfig {
   readonly jobBaseEnv: JobBaseEnv;
   /**
    * The customer's local policy, read once at start (--policy, default <data-dir>/policy.json).
-   * Its `serve` address is the effective one: --serve-host/--serve-port, when given, win.
+   * Its `serve` settings are the effective ones: --serve-host/--serve-port/--serve-threads, when
+   * given, win.
    */
   readonly policy: LocalPolicy;
 }
@@ -60,6 +61,7 @@ export interface RunFlags {
   policy?: string;
   serveHost?: string;
   servePort?: string;
+  serveThreads?: string;
 }
 
 export interface JoinFlags {
@@ -147,11 +149,17 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
     if (err instanceof PolicyError) throw new ConfigError(err.message);
     throw err;
   }
-  if (flags.serveHost === undefined && flags.servePort === undefined) return policy;
+  if (flags.serveHost === undefined && flags.servePort === undefined && flags.serveThreads === undefined) {
+    return policy;
+  }
   const serve = Object.freeze({
     host: flags.serveHost === undefined ? policy.serve.host : serveHost(flags.serveHost),
     // 0: any free port, chosen when the inference server starts (the serve.ready event reports it).
     port: integer('--serve-port', flags.servePort, policy.serve.port, 0, 65_535),
+    threads:
+      flags.serveThreads === undefined
+        ? policy.serve.threads
+        : integer('--serve-threads', flags.serveThreads, 1, 1, 1024),
   });
   return Object.freeze({ ...policy, serve });
 }

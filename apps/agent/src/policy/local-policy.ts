@@ -11,7 +11,19 @@ import { z } from 'zod';
 
 export const POLICY_FILE_NAME = 'policy.json';
 export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
-export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600 });
+export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600, threads: null });
+
+/** Where the inference server listens, and how many threads each model may use. */
+export interface ServePolicy {
+  readonly host: string;
+  readonly port: number;
+  /**
+   * onnxruntime's intra-op threads per loaded model; null: onnxruntime's default (one per core).
+   * Small tabular models answer as fast on one thread, and idle pool threads spin, taking CPU
+   * from jobs on a shared node.
+   */
+  readonly threads: number | null;
+}
 
 export interface LocalPolicy {
   /** The file the policy was read from (or would have been, when it is missing): for messages. */
@@ -21,7 +33,7 @@ export interface LocalPolicy {
   /** Absolute directory models and predictions are written to; null: nothing may be written. */
   readonly artifactRoot: string | null;
   readonly maxDatasetBytes: number;
-  readonly serve: Readonly<{ host: string; port: number }>;
+  readonly serve: ServePolicy;
 }
 
 /** A policy problem the user can act on; the message says what to change, and is shown as is. */
@@ -50,6 +62,7 @@ const PolicyFile = z
       .object({
         host: z.string().min(1).max(255).default(DEFAULT_SERVE.host),
         port: z.number().int().min(1).max(65_535).default(DEFAULT_SERVE.port),
+        threads: z.number().int().min(1).max(1024).nullable().default(DEFAULT_SERVE.threads),
       })
       .strict()
       .default({ ...DEFAULT_SERVE }),

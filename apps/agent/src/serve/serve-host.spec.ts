@@ -4,6 +4,7 @@
  * The agent's inference server and its deployments, over real HTTP and real sessions.
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -20,8 +21,8 @@ afterAll(async () => {
   for (const host of hosts) await host.close({ force: true });
 });
 
-function serveHost(port = 0): ServeHost {
-  const host = new ServeHost({ address: { host: '127.0.0.1', port }, logger });
+function serveHost(port = 0, threads: number | null = null): ServeHost {
+  const host = new ServeHost({ address: { host: '127.0.0.1', port }, threads, logger });
   hosts.push(host);
   return host;
 }
@@ -53,6 +54,25 @@ describe('endpointFor', () => {
 });
 
 describe('ServeHost', () => {
+  it("gives each model the configured number of onnxruntime threads (the policy's serve.threads)", async () => {
+    // onnxruntime's intra-op pool for N threads is N - 1 OS threads next to the caller's.
+    const osThreads = () => fs.readdirSync('/proc/self/task').length;
+    const host = serveHost(0, 4);
+    await host.start();
+    await host.undeploy(await host.deploy('warm', 'warm', '1', v1)); // onnxruntime's one-time threads
+    const before = osThreads();
+    const four = await host.deploy('t4', 'four', '1', v1);
+    expect(osThreads() - before).toBe(3);
+    await host.undeploy(four);
+    expect(osThreads()).toBe(before);
+
+    const one = serveHost(0, 1);
+    await one.start();
+    const single = await one.deploy('t1', 'single', '1', v1);
+    expect(osThreads() - before).toBe(0);
+    await one.undeploy(single);
+  });
+
   it('starts one server on first use and serves a deployment on it', async () => {
     const host = serveHost();
     const endpoint = await host.start();

@@ -24,7 +24,9 @@ export interface ServeAddress {
 export interface ServeHostOptions {
   address: ServeAddress;
   logger: Logger;
-  /** Default loadModelSession (CUDA where installed, else CPU). */
+  /** onnxruntime intra-op threads per model for the default loader; null or absent: its default. */
+  threads?: number | null;
+  /** Default loadModelSession (CUDA where installed, else CPU) with `threads`. */
   loadSession?: (bytes: Uint8Array) => Promise<ModelSession>;
 }
 
@@ -62,7 +64,10 @@ export class ServeHost {
     // commands stays small, and every fork for a command copies the agent's page tables.
     const load =
       options.loadSession ??
-      (async (bytes: Uint8Array) => (await import('./model-session.js')).loadModelSession(bytes));
+      (async (bytes: Uint8Array) =>
+        (await import('./model-session.js')).loadModelSession(bytes, {
+          intraOpThreads: options.threads ?? undefined,
+        }));
     this.repository = new ModelRepository({
       logger: options.logger,
       loadSession: (key) => {
