@@ -17,7 +17,11 @@
 //    the tensor, the run, the JSON encode and the metrics.
 // 2. Throughput: raw run in a loop (it runs on the main thread, so concurrency adds nothing), against
 //    `--connections` concurrent kept-alive connections (to the server, then to the bare one), each
-//    sending its next request when the last is answered, for `--seconds` each.
+//    sending its next request when the last is answered, for `--seconds` each: first from autocannon
+//    in its own process (the server has this process's thread to itself, as it has when its clients
+//    are elsewhere; on two cores autocannon takes the other), then from this process (the figure of
+//    the earlier sessions: client and server share one thread).
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -217,12 +221,16 @@ try {
       );
       return counts.reduce((a, b) => a + b, 0);
     };
+    const bodyFile = path.join(dir, `body-${rows}`);
+    fs.writeFileSync(bodyFile, body);
+    const httpApart = await autocannon(server.port, bodyFile);
+    const exchangeApart = await autocannon(bare.address().port, bodyFile);
     const httpRun = await timed(concurrent(server.port));
     const exchangeRun = await timed(concurrent(bare.address().port));
 
     const rawP50 = pct(rawNs, 0.5);
     const httpP50 = pct(httpNs, 0.5);
-    const ratio = httpRun.perSecond / rawRun.perSecond;
+    const ratio = httpApart.perSecond / rawRun.perSecond;
     cases.push({
       rows,
       requestBytes: body.length,
@@ -240,14 +248,21 @@ try {
           requestsPerSecond: round(rawRun.perSecond),
           rowsPerSecond: Math.round(rawRun.perSecond * rows),
         },
+        // Load from autocannon in its own process.
         http: {
           connections,
-          requestsPerSecond: round(httpRun.perSecond),
-          rowsPerSecond: Math.round(httpRun.perSecond * rows),
+          requestsPerSecond: round(httpApart.perSecond),
+          rowsPerSecond: Math.round(httpApart.perSecond * rows),
         },
-        exchange: { requestsPerSecond: round(exchangeRun.perSecond) },
+        exchange: { requestsPerSecond: round(exchangeApart.perSecond) },
         ratio: round(ratio, 3),
-        exchangeRatio: round(exchangeRun.perSecond / rawRun.perSecond, 3),
+        exchangeRatio: round(exchangeApart.perSecond / rawRun.perSecond, 3),
+        // Load from this process (client and server on one thread).
+        inProcess: {
+          http: { requestsPerSecond: round(httpRun.perSecond) },
+          exchange: { requestsPerSecond: round(exchangeRun.perSecond) },
+          ratio: round(httpRun.perSecond / rawRun.perSecond, 3),
+        },
       },
       targets: {
         addedP50: us(httpP50 - rawP50) <= TARGETS.addedP50Us ? 'met' : 'missed',
@@ -262,6 +277,34 @@ try {
   await raw.release();
   await repository.close();
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** `--connections` kept-alive connections for `--seconds` from autocannon in its own process. */
+async function autocannon(port, bodyFile) {
+  await new Promise((r) => setTimeout(r, 100));
+  const headers = { 'content-type': 'application/json', ...requestHeaders };
+  const stdout = await new Promise((resolve, reject) =>
+    execFile(
+      process.execPath,
+      [
+        new URL('./load.js', import.meta.url).pathname,
+        `http://127.0.0.1:${port}/v2/models/${MODEL}/infer`,
+        bodyFile,
+        String(connections),
+        String(seconds),
+        JSON.stringify(headers),
+      ],
+      { maxBuffer: 1 << 24 },
+      (err, out) => (err ? reject(err) : resolve(out)),
+    ),
+  );
+  const report = JSON.parse(stdout);
+  if (report.non2xx || report.errors || report.timeouts) {
+    throw new Error(
+      `autocannon: ${report.non2xx} non-2xx, ${report.errors} errors, ${report.timeouts} timeouts`,
+    );
+  }
+  return { requests: report.requests.total, perSecond: report.requests.total / report.duration };
 }
 
 async function timed(loop) {
