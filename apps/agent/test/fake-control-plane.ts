@@ -32,21 +32,9 @@ import {
   type JobFinished,
   type JobProgress,
 } from '@hearth/contracts';
+import { jobDispatch, type DispatchBase, type DispatchSpec } from '@hearth/testing';
 
 export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-
-/** The dispatch fields every kind has, which a test may override. */
-export type DispatchBase = Pick<
-  JobDispatch,
-  'jobId' | 'attemptId' | 'fencingToken' | 'env' | 'timeoutSeconds' | 'cancelGraceSeconds'
->;
-/** One kind's part of a dispatch ({ kind: 'train', train: … }…), with base overrides if any. */
-export type DispatchSpec = (JobDispatch extends infer J
-  ? J extends JobDispatch
-    ? Omit<J, keyof DispatchBase | 'type' | 'v'>
-    : never
-  : never) &
-  Partial<DispatchBase>;
 
 async function ensureStream(jsm: JetStreamManager, name: string, subject: string): Promise<void> {
   try {
@@ -170,19 +158,9 @@ export class FakeControlPlane {
     return this.send({ kind: 'command', command, ...extra });
   }
 
-  /** A job of any kind; base fields default to a fresh job, fencing token 1, 60 s timeout. */
+  /** A job of any kind; base fields default as jobDispatch's (a fresh job, fencing token 1, 60 s timeout). */
   async send(spec: DispatchSpec): Promise<JobDispatch> {
-    const job = {
-      type: 'job.dispatch',
-      v: 1,
-      jobId: randomUUID(),
-      attemptId: randomUUID(),
-      fencingToken: 1,
-      env: {},
-      timeoutSeconds: 60,
-      cancelGraceSeconds: 5,
-      ...spec,
-    } as JobDispatch;
+    const job: JobDispatch = jobDispatch(spec);
     await jetstream(this.nc).publish(subjects.jobs(this.address), encode(JobDispatch, job), {
       msgID: job.attemptId,
     });

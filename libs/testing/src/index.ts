@@ -1,5 +1,6 @@
 export * from './agents.js';
 export * from './control-plane.js';
+export * from './dispatch.js';
 export * from './fake-gpus.js';
 export * from './graphql.js';
 export * from './jobs.js';

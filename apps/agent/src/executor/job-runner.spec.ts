@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encode, JobDispatch, type JobClaim, type JobClaimReply, type UpEvent } from '@hearth/contracts';
+import { jobDispatch } from '@hearth/testing';
 import type { JsMsg, PubAck } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { parseLocalPolicy } from '../policy/local-policy.js';
@@ -32,18 +32,14 @@ function message(data: Uint8Array) {
 }
 
 function dispatch(command: string[]): JobDispatch {
-  return {
-    type: 'job.dispatch',
-    v: 1,
-    jobId: randomUUID(),
-    attemptId: randomUUID(),
+  return jobDispatch({
     fencingToken: 7,
     kind: 'command',
     command,
     env: { GREETING: 'hi' },
     timeoutSeconds: 30,
     cancelGraceSeconds: 1,
-  };
+  });
 }
 
 interface FakeGuard {
@@ -145,13 +141,8 @@ describe('handleDispatch', () => {
 
   it('reports a job the local policy refuses as FAILED without claiming it, and acks it', async () => {
     const { guard, counters, deps } = setup();
-    const job: JobDispatch = {
-      type: 'job.dispatch',
-      v: 1,
-      jobId: randomUUID(),
-      attemptId: randomUUID(),
+    const job: JobDispatch = jobDispatch({
       fencingToken: 7,
-      env: {},
       timeoutSeconds: 30,
       cancelGraceSeconds: 1,
       kind: 'train',
@@ -166,7 +157,7 @@ describe('handleDispatch', () => {
         validationSplit: 0,
         seed: 0,
       },
-    };
+    });
     const { msg, calls } = message(encode(JobDispatch, job));
     await handleDispatch(msg, deps);
     expect(guard.claims).toEqual([]);

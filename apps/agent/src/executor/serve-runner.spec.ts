@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomUUID } from 'node:crypto';
-import { linearRegressionModel } from '@hearth/testing';
+import { jobDispatch, linearRegressionModel } from '@hearth/testing';
 import { createLogger } from '../logger.js';
 import type { VerifiedModel } from '../serve/model-file.js';
 import { ServeHost } from '../serve/serve-host.js';
@@ -24,21 +24,14 @@ function model(intercept: number): VerifiedModel {
 }
 
 function serveJob(name: string, version: string, verified: VerifiedModel): ServeJob {
-  return {
-    type: 'job.dispatch',
-    v: 1,
-    jobId: randomUUID(),
-    attemptId: randomUUID(),
-    fencingToken: 1,
-    env: {},
+  return jobDispatch({
     timeoutSeconds: null,
-    cancelGraceSeconds: 5,
     kind: 'serve',
     serve: {
       deploymentId: randomUUID(),
       model: { name, version, uri: `file:///models/${name}/${version}.onnx`, sha256: verified.sha256 },
     },
-  };
+  });
 }
 
 function start(job: ServeJob, verified: VerifiedModel) {

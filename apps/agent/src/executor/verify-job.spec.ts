@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { JobDispatch, ModelRef } from '@hearth/contracts';
-import { linearRegressionModel } from '@hearth/testing';
+import { jobDispatch, linearRegressionModel } from '@hearth/testing';
 import { parseLocalPolicy, type LocalPolicy } from '../policy/local-policy.js';
 import { verifyJob } from './verify-job.js';
 
@@ -35,42 +35,25 @@ const filePath = 'policy.json';
 const full: LocalPolicy = parseLocalPolicy({ dataRoots: [dataRoot], artifactRoot }, filePath);
 const noArtifacts: LocalPolicy = parseLocalPolicy({ dataRoots: [dataRoot] }, filePath);
 
-const base = {
-  type: 'job.dispatch',
-  v: 1,
-  jobId: randomUUID(),
-  attemptId: randomUUID(),
-  fencingToken: 1,
-  env: {},
-  timeoutSeconds: 60,
-  cancelGraceSeconds: 5,
-} as const;
-
-const trainJob = (uri: string): JobDispatch => ({
-  ...base,
-  kind: 'train',
-  train: {
-    dataset: { uri },
-    target: 'c',
-    task: 'regression',
-    model: { type: 'linear' },
-    epochs: 1,
-    batchSize: 32,
-    learningRate: 0.01,
-    validationSplit: 0,
-    seed: 0,
-  },
-});
-const serveJob = (model: ModelRef): JobDispatch => ({
-  ...base,
-  kind: 'serve',
-  serve: { deploymentId: randomUUID(), model },
-});
-const predictJob = (model: ModelRef, uri = dataset): JobDispatch => ({
-  ...base,
-  kind: 'batch_predict',
-  batchPredict: { model, input: { uri } },
-});
+const trainJob = (uri: string): JobDispatch =>
+  jobDispatch({
+    kind: 'train',
+    train: {
+      dataset: { uri },
+      target: 'c',
+      task: 'regression',
+      model: { type: 'linear' },
+      epochs: 1,
+      batchSize: 32,
+      learningRate: 0.01,
+      validationSplit: 0,
+      seed: 0,
+    },
+  });
+const serveJob = (model: ModelRef): JobDispatch =>
+  jobDispatch({ kind: 'serve', serve: { deploymentId: randomUUID(), model } });
+const predictJob = (model: ModelRef, uri = dataset): JobDispatch =>
+  jobDispatch({ kind: 'batch_predict', batchPredict: { model, input: { uri } } });
 
 const reason = async (job: JobDispatch, policy = full) => {
   const verdict = await verifyJob(job, policy);
@@ -79,7 +62,7 @@ const reason = async (job: JobDispatch, policy = full) => {
 
 describe('verifyJob', () => {
   it('passes jobs the policy allows, with the checked model bytes and the resolved input', async () => {
-    expect(await verifyJob({ ...base, kind: 'command', command: ['true'] }, noArtifacts)).toMatchObject({
+    expect(await verifyJob(jobDispatch({ kind: 'command', command: ['true'] }), noArtifacts)).toMatchObject({
       ok: true,
     });
     expect(await verifyJob(trainJob(dataset), full)).toMatchObject({ ok: true, verified: { kind: 'train' } });

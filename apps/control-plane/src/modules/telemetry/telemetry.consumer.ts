@@ -96,12 +96,7 @@ export class TelemetryConsumer implements OnApplicationShutdown {
       duplicate_window: nanos(2 * 60_000),
       max_msg_size: 128 * 1024,
     };
-    try {
-      await jsm.streams.info(TELEMETRY_STREAM);
-      await jsm.streams.update(TELEMETRY_STREAM, config);
-    } catch {
-      await jsm.streams.add(config);
-    }
+    await this.nats.ensureStream(config);
     await jsm.consumers.add(TELEMETRY_STREAM, {
       durable_name: TELEMETRY_CONSUMER,
       ack_policy: AckPolicy.Explicit,

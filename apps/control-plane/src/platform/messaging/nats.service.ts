@@ -12,6 +12,7 @@ import {
   StorageType,
   type JetStreamClient,
   type JetStreamManager,
+  type StreamConfig,
 } from '@nats-io/jetstream';
 import { connect, jwtAuthenticator, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -54,6 +55,17 @@ export class NatsService implements OnApplicationShutdown {
 
   async jsm(): Promise<JetStreamManager> {
     return jetstreamManager(this.nc);
+  }
+
+  /** Creates a stream, or brings an existing one to this configuration. */
+  async ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {
+    const jsm = await this.jsm();
+    try {
+      await jsm.streams.info(config.name);
+      await jsm.streams.update(config.name, config);
+    } catch {
+      await jsm.streams.add(config);
+    }
   }
 
   async connect(): Promise<void> {
@@ -101,12 +113,7 @@ export class NatsService implements OnApplicationShutdown {
         duplicate_window: nanos(DUPLICATE_WINDOW_MS),
         max_msg_size: 128 * 1024,
       };
-      try {
-        await jsm.streams.info(s.name);
-        await jsm.streams.update(s.name, config);
-      } catch {
-        await jsm.streams.add(config);
-      }
+      await this.ensureStream(config);
     }
     await jsm.consumers.add(UP_STREAM, {
       durable_name: UP_CONSUMER,

@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import type { JobDispatch } from '@hearth/contracts';
+
+/** The dispatch fields every kind has, which a test may override. */
+export type DispatchBase = Pick<
+  JobDispatch,
+  'jobId' | 'attemptId' | 'fencingToken' | 'env' | 'timeoutSeconds' | 'cancelGraceSeconds'
+>;
+/** One kind's part of a dispatch ({ kind: 'train', train: … }…), with base overrides if any. */
+export type DispatchSpec = (JobDispatch extends infer J
+  ? J extends JobDispatch
+    ? Omit<J, keyof DispatchBase | 'type' | 'v'>
+    : never
+  : never) &
+  Partial<DispatchBase>;
+
+/**
+ * A dispatch message of the spec's kind, as the control plane sends it; the base fields default to
+ * a fresh job and attempt, fencing token 1, no env, a 60 s timeout and a 5 s cancel grace.
+ */
+export function jobDispatch<S extends DispatchSpec>(spec: S): Extract<JobDispatch, { kind: S['kind'] }> {
+  const job = {
+    type: 'job.dispatch',
+    v: 1,
+    jobId: randomUUID(),
+    attemptId: randomUUID(),
+    fencingToken: 1,
+    env: {},
+    timeoutSeconds: 60,
+    cancelGraceSeconds: 5,
+    ...spec,
+  } as JobDispatch;
+  return job as Extract<JobDispatch, { kind: S['kind'] }>;
+}
