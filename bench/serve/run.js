@@ -1,6 +1,6 @@
 // bench/serve: what the Open Inference Protocol server adds to an inference, against onnxruntime
 // called directly in the same process.
-//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--binary]
+//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--binary] [--rows 1,64]
 // The model is what the trainer exports (apps/agent/dist/ml/onnx-export.js): 32 float32 features,
 // standardised, two relu layers of 64, one sigmoid output; seeded weights. It is loaded twice: as a
 // plain InferenceSession (the CPU provider, the serving session's options) and behind the real server
@@ -42,6 +42,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '4' },
     threads: { type: 'string' },
+    rows: { type: 'string', default: '1,64' },
     // Send the inputs with the binary tensor data extension (raw float32 bytes after a JSON header).
     binary: { type: 'boolean', default: false },
   },
@@ -151,7 +152,7 @@ function post(body, port = server.port) {
 
 const cases = [];
 try {
-  for (const rows of [1, 64]) {
+  for (const rows of values.rows.split(',').map(Number)) {
     // Feature values as a client would send them from a CSV: 6 significant digits.
     const data = Array.from({ length: rows * FEATURES }, () =>
       Number(((random.next() - 0.5) * 40).toPrecision(6)),

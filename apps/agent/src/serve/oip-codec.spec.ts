@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import ort from 'onnxruntime-node';
 import { encodeInferResponse, floatToHalf, halfToFloat, parseInferRequest } from './oip-codec.js';
+import { parseJsonBody } from './oip-json.js';
 import { matchRoute } from './oip-server.js';
 
 describe('encodeInferResponse', () => {
@@ -79,6 +80,54 @@ describe('parseInferRequest', () => {
         model,
       ),
     ).toThrow("input 'x': element 3 is not an integer from -2147483648 to 2147483647 (datatype INT32)");
+  });
+});
+
+describe('parseInferRequest on parseJsonBody data', () => {
+  const signature = (datatype: string, shape: number[]) => ({
+    inputs: [{ name: 'x', datatype: datatype as 'FP32', shape }],
+    outputs: [{ name: 'y', datatype: 'FP32' as const, shape: [-1] }],
+  });
+  /** The tensor, or the error message, from a request parsed both ways. */
+  const both = (datatype: string, modelShape: number[], shape: number[], data: string) => {
+    const text = `{"inputs":[{"name":"x","datatype":"${datatype}","shape":[${shape.join(',')}],"data":${data}}]}`;
+    const decode = (body: unknown) => {
+      try {
+        const { x } = parseInferRequest(body, signature(datatype, modelShape)).feeds;
+        return { type: x.type, dims: x.dims, data: Array.from(x.data as ArrayLike<number | bigint>) };
+      } catch (err) {
+        return { error: (err as Error).message };
+      }
+    };
+    return [decode(parseJsonBody(Buffer.from(text))), decode(JSON.parse(text))];
+  };
+
+  it('gives the same tensors and the same errors as JSON.parse data', () => {
+    const cases: [string, number[], number[], string][] = [
+      ['FP32', [-1, 3], [2, 3], '[0.1,-2.5,3,1e-7,-0,65504.123]'],
+      ['FP32', [-1, 3], [2, 3], '[[0.1,-2.5,3],[1e-7,-0,65504.123]]'],
+      ['FP64', [-1, 2], [2, 2], '[[0.1,0.2],[0.30000000000000004,1e308]]'],
+      ['FP16', [-1], [3], '[1,0.1,65504]'],
+      ['FP16', [-1], [2], '[1,70000]'],
+      ['INT32', [-1, 2], [1, 2], '[[7,-8]]'],
+      ['INT32', [-1, 2], [1, 2], '[[7,1.5]]'],
+      ['INT64', [-1], [2], '[9007199254740991,-1]'],
+      ['UINT8', [-1], [2], '[255,256]'],
+      ['BOOL', [-1], [1], '[1]'],
+      ['BYTES', [-1], [1], '[1]'],
+      ['FP32', [-1, 3], [2, 3], '[[1,2],[3,4],[5,6]]'], // nested as 3×2, shape 2×3
+      ['FP32', [-1, 3], [2, 3], '[[1,2,3]]'], // too few rows
+      ['FP32', [-1, 3], [2, 3], '[1,2,3]'], // too few elements
+      ['FP32', [-1, 2, 2], [1, 2, 2], '[[[1,2],[3,4]]]'],
+      ['FP32', [], [], '[[1]]'], // nested data for a scalar
+    ];
+    for (const [datatype, modelShape, shape, data] of cases) {
+      const [ours, v8] = both(datatype, modelShape, shape, data);
+      expect({ data, ours }).toEqual({ data, ours: v8 });
+    }
+    expect(both('FP32', [-1, 3], [2, 3], '[[1,2],[3,4],[5,6]]')[0]).toEqual({
+      error: "input 'x': nested 'data' does not match shape [2,3]; nest it exactly or flatten it",
+    });
   });
 });
 

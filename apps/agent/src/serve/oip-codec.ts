@@ -7,6 +7,7 @@ import ort from 'onnxruntime-node';
 import type { Tensor } from 'onnxruntime-node';
 import { OIP_DATATYPES, ORT_TYPE, type OipDatatype, type TensorSpec } from './model-session.js';
 import { TYPED_ARRAYS, tensorBytes, type BinaryReader } from './oip-binary.js';
+import { NumberArray } from './oip-json.js';
 import { badRequest } from './serve.errors.js';
 
 export interface ModelSignature {
@@ -25,7 +26,7 @@ export interface InferRequest {
 }
 
 /**
- * Parses a decoded JSON body; `binary` holds the bytes after the JSON header when the request uses
+ * Parses a decoded JSON body (JSON.parse's, or parseJsonBody's with NumberArray data); `binary` holds the bytes after the JSON header when the request uses
  * the binary tensor data extension. Throws ServeError BAD_REQUEST.
  */
 export function parseInferRequest(body: unknown, model: ModelSignature, binary?: BinaryReader): InferRequest {
@@ -124,7 +125,10 @@ function inputTensor(input: Record<string, unknown>, spec: TensorSpec, binary?: 
     const data = binary!.tensorData(name, spec.datatype, count, binarySize);
     return new ort.Tensor(ORT_TYPE[spec.datatype], data, dims);
   }
-  const elements = flatten(name, input.data, dims);
+  const elements =
+    input.data instanceof NumberArray
+      ? numberElements(name, input.data, dims)
+      : flatten(name, input.data, dims);
   if (elements.length !== count) {
     throw badRequest(
       `input '${name}': shape [${dims.join(',')}] holds ${count} elements but 'data' has ${elements.length}`,
@@ -142,6 +146,14 @@ function checkShape(name: string, shape: readonly number[], model: readonly numb
       `input '${name}': shape [${shape.join(',')}] does not match the model's [${model.join(',')}]`,
     );
   }
+}
+
+/** flatten() for numbers read by parseJsonBody: nested, their nesting must be exactly the shape. */
+function numberElements(name: string, data: NumberArray, shape: readonly number[]): ArrayLike<number> {
+  if (data.dims.length === 1) return data.values;
+  const fits = data.dims.length === shape.length && data.dims.every((d, i) => d === shape[i]);
+  if (!fits) throw nestingMismatch(name, shape);
+  return data.values;
 }
 
 /** Row-major elements of flat data, or of nested data whose nesting is exactly the shape. */
@@ -188,7 +200,7 @@ const FP16_MAX = 65504;
 
 // Plain indexed loops into a preallocated array: TypedArray.from with a map function is an order
 // of magnitude slower, and this runs once per element of every request.
-function typedData(name: string, datatype: OipDatatype, elements: unknown[]): Tensor['data'] {
+function typedData(name: string, datatype: OipDatatype, elements: ArrayLike<unknown>): Tensor['data'] {
   const fail = (index: number, expected: string) =>
     badRequest(`input '${name}': element ${index} is not ${expected} (datatype ${datatype})`);
   const n = elements.length;
@@ -208,6 +220,10 @@ function typedData(name: string, datatype: OipDatatype, elements: unknown[]): Te
     case 'FP32':
     case 'FP64': {
       const out = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
+      if (elements instanceof Float64Array) {
+        out.set(elements); // numbers already (oip-json.ts); to float32 with the same rounding
+        return out;
+      }
       for (let i = 0; i < n; i++) {
         const v = elements[i];
         if (typeof v !== 'number') throw fail(i, 'a number');

@@ -20,12 +20,13 @@ import { AGENT_VERSION } from '../version.js';
 import type { ModelLease, ModelRepository } from './model-repository.js';
 import { ortMessage } from './model-session.js';
 import { BinaryReader, splitBinaryBody } from './oip-binary.js';
+import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
+import { parseJsonBody } from './oip-json.js';
+import type { ServeMetrics } from './serve-metrics.js';
+import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
 /** Protocol extensions served (named as Triton names them). */
 const EXTENSIONS = ['binary_tensor_data'];
-import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
-import type { ServeMetrics } from './serve-metrics.js';
-import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
 export interface OipServerOptions {
   host: string;
@@ -311,7 +312,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 
 function parseJson(body: Buffer): unknown {
   try {
-    return JSON.parse(body.toString('utf8'));
+    return parseJsonBody(body);
   } catch {
     // V8's message quotes the body: say only what is wrong.
     throw badRequest(body.length === 0 ? 'the request body is empty' : 'the request body is not valid JSON');
