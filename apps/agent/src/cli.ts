@@ -111,6 +111,10 @@ program
     '--serve-threads <n>',
     "onnxruntime intra-op threads per served model (overrides the policy's serve.threads; default: one per core)",
   )
+  .option(
+    '--serve-workers <n>',
+    "processes answering inference requests (overrides the policy's serve.workers; default 1, the agent's own)",
+  )
   .action((flags: RunFlags) => runCommand(flags).catch(fail));
 
 await program.parseAsync(process.argv);

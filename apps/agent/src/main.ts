@@ -103,6 +103,7 @@ export async function runAgent(
   const serve = new ServeHost({
     address: policy.serve,
     threads: policy.serve.threads,
+    workers: policy.serve.workers,
     logger: logger.child({ component: 'serve' }),
   });
   const jobs = jobConsumer

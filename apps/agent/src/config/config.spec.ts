@@ -21,7 +21,7 @@ describe('parseRunConfig', () => {
         dataRoots: [],
         artifactRoot: null,
         maxDatasetBytes: 256 * 1024 * 1024,
-        serve: { host: '127.0.0.1', port: 8600, threads: null },
+        serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1 },
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -110,14 +110,23 @@ describe('parseRunConfig: the local policy', () => {
     );
   });
 
-  it("lets --serve-host, --serve-port and --serve-threads override the policy's serve settings (port 0: any free port)", () => {
+  it("lets --serve-host, --serve-port, --serve-threads and --serve-workers override the policy's serve settings (port 0: any free port)", () => {
     const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000, threads: 2 } }));
-    const serve = (flags: { serveHost?: string; servePort?: string; serveThreads?: string }) =>
-      parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.serve;
-    expect(serve({})).toEqual({ host: '10.0.0.5', port: 9000, threads: 2 });
-    expect(serve({ servePort: '0' })).toEqual({ host: '10.0.0.5', port: 0, threads: 2 });
-    expect(serve({ serveHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: 9000, threads: 2 });
-    expect(serve({ serveThreads: '1' })).toEqual({ host: '10.0.0.5', port: 9000, threads: 1 });
+    const serve = (flags: {
+      serveHost?: string;
+      servePort?: string;
+      serveThreads?: string;
+      serveWorkers?: string;
+    }) => parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.serve;
+    const policy = { host: '10.0.0.5', port: 9000, threads: 2, workers: 1 };
+    expect(serve({})).toEqual(policy);
+    expect(serve({ servePort: '0' })).toEqual({ ...policy, port: 0 });
+    expect(serve({ serveHost: '0.0.0.0' })).toEqual({ ...policy, host: '0.0.0.0' });
+    expect(serve({ serveThreads: '1' })).toEqual({ ...policy, threads: 1 });
+    expect(serve({ serveWorkers: '4' })).toEqual({ ...policy, workers: 4 });
+    expect(() => serve({ serveWorkers: '0' })).toThrow(
+      /--serve-workers must be an integer from 1 to 256, got "0"/,
+    );
     expect(() => serve({ servePort: '70000' })).toThrow(/--serve-port must be an integer from 0 to 65535/);
     expect(() => serve({ serveHost: 'a b' })).toThrow(/--serve-host/);
     expect(() => serve({ serveThreads: '0' })).toThrow(

@@ -29,7 +29,7 @@ export interface RunConfig {
   readonly jobBaseEnv: JobBaseEnv;
   /**
    * The customer's local policy, read once at start (--policy, default <data-dir>/policy.json).
-   * Its `serve` settings are the effective ones: --serve-host/--serve-port/--serve-threads, when
+   * Its `serve` settings are the effective ones: --serve-host/--serve-port/--serve-threads/--serve-workers, when
    * given, win.
    */
   readonly policy: LocalPolicy;
@@ -62,6 +62,7 @@ export interface RunFlags {
   serveHost?: string;
   servePort?: string;
   serveThreads?: string;
+  serveWorkers?: string;
 }
 
 export interface JoinFlags {
@@ -149,7 +150,12 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
     if (err instanceof PolicyError) throw new ConfigError(err.message);
     throw err;
   }
-  if (flags.serveHost === undefined && flags.servePort === undefined && flags.serveThreads === undefined) {
+  if (
+    flags.serveHost === undefined &&
+    flags.servePort === undefined &&
+    flags.serveThreads === undefined &&
+    flags.serveWorkers === undefined
+  ) {
     return policy;
   }
   const serve = Object.freeze({
@@ -160,6 +166,7 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
       flags.serveThreads === undefined
         ? policy.serve.threads
         : integer('--serve-threads', flags.serveThreads, 1, 1, 1024),
+    workers: integer('--serve-workers', flags.serveWorkers, policy.serve.workers, 1, 256),
   });
   return Object.freeze({ ...policy, serve });
 }

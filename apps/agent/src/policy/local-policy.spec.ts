@@ -51,7 +51,7 @@ describe('loadLocalPolicy', () => {
       dataRoots: [],
       artifactRoot: null,
       maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
-      serve: { host: '127.0.0.1', port: 8600, threads: null },
+      serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1 },
     });
     expect(Object.isFrozen(p)).toBe(true);
     expect(Object.isFrozen(p.dataRoots)).toBe(true);
@@ -71,7 +71,7 @@ describe('loadLocalPolicy', () => {
         dataRoots: ['/srv/data/'],
         artifactRoot: '/srv/models',
         maxDatasetBytes: 1000,
-        serve: { port: 9000, threads: 1 },
+        serve: { port: 9000, threads: 1, workers: 4 },
       }),
     );
     expect(loadLocalPolicy(dir)).toEqual({
@@ -79,7 +79,7 @@ describe('loadLocalPolicy', () => {
       dataRoots: ['/srv/data'],
       artifactRoot: '/srv/models',
       maxDatasetBytes: 1000,
-      serve: { host: '127.0.0.1', port: 9000, threads: 1 },
+      serve: { host: '127.0.0.1', port: 9000, threads: 1, workers: 4 },
     });
   });
 
@@ -99,6 +99,8 @@ describe('loadLocalPolicy', () => {
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.threads: /);
     fs.writeFileSync(file, '{"serve": {"threads": 1.5}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.threads: /);
+    fs.writeFileSync(file, '{"serve": {"workers": 0}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.workers: /);
     fs.writeFileSync(file, '{not json');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(`the local policy ${file} is not valid JSON`);
   });

@@ -11,9 +11,9 @@ import { z } from 'zod';
 
 export const POLICY_FILE_NAME = 'policy.json';
 export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
-export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600, threads: null });
+export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600, threads: null, workers: 1 });
 
-/** Where the inference server listens, and how many threads each model may use. */
+/** Where the inference server listens, how many processes serve, and how many threads each model may use. */
 export interface ServePolicy {
   readonly host: string;
   readonly port: number;
@@ -23,6 +23,12 @@ export interface ServePolicy {
    * from jobs on a shared node.
    */
   readonly threads: number | null;
+  /**
+   * Processes answering inference requests: 1, the agent's own; more, that many serve workers,
+   * each with its own session of every model (memory × workers), sharing the port. One Node
+   * process answers HTTP on one core; a busy endpoint on a many-core node wants about one per core.
+   */
+  readonly workers: number;
 }
 
 export interface LocalPolicy {
@@ -63,6 +69,7 @@ const PolicyFile = z
         host: z.string().min(1).max(255).default(DEFAULT_SERVE.host),
         port: z.number().int().min(1).max(65_535).default(DEFAULT_SERVE.port),
         threads: z.number().int().min(1).max(1024).nullable().default(DEFAULT_SERVE.threads),
+        workers: z.number().int().min(1).max(256).default(DEFAULT_SERVE.workers),
       })
       .strict()
       .default({ ...DEFAULT_SERVE }),

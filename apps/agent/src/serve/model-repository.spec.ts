@@ -192,6 +192,34 @@ describe('ModelRepository', () => {
     expect(states('m')).toEqual(['1:LOADING', '1:READY', '2:LOADING', '2:FAILED']);
   });
 
+  it('switches only once beforeSwitch resolves, and drops the new version when it rejects', async () => {
+    const { repository, released, states } = setup();
+    await repository.load('price', '1', linearV1);
+    let commit!: () => void;
+    let seen: string | undefined;
+    const switching = repository.replace('price', '2', linearV2, (loaded) => {
+      seen = `${loaded.version}:${loaded.state}`;
+      return new Promise<void>((resolve) => (commit = resolve));
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toBe('2:LOADING'); // loaded, not yet switched to
+    expect(await predict(repository, 'price')).toEqual({ version: '1', y: 3 });
+    commit();
+    await switching;
+    expect(await predict(repository, 'price')).toEqual({ version: '2', y: 103 });
+
+    const before = released.size;
+    await expect(
+      repository.replace('price', '3', linearV1, () =>
+        Promise.reject(new Error('worker 2 could not load it')),
+      ),
+    ).rejects.toThrow('worker 2 could not load it');
+    expect(await predict(repository, 'price')).toEqual({ version: '2', y: 103 });
+    expect(released.size).toBe(before + 1); // version 3's session, released unused
+    expect(states('price').slice(-2)).toEqual(['3:LOADING', '3:FAILED']);
+    expect(repository.list().map((m) => `${m.version}:${m.state}`)).toEqual(['2:READY']);
+  });
+
   it('runs operations on one name in the order they were called', async () => {
     const { repository, states } = setup();
     await repository.load('m', '1', linearV1);

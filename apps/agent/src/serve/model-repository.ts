@@ -99,8 +99,16 @@ export class ModelRepository {
    * Loads `version` and makes it the one served, then retires the old version in the background
    * (released once its in-flight requests finish). If the new version fails to load, the old one
    * keeps serving and this rejects. A name not loaded yet (or whose load failed) is simply loaded.
+   * `beforeSwitch`, when given, is awaited between the load and the switch (serve workers switch
+   * together, once every one of them has loaded); if it rejects, nothing is switched, the new
+   * version is dropped (FAILED) and this rejects with its error.
    */
-  replace(name: string, version: string, path: string): Promise<ModelStatus> {
+  replace(
+    name: string,
+    version: string,
+    path: string,
+    beforeSwitch?: (loaded: ModelStatus) => Promise<void>,
+  ): Promise<ModelStatus> {
     try {
       checkName('model name', name);
       checkName('model version', version);
@@ -117,7 +125,7 @@ export class ModelRepository {
       this.emit(initial);
     }
     const target = entry;
-    return this.enqueue(target, () => this.loadVersion(name, target, initial, version, path));
+    return this.enqueue(target, () => this.loadVersion(name, target, initial, version, path, beforeSwitch));
   }
 
   private async loadVersion(
@@ -126,6 +134,7 @@ export class ModelRepository {
     initial: Slot | null,
     version: string,
     path: string,
+    beforeSwitch?: (loaded: ModelStatus) => Promise<void>,
   ): Promise<ModelStatus> {
     if (this.entries.get(name) !== entry) {
       throw new ServeError(
@@ -162,6 +171,21 @@ export class ModelRepository {
       );
     }
     slot.executionProvider = slot.session.executionProvider;
+    if (beforeSwitch) {
+      try {
+        await beforeSwitch(status(slot));
+      } catch (err) {
+        if (!unloaded(slot)) await this.drop(entry, slot, err);
+        throw err;
+      }
+      if (unloaded(slot)) {
+        // The repository was closed (forced) while the switch waited; the close released it.
+        throw new ServeError(
+          'INVALID_OPERATION',
+          `model '${name}' was unloaded before version ${version} served`,
+        );
+      }
+    }
     const old = entry.current === slot ? null : entry.current;
     // The switch: one synchronous step, so every request sees either the old or the new version.
     slot.state = 'READY';
@@ -180,6 +204,24 @@ export class ModelRepository {
     );
     if (old) void this.retire(old);
     return status(slot);
+  }
+
+  /** A loaded version that will not be switched to: FAILED, its session released. */
+  private async drop(entry: Entry, slot: Slot, reason: unknown): Promise<void> {
+    slot.state = 'FAILED';
+    slot.error = `not switched to: ${errorMessage(reason)}`;
+    if (entry.next === slot) entry.next = null;
+    const session = slot.session;
+    slot.session = null;
+    this.emit(slot);
+    try {
+      await session?.release();
+    } catch (err) {
+      this.options.logger?.warn(
+        { model: slot.name, version: slot.version, err: errorMessage(err) },
+        'releasing a model session failed',
+      );
+    }
   }
 
   /** Stops serving a name; resolves once its in-flight requests have finished and it is released. */
@@ -327,6 +369,9 @@ export class ModelRepository {
     }
   }
 }
+
+/** Read afresh after an await (a forced close may have unloaded the slot meanwhile). */
+const unloaded = (slot: Slot): boolean => slot.state === 'UNLOADED';
 
 function status(slot: Slot): ModelStatus {
   return {

@@ -22,7 +22,7 @@ import { ortMessage } from './model-session.js';
 import { BinaryReader, splitBinaryBody } from './oip-binary.js';
 import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
 import { parseJsonBody } from './oip-json.js';
-import type { ServeMetrics } from './serve-metrics.js';
+import type { MetricsSink } from './serve-metrics.js';
 import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
 /** Protocol extensions served (named as Triton names them). */
@@ -33,7 +33,7 @@ export interface OipServerOptions {
   /** 0 picks a free port (see OipServer.port). */
   port: number;
   repository: ModelRepository;
-  metrics: ServeMetrics;
+  metrics: MetricsSink;
   logger: Logger;
   /** The largest request body accepted; default 32 MiB. */
   maxBodyBytes?: number;

@@ -4,7 +4,8 @@
  * serve job's model version under its name; a newer deployment of the same name replaces it
  * (without failing requests in flight, see ModelRepository), and the older one learns by whom.
  * Deploys and undeploys of one name run one after another, so an undeploy of a replaced
- * deployment can never unload its successor.
+ * deployment can never unload its successor. The server runs in the agent's own process, or, with
+ * serve.workers above 1, as that many worker processes (serve-workers.ts).
  */
 import os from 'node:os';
 import type { ServeMetrics as ServeMetricsMessage } from '@hearth/contracts';
@@ -13,6 +14,7 @@ import { ModelRepository } from './model-repository.js';
 import type { ExecutionProvider, ModelSession } from './model-session.js';
 import type { OipServer } from './oip-server.js';
 import { ServeMetrics } from './serve-metrics.js';
+import { ServeWorkers } from './serve-workers.js';
 import { ServeError } from './serve.errors.js';
 
 export interface ServeAddress {
@@ -26,8 +28,22 @@ export interface ServeHostOptions {
   logger: Logger;
   /** onnxruntime intra-op threads per model for the default loader; null or absent: its default. */
   threads?: number | null;
-  /** Default loadModelSession (CUDA where installed, else CPU) with `threads`. */
+  /** Processes serving (the policy's serve.workers); 1 or absent: the agent's own. */
+  workers?: number;
+  /** Default loadModelSession (CUDA where installed, else CPU) with `threads`; in process only. */
   loadSession?: (bytes: Uint8Array) => Promise<ModelSession>;
+  /** The serve worker's entry (serve-workers.ts); default the build's serve-worker.js. */
+  workerScript?: string;
+}
+
+/** Where the models are served: this process, or the serve workers. */
+interface ServeBackend {
+  /** Starts serving; the port it listens on. */
+  start(): Promise<number>;
+  /** Loads `version` and serves it under `name` (see ModelRepository.replace); its provider. */
+  replace(name: string, version: string, bytes: Uint8Array): Promise<ExecutionProvider | null>;
+  unload(name: string): Promise<void>;
+  close(options: { force?: boolean }): Promise<void>;
 }
 
 /** One serve job's model version, live on the server until it is undeployed or replaced. */
@@ -49,50 +65,43 @@ export class Deployment {
 }
 
 export class ServeHost {
-  readonly repository: ModelRepository;
   readonly metrics = new ServeMetrics();
-  private server: Promise<OipServer> | null = null;
+  private readonly backend: ServeBackend;
+  private port: Promise<number> | null = null;
   /** The current deployment of each name. */
   private readonly current = new Map<string, Deployment>();
   private readonly queues = new Map<string, Promise<unknown>>();
-  /** Verified model bytes by load key, for the repository's loader (it is given the key, not a path). */
-  private readonly pinned = new Map<string, Uint8Array>();
   private closed = false;
 
   constructor(private readonly options: ServeHostOptions) {
-    // ONNX Runtime loads with the first deployment, not with the agent: an agent that only runs
-    // commands stays small, and every fork for a command copies the agent's page tables.
-    const load =
-      options.loadSession ??
-      (async (bytes: Uint8Array) =>
-        (await import('./model-session.js')).loadModelSession(bytes, {
-          intraOpThreads: options.threads ?? undefined,
-        }));
-    this.repository = new ModelRepository({
-      logger: options.logger,
-      loadSession: (key) => {
-        const bytes = this.pinned.get(key);
-        if (!bytes) return Promise.reject(new ServeError('MODEL_LOAD_FAILED', 'the model bytes are gone'));
-        return load(bytes);
-      },
-    });
+    const { address, logger } = options;
+    this.backend =
+      (options.workers ?? 1) > 1
+        ? new ServeWorkers({
+            count: options.workers!,
+            host: address.host,
+            port: address.port,
+            threads: options.threads ?? null,
+            logger,
+            metrics: this.metrics,
+            workerScript: options.workerScript,
+          })
+        : new InProcessServer(options, this.metrics);
   }
 
   /** Starts the server on first use and returns its endpoint; a failed start is tried again next time. */
   async start(): Promise<string> {
     if (this.closed) throw new ServeError('NOT_READY', 'the agent is stopping');
-    this.server ??= startServer({
-      host: this.options.address.host,
-      port: this.options.address.port,
-      repository: this.repository,
-      metrics: this.metrics,
-      logger: this.options.logger,
-    }).catch((err: unknown) => {
-      this.server = null;
+    this.port ??= this.backend.start().catch((err: unknown) => {
+      this.port = null;
       throw err;
     });
-    const server = await this.server;
-    return endpointFor(this.options.address.host, server.port);
+    return endpointFor(this.options.address.host, await this.port);
+  }
+
+  /** The pids of the serve worker processes answering now; empty when the agent serves itself. */
+  workerPids(): number[] {
+    return this.backend instanceof ServeWorkers ? this.backend.pids() : [];
   }
 
   /**
@@ -101,17 +110,13 @@ export class ServeHost {
    */
   deploy(id: string, name: string, version: string, bytes: Uint8Array): Promise<Deployment> {
     return this.serialize(name, async () => {
-      const key = `${id}:${name}:${version}`;
-      this.pinned.set(key, bytes);
       let provider: ExecutionProvider | null;
       try {
-        provider = (await this.repository.replace(name, version, key)).executionProvider;
+        provider = await this.backend.replace(name, version, bytes);
       } catch (err) {
         // A first load that failed leaves the name FAILED (server not ready): take it away again.
-        if (!this.current.has(name)) await this.repository.unload(name);
+        if (!this.current.has(name)) await this.backend.unload(name);
         throw err;
-      } finally {
-        this.pinned.delete(key);
       }
       const deployment = new Deployment(id, name, version, provider ?? 'cpu');
       const previous = this.current.get(name);
@@ -126,7 +131,7 @@ export class ServeHost {
     return this.serialize(deployment.name, async () => {
       if (this.current.get(deployment.name) !== deployment) return;
       this.current.delete(deployment.name);
-      await this.repository.unload(deployment.name);
+      await this.backend.unload(deployment.name);
     });
   }
 
@@ -157,9 +162,8 @@ export class ServeHost {
   /** Stops the server (requests in flight finish, up to graceMs) and unloads every model. */
   async close(options: { force?: boolean } = {}): Promise<void> {
     this.closed = true;
-    const server = await this.server?.catch(() => null);
-    await server?.close(options.force ? 0 : 10_000);
-    await this.repository.close(options);
+    await this.port?.catch(() => null);
+    await this.backend.close(options);
   }
 
   private serialize<T>(name: string, op: () => Promise<T>): Promise<T> {
@@ -180,6 +184,64 @@ export function endpointFor(host: string, port: number): string {
   return `http://${name.includes(':') && !name.startsWith('[') ? `[${name}]` : name}:${port}`;
 }
 
-async function startServer(options: Parameters<typeof import('./oip-server.js').startOipServer>[0]) {
-  return (await import('./oip-server.js')).startOipServer(options);
+/** The server in the agent's own process: one event loop, one session per model. */
+class InProcessServer implements ServeBackend {
+  private readonly repository: ModelRepository;
+  /** Verified model bytes by load key, for the repository's loader (it is given the key, not a path). */
+  private readonly pinned = new Map<string, Uint8Array>();
+  private server: OipServer | null = null;
+  private loads = 0;
+
+  constructor(
+    private readonly options: ServeHostOptions,
+    private readonly metrics: ServeMetrics,
+  ) {
+    // ONNX Runtime loads with the first deployment, not with the agent: an agent that only runs
+    // commands stays small, and every fork for a command copies the agent's page tables.
+    const load =
+      options.loadSession ??
+      (async (bytes: Uint8Array) =>
+        (await import('./model-session.js')).loadModelSession(bytes, {
+          intraOpThreads: options.threads ?? undefined,
+        }));
+    this.repository = new ModelRepository({
+      logger: options.logger,
+      loadSession: (key) => {
+        const bytes = this.pinned.get(key);
+        if (!bytes) return Promise.reject(new ServeError('MODEL_LOAD_FAILED', 'the model bytes are gone'));
+        return load(bytes);
+      },
+    });
+  }
+
+  async start(): Promise<number> {
+    const { startOipServer } = await import('./oip-server.js');
+    this.server = await startOipServer({
+      host: this.options.address.host,
+      port: this.options.address.port,
+      repository: this.repository,
+      metrics: this.metrics,
+      logger: this.options.logger,
+    });
+    return this.server.port;
+  }
+
+  async replace(name: string, version: string, bytes: Uint8Array): Promise<ExecutionProvider | null> {
+    const key = `${name}:${version}:${++this.loads}`;
+    this.pinned.set(key, bytes);
+    try {
+      return (await this.repository.replace(name, version, key)).executionProvider;
+    } finally {
+      this.pinned.delete(key);
+    }
+  }
+
+  unload(name: string): Promise<void> {
+    return this.repository.unload(name);
+  }
+
+  async close(options: { force?: boolean }): Promise<void> {
+    await this.server?.close(options.force ? 0 : 10_000);
+    await this.repository.close(options);
+  }
 }

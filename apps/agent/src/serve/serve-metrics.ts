@@ -8,6 +8,14 @@
  * percentiles of recent requests, which a bounded ring of samples gives exactly, in a few lines.
  */
 
+/** Where the inference server records its requests: ServeMetrics, or a serve worker's batches. */
+export interface MetricsSink {
+  /** One answered inference request of a served model version. */
+  record(model: string, version: string, latencyMs: number, status: number): void;
+  /** One inference request for a model name that is not served. */
+  recordUnrouted(): void;
+}
+
 export interface LatencyPercentiles {
   readonly p50: number;
   readonly p95: number;
@@ -72,7 +80,7 @@ class Series {
   }
 }
 
-export class ServeMetrics {
+export class ServeMetrics implements MetricsSink {
   private readonly series = new Map<string, Series>();
   private readonly windowMs: number;
   private readonly maxSamples: number;
