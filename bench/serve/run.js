@@ -1,11 +1,14 @@
 // bench/serve: what the Open Inference Protocol server adds to an inference, against onnxruntime
 // called directly in the same process.
-//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--binary] [--rows 1,64]
+//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--workers N] [--binary] [--rows 1,64]
 // The model is what the trainer exports (apps/agent/dist/ml/onnx-export.js): 32 float32 features,
 // standardised, two relu layers of 64, one sigmoid output; seeded weights. It is loaded twice: as a
 // plain InferenceSession (the CPU provider, the serving session's options) and behind the real server
 // (ModelRepository + startOipServer on 127.0.0.1, ephemeral port). --threads sets onnxruntime's
 // intra-op threads for both (ModelSessionOptions.intraOpThreads); default: onnxruntime's (one per core).
+// --workers N (N > 1) serves through the agent's ServeHost as N serve worker processes (the policy's
+// serve.workers) instead of in this process: the latency phase then measures one worker (one
+// kept-alive connection), the throughput phase all of them (autocannon's connections are spread).
 // For 1 row and 64 rows:
 // 1. Latency, sequential, the three interleaved: raw is `await session.run(feeds)` with a new input
 //    Tensor each time; http is one POST /v2/models/{name}/infer on a kept-alive connection
@@ -34,6 +37,7 @@ import { SeededRandom } from '../../apps/agent/dist/ml/seeded-random.js';
 import { ModelRepository } from '../../apps/agent/dist/serve/model-repository.js';
 import { loadModelSession } from '../../apps/agent/dist/serve/model-session.js';
 import { startOipServer } from '../../apps/agent/dist/serve/oip-server.js';
+import { ServeHost } from '../../apps/agent/dist/serve/serve-host.js';
 import { ServeMetrics } from '../../apps/agent/dist/serve/serve-metrics.js';
 
 const { values } = parseArgs({
@@ -43,6 +47,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '4' },
     threads: { type: 'string' },
     rows: { type: 'string', default: '1,64' },
+    workers: { type: 'string', default: '1' },
     // Send the inputs with the binary tensor data extension (raw float32 bytes after a JSON header).
     binary: { type: 'boolean', default: false },
   },
@@ -51,6 +56,7 @@ const iterations = Number(values.iterations);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const threads = values.threads === undefined ? undefined : Number(values.threads);
+const workers = Number(values.workers);
 
 const FEATURES = 32;
 const HIDDEN = [64, 64];
@@ -92,18 +98,37 @@ const raw = await ort.InferenceSession.create(bytes, {
   executionProviders: ['cpu'],
   ...(threads ? { intraOpNumThreads: threads } : {}),
 });
-const repository = new ModelRepository({
-  loadSession: (file) => loadModelSession(file, { cuda: false, intraOpThreads: threads }),
-});
-await repository.load(MODEL, '1', modelFile);
-const metrics = new ServeMetrics();
-const server = await startOipServer({
-  host: '127.0.0.1',
-  port: 0,
-  repository,
-  metrics,
-  logger: createLogger('warn'),
-});
+// The server: in this process, or the agent's serve workers.
+let server;
+let closeServer;
+if (workers > 1) {
+  const host = new ServeHost({
+    address: { host: '127.0.0.1', port: 0 },
+    threads: threads ?? null,
+    workers,
+    logger: createLogger('warn'),
+  });
+  const endpoint = await host.start();
+  await host.deploy('bench', MODEL, '1', bytes);
+  server = { port: Number(new URL(endpoint).port) };
+  closeServer = () => host.close();
+} else {
+  const repository = new ModelRepository({
+    loadSession: (file) => loadModelSession(file, { cuda: false, intraOpThreads: threads }),
+  });
+  await repository.load(MODEL, '1', modelFile);
+  server = await startOipServer({
+    host: '127.0.0.1',
+    port: 0,
+    repository,
+    metrics: new ServeMetrics(),
+    logger: createLogger('warn'),
+  });
+  closeServer = async () => {
+    await server.close(1000);
+    await repository.close();
+  };
+}
 // The floor: node:http with nothing behind it. It answers `bareAnswer`, set per case.
 let bareAnswer = '';
 const bare = http.createServer((req, res) => {
@@ -274,9 +299,8 @@ try {
 } finally {
   agent.destroy();
   bare.close();
-  await server.close(1000);
+  await closeServer();
   await raw.release();
-  await repository.close();
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -322,6 +346,7 @@ const result = {
   loadAverage: round(os.loadavg()[0], 2),
   model: `exportOnnx MLP ${widths.join('→')} (standardise, relu, relu, sigmoid), float32, CPU provider`,
   intraOpThreads: threads ?? 'default',
+  serveWorkers: workers,
   iterations,
   seconds,
   targets: { addedP50Us: `≤ ${TARGETS.addedP50Us}`, throughputRatio: `≥ ${TARGETS.throughputRatio}` },

@@ -15,6 +15,16 @@ export function ensureBuilt(): void {
   }
 }
 
+/** Whether a process (a job's, a serve worker) still exists. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export interface AgentProcess {
   proc: ChildProcess;
   log: () => string;

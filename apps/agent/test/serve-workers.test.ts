@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { linearRegressionModel } from '@hearth/testing';
 import { createLogger } from '../src/logger.js';
 import { ServeHost } from '../src/serve/serve-host.js';
-import { ensureBuilt } from './agent-process.js';
+import { ensureBuilt, processAlive } from './agent-process.js';
 import { waitUntil } from './fake-control-plane.js';
 
 jest.setTimeout(60_000);
@@ -68,15 +68,6 @@ const forkedPids = () =>
     .filter((w) => w !== undefined && !w.isDead())
     .map((w) => w!.process.pid!);
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 describe('ServeHost with serve workers', () => {
   it('serves a deployment from every worker on one port, and counts their requests as one', async () => {
     const host = serveHost(2);
@@ -99,7 +90,7 @@ describe('ServeHost with serve workers', () => {
 
     const pids = host.workerPids();
     await host.close();
-    expect(pids.filter(alive)).toEqual([]);
+    expect(pids.filter(processAlive)).toEqual([]);
     await expect(infer(endpoint, 'churn')).rejects.toThrow(/ECONNREFUSED/);
   });
 
@@ -160,7 +151,7 @@ describe('ServeHost with serve workers', () => {
     await waitUntil(() => !host.workerPids().includes(survivor), 5_000, 'the exit to be seen');
     const answers = await inferMany(endpoint, 'steady', 10);
     expect(answers.map((a) => `${a.status} v${a.body.model_version}`)).toEqual(Array(10).fill('200 v1'));
-    expect(alive(replacement)).toBe(true);
+    expect(processAlive(replacement)).toBe(true);
   });
 
   it('says why it cannot listen, leaves no worker behind, and tries again on the next start', async () => {

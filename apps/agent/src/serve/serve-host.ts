@@ -135,7 +135,10 @@ export class ServeHost {
     });
   }
 
-  /** The deployment's request numbers (since its version started serving; latency over the window). */
+  /**
+   * The deployment's request numbers (since its version started serving; latency over the window).
+   * Serve workers send theirs every quarter second, and all of them before an undeploy completes.
+   */
   metricsOf(deployment: Deployment): ServeMetricsMessage {
     const snapshot = this.metrics.snapshot();
     const model = snapshot.models.find(

@@ -1,8 +1,10 @@
 /**
  * The inference server as several processes, for the policy's serve.workers above 1: one Node
  * event loop answers HTTP on one core, so a busy endpoint needs more of them. The agent stays the
- * cluster primary: it holds the listening socket (node:cluster hands connections to the workers in
- * turn), and each worker (serve-worker.ts) loads every served model into its own session.
+ * cluster primary: it holds the listening socket and hands each new connection to the next worker
+ * (node:cluster's round robin, its default on Linux: with the other policy, workers accepting
+ * from the shared socket themselves, a few kept-alive clients could all land on one worker), and
+ * each worker (serve-worker.ts) loads every served model into its own session.
  *
  * A deployment switches every worker together, in two phases: each loads the new version beside
  * the one it serves and says so; only when all have loaded do they all switch, and if any fails

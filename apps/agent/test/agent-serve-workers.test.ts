@@ -1,0 +1,138 @@
+/**
+ * The real agent process with `--serve-workers 2`: a serve job from this test (playing the
+ * control plane over the real nats-server) puts the model on two worker processes behind one
+ * port, a newer version replaces it on both, the request numbers of both come back in
+ * serve.metrics, and the workers go when the agent does, even when it is killed.
+ * Needs `npx tsc -b apps/agent` (npm run build) first; it builds once itself when dist is missing.
+ */
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { JobDispatch, ModelRef } from '@hearth/contracts';
+import { linearRegressionModel } from '@hearth/testing';
+import { processAlive, startAgent, type AgentProcess } from './agent-process.js';
+import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
+
+jest.setTimeout(60_000);
+
+let cp: FakeControlPlane;
+let tmp: string;
+let dataDir: string;
+let artifactRoot: string;
+let agent: AgentProcess;
+
+beforeAll(async () => {
+  cp = await FakeControlPlane.start();
+  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-agent-serve-workers-')));
+  dataDir = path.join(tmp, 'data-dir');
+  artifactRoot = path.join(tmp, 'artifacts');
+  fs.mkdirSync(artifactRoot);
+  cp.writeDataDir(dataDir);
+  fs.writeFileSync(
+    path.join(dataDir, 'policy.json'),
+    JSON.stringify({ artifactRoot, serve: { host: '127.0.0.1', port: 8600, workers: 1 } }),
+  );
+  // The flags win over the policy: two workers, any free port.
+  agent = await startAgent(dataDir, tmp, ['--serve-workers', '2', '--serve-port', '0']);
+});
+
+afterAll(async () => {
+  agent?.stop();
+  await cp?.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function modelRef(version: string, bytes: Uint8Array): ModelRef {
+  const file = path.join(artifactRoot, `price-v${version}.onnx`);
+  fs.writeFileSync(file, bytes);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return { name: 'price', version, uri: pathToFileURL(file).href, sha256 };
+}
+
+const serveJob = (model: ModelRef) =>
+  cp.send({ kind: 'serve', serve: { deploymentId: randomUUID(), model }, timeoutSeconds: null });
+
+async function readyEndpoint(job: JobDispatch): Promise<string> {
+  let endpoint: string | undefined;
+  await waitUntil(
+    () => {
+      const ready = cp.progress(job.attemptId).find((p) => p.kind === 'serve.ready');
+      endpoint = ready?.kind === 'serve.ready' ? ready.endpoint : undefined;
+      if (!endpoint && cp.finished(job.attemptId)) {
+        throw new Error(`serve job finished: ${cp.finished(job.attemptId)?.reason}\n${agent.log()}`);
+      }
+      return endpoint !== undefined;
+    },
+    30_000,
+    'serve.ready',
+  );
+  return endpoint!;
+}
+
+/** One inference on a connection of its own; the model's version and answer. */
+function infer(endpoint: string): Promise<string> {
+  const body = JSON.stringify({
+    inputs: [{ name: 'float_input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 4] }],
+  });
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${endpoint}/v2/models/price/infer`,
+      { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => {
+          const answer = JSON.parse(text) as { model_version?: string; outputs?: { data: number[] }[] };
+          resolve(`${res.statusCode} v${answer.model_version} ${answer.outputs?.[0].data[0]}`);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The agent's serve workers: its child processes running serve-worker.js. */
+function serveWorkers(): number[] {
+  const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(agent.proc.pid)]).toString();
+  return out
+    .split('\n')
+    .filter((line) => line.includes('serve-worker.js'))
+    .map((line) => Number(line.trim().split(/\s+/)[0]));
+}
+
+describe('hearth-agent --serve-workers 2', () => {
+  it('serves a deployment and its replacement from two worker processes on one port', async () => {
+    const v1Job = await serveJob(modelRef('1', linearRegressionModel()));
+    const endpoint = await readyEndpoint(v1Job);
+    expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(serveWorkers()).toHaveLength(2);
+    const before = await Promise.all(Array.from({ length: 20 }, () => infer(endpoint)));
+    expect(new Set(before)).toEqual(new Set(['200 v1 3']));
+
+    const v2Job = await serveJob(modelRef('2', linearRegressionModel({ intercept: 101 })));
+    expect(await readyEndpoint(v2Job)).toBe(endpoint);
+    expect(await cp.waitFinished(v1Job.attemptId, 30_000)).toMatchObject({
+      outcome: 'SUCCEEDED',
+      reason: 'replaced by version 2',
+    });
+    const after = await Promise.all(Array.from({ length: 20 }, () => infer(endpoint)));
+    expect(new Set(after)).toEqual(new Set(['200 v2 103']));
+    // Version 1's last report counts the requests both workers answered.
+    const last = cp.progress(v1Job.attemptId).at(-1);
+    expect(last).toMatchObject({ kind: 'serve.metrics', metrics: { requests: 20, errors: 0 } });
+  });
+
+  it('takes its serve workers with it when it is killed', async () => {
+    const workers = serveWorkers();
+    expect(workers).toHaveLength(2);
+    agent.proc.kill('SIGKILL');
+    await agent.exited;
+    await waitUntil(() => workers.every((pid) => !processAlive(pid)), 10_000, 'the serve workers to exit');
+  });
+});
