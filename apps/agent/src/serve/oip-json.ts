@@ -220,56 +220,21 @@ class BodyReader {
     return dims[depth] === length;
   }
 
-  /** The numbers of an innermost array into rowBuffer, up to and past its ']'. */
+  /**
+   * The numbers of an innermost array into rowBuffer, up to and past its ']'. The separators are
+   * read with a local index, not through this.pos and closes(): a third of the time of a row.
+   */
   private numbers(): boolean {
     const buf = this.buf;
     let row = rowBuffer;
     let n = this.count;
     let i = this.pos;
     for (;;) {
-      // The common number inline (the bulk of a request); any other form through number().
-      const start = i;
+      this.pos = i;
+      const value = this.number();
+      if (value === undefined) return false;
+      i = this.pos;
       let c = buf[i];
-      const negative = c === MINUS;
-      if (negative) c = buf[++i];
-      let mantissa = 0;
-      let digits = 0;
-      while (c >= ZERO && c <= NINE) {
-        mantissa = mantissa * 10 + (c - ZERO);
-        digits++;
-        c = buf[++i];
-      }
-      let fractionDigits = 0;
-      let dot = false;
-      if (c === DOT) {
-        dot = true;
-        const at = i;
-        c = buf[++i];
-        while (c >= ZERO && c <= NINE) {
-          mantissa = mantissa * 10 + (c - ZERO);
-          c = buf[++i];
-        }
-        fractionDigits = i - at - 1;
-      }
-      let value: number;
-      if (
-        digits > 0 &&
-        digits + fractionDigits <= 15 &&
-        (!dot || fractionDigits > 0) &&
-        c !== LOWER_E &&
-        c !== UPPER_E &&
-        (digits === 1 || buf[negative ? start + 1 : start] !== ZERO)
-      ) {
-        value = fractionDigits === 0 ? mantissa : mantissa / POW10[fractionDigits];
-        if (negative) value = -value;
-      } else {
-        this.pos = start;
-        const parsed = this.number();
-        if (parsed === undefined) return false;
-        value = parsed;
-        i = this.pos;
-        c = buf[i];
-      }
       if (n === row.length) {
         const grown = new Float64Array(n * 2);
         grown.set(row);
