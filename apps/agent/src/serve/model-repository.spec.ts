@@ -35,7 +35,8 @@ function setup() {
   const events: ModelStateChange[] = [];
   const repository = new ModelRepository({
     onStateChange: (change) => events.push(change),
-    loadSession: async (p) => {
+    loadSession: async (source) => {
+      const p = source as string; // these tests load files
       await gates.get(p);
       const session = await loadModelSession(p);
       const tracked: ModelSession = {

@@ -33,10 +33,13 @@ export interface ModelLease {
   release(): void;
 }
 
-export type SessionLoader = (path: string) => Promise<ModelSession>;
+/** A model file's path, or the model's (verified) bytes. */
+export type ModelSource = string | Uint8Array;
+
+export type SessionLoader = (source: ModelSource) => Promise<ModelSession>;
 
 export interface ModelRepositoryOptions {
-  /** Loads a model file; default loadModelSession with its default execution providers. */
+  /** Loads a model; default loadModelSession with its default execution providers. */
   loadSession?: SessionLoader;
   onStateChange?: (change: ModelStateChange) => void;
   logger?: Logger;
@@ -81,18 +84,19 @@ export class ModelRepository {
 
   constructor(private readonly options: ModelRepositoryOptions = {}) {
     this.loadSession =
-      options.loadSession ?? (async (file) => (await import('./model-session.js')).loadModelSession(file));
+      options.loadSession ??
+      (async (source) => (await import('./model-session.js')).loadModelSession(source));
   }
 
   /** Loads a model under a new name. Rejects with the load error (the name is then FAILED). */
-  load(name: string, version: string, path: string): Promise<ModelStatus> {
+  load(name: string, version: string, source: ModelSource): Promise<ModelStatus> {
     const entry = this.entries.get(name);
     if (entry && entry.current.state !== 'FAILED') {
       return Promise.reject(
         new ServeError('INVALID_OPERATION', `model '${name}' is already loaded; replace it instead`),
       );
     }
-    return this.replace(name, version, path);
+    return this.replace(name, version, source);
   }
 
   /**
@@ -106,7 +110,7 @@ export class ModelRepository {
   replace(
     name: string,
     version: string,
-    path: string,
+    source: ModelSource,
     beforeSwitch?: (loaded: ModelStatus) => Promise<void>,
   ): Promise<ModelStatus> {
     try {
@@ -125,7 +129,7 @@ export class ModelRepository {
       this.emit(initial);
     }
     const target = entry;
-    return this.enqueue(target, () => this.loadVersion(name, target, initial, version, path, beforeSwitch));
+    return this.enqueue(target, () => this.loadVersion(name, target, initial, version, source, beforeSwitch));
   }
 
   private async loadVersion(
@@ -133,7 +137,7 @@ export class ModelRepository {
     entry: Entry,
     initial: Slot | null,
     version: string,
-    path: string,
+    source: ModelSource,
     beforeSwitch?: (loaded: ModelStatus) => Promise<void>,
   ): Promise<ModelStatus> {
     if (this.entries.get(name) !== entry) {
@@ -151,7 +155,7 @@ export class ModelRepository {
       this.emit(slot);
     }
     try {
-      slot.session = await this.loadSession(path);
+      slot.session = await this.loadSession(source);
     } catch (err) {
       if (slot.state === 'UNLOADED') throw err; // closed (forced) while it loaded
       slot.state = 'FAILED';

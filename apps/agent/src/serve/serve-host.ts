@@ -10,8 +10,8 @@
 import os from 'node:os';
 import type { ServeMetrics as ServeMetricsMessage } from '@hearth/contracts';
 import type { Logger } from '../logger.js';
-import { ModelRepository } from './model-repository.js';
-import type { ExecutionProvider, ModelSession } from './model-session.js';
+import { ModelRepository, type SessionLoader } from './model-repository.js';
+import type { ExecutionProvider } from './model-session.js';
 import type { OipServer } from './oip-server.js';
 import { ServeMetrics } from './serve-metrics.js';
 import { ServeWorkers } from './serve-workers.js';
@@ -31,7 +31,7 @@ export interface ServeHostOptions {
   /** Processes serving (the policy's serve.workers); 1 or absent: the agent's own. */
   workers?: number;
   /** Default loadModelSession (CUDA where installed, else CPU) with `threads`; in process only. */
-  loadSession?: (bytes: Uint8Array) => Promise<ModelSession>;
+  loadSession?: SessionLoader;
   /** The serve worker's entry (serve-workers.ts); default the build's serve-worker.js. */
   workerScript?: string;
 }
@@ -190,10 +190,7 @@ export function endpointFor(host: string, port: number): string {
 /** The server in the agent's own process: one event loop, one session per model. */
 class InProcessServer implements ServeBackend {
   private readonly repository: ModelRepository;
-  /** Verified model bytes by load key, for the repository's loader (it is given the key, not a path). */
-  private readonly pinned = new Map<string, Uint8Array>();
   private server: OipServer | null = null;
-  private loads = 0;
 
   constructor(
     private readonly options: ServeHostOptions,
@@ -201,20 +198,13 @@ class InProcessServer implements ServeBackend {
   ) {
     // ONNX Runtime loads with the first deployment, not with the agent: an agent that only runs
     // commands stays small, and every fork for a command copies the agent's page tables.
-    const load =
+    const loadSession =
       options.loadSession ??
-      (async (bytes: Uint8Array) =>
-        (await import('./model-session.js')).loadModelSession(bytes, {
+      (async (source) =>
+        (await import('./model-session.js')).loadModelSession(source, {
           intraOpThreads: options.threads ?? undefined,
         }));
-    this.repository = new ModelRepository({
-      logger: options.logger,
-      loadSession: (key) => {
-        const bytes = this.pinned.get(key);
-        if (!bytes) return Promise.reject(new ServeError('MODEL_LOAD_FAILED', 'the model bytes are gone'));
-        return load(bytes);
-      },
-    });
+    this.repository = new ModelRepository({ logger: options.logger, loadSession });
   }
 
   async start(): Promise<number> {
@@ -230,13 +220,7 @@ class InProcessServer implements ServeBackend {
   }
 
   async replace(name: string, version: string, bytes: Uint8Array): Promise<ExecutionProvider | null> {
-    const key = `${name}:${version}:${++this.loads}`;
-    this.pinned.set(key, bytes);
-    try {
-      return (await this.repository.replace(name, version, key)).executionProvider;
-    } finally {
-      this.pinned.delete(key);
-    }
+    return (await this.repository.replace(name, version, bytes)).executionProvider;
   }
 
   unload(name: string): Promise<void> {

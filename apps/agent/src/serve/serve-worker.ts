@@ -64,8 +64,6 @@ let logger: Logger = createLogger('info', { component: 'serve-worker' });
 let repository: ModelRepository | null = null;
 let server: OipServer | null = null;
 const metrics = new BatchedMetrics();
-/** Model bytes by load key while they load (the repository's loader is given the key). */
-const pinned = new Map<string, Uint8Array>();
 /** Prepared versions waiting for the agent's commit or abort, by request id. */
 const gates = new Map<number, { commit: () => void; abort: (reason: Error) => void }>();
 let closing = false;
@@ -108,15 +106,11 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
   });
   repository = new ModelRepository({
     logger,
-    loadSession: (key) => {
-      const bytes = pinned.get(key);
-      if (!bytes) return Promise.reject(new ServeError('MODEL_LOAD_FAILED', 'the model bytes are gone'));
-      return loadModelSession(bytes, { intraOpThreads: message.threads ?? undefined });
-    },
+    loadSession: (source) => loadModelSession(source, { intraOpThreads: message.threads ?? undefined }),
   });
   try {
     // Every served model first: a worker takes connections only once it can answer them.
-    for (const model of message.models) await load(model);
+    for (const model of message.models) await repository.replace(model.name, model.version, model.bytes);
     server = await startOipServer({
       host: message.host,
       port: message.port,
@@ -133,19 +127,9 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
   send({ type: 'ready', port: server.port });
 }
 
-async function load(model: WorkerModel, beforeSwitch?: Parameters<ModelRepository['replace']>[3]) {
-  const key = `${model.name}:${model.version}:${Math.random()}`;
-  pinned.set(key, model.bytes);
-  try {
-    return await repository!.replace(model.name, model.version, key, beforeSwitch);
-  } finally {
-    pinned.delete(key);
-  }
-}
-
 async function prepare(id: number, model: WorkerModel): Promise<void> {
   try {
-    await load(model, (loaded) => {
+    await repository!.replace(model.name, model.version, model.bytes, (loaded) => {
       send({ type: 'prepared', id, executionProvider: loaded.executionProvider });
       return new Promise<void>((commit, abort) => gates.set(id, { commit, abort }));
     });
