@@ -44,6 +44,8 @@ interface ServeBackend {
   replace(name: string, version: string, bytes: Uint8Array): Promise<ExecutionProvider | null>;
   unload(name: string): Promise<void>;
   close(options: { force?: boolean }): Promise<void>;
+  /** The pids of the serve worker processes answering now; none when the agent serves itself. */
+  pids(): number[];
 }
 
 /** One serve job's model version, live on the server until it is undeployed or replaced. */
@@ -101,7 +103,7 @@ export class ServeHost {
 
   /** The pids of the serve worker processes answering now; empty when the agent serves itself. */
   workerPids(): number[] {
-    return this.backend instanceof ServeWorkers ? this.backend.pids() : [];
+    return this.backend.pids();
   }
 
   /**
@@ -225,6 +227,10 @@ class InProcessServer implements ServeBackend {
 
   unload(name: string): Promise<void> {
     return this.repository.unload(name);
+  }
+
+  pids(): number[] {
+    return [];
   }
 
   async close(options: { force?: boolean }): Promise<void> {
