@@ -14,6 +14,7 @@ import { DataDirError, loadIdentity } from './connection/credentials.js';
 import { JoinError, join } from './connection/join.js';
 import { createLogger, errorMessage } from './logger.js';
 import { runAgent } from './main.js';
+import { MetricsEndpointError } from './metrics/metrics-server.js';
 import { AGENT_VERSION } from './version.js';
 
 /** After a forced stop, how long the agent may take to report the killed jobs before it exits. */
@@ -23,7 +24,11 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** Known failures print their message; anything else is a bug and prints its stack. */
 function fail(err: unknown): never {
-  const known = err instanceof ConfigError || err instanceof DataDirError || err instanceof JoinError;
+  const known =
+    err instanceof ConfigError ||
+    err instanceof DataDirError ||
+    err instanceof JoinError ||
+    err instanceof MetricsEndpointError;
   const text = known || !(err instanceof Error) ? errorMessage(err) : (err.stack ?? err.message);
   process.stderr.write(`hearth-agent: ${text}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
@@ -114,6 +119,15 @@ program
   .option(
     '--serve-workers <n>',
     "processes answering inference requests (overrides the policy's serve.workers; default 1, the agent's own)",
+  )
+  .option(
+    '--metrics-host <host>',
+    "address of the Prometheus endpoint (overrides the policy's metrics.host; default 127.0.0.1)",
+  )
+  .option(
+    '--metrics-port <port>',
+    "serve Prometheus metrics at GET /metrics on this port (overrides the policy's metrics.port; " +
+      'default: no endpoint; 0: any free port, logged)',
   )
   .action((flags: RunFlags) => runCommand(flags).catch(fail));
 

@@ -9,7 +9,7 @@ import { jetstream, type Consumer, type JetStreamClient } from '@nats-io/jetstre
 import type { RunConfig } from './config/config.js';
 import { backoffDelay, sleep } from './connection/backoff.js';
 import { DataDirError, LEDGER_FILE, type AgentIdentity } from './connection/credentials.js';
-import { connectWithRetry } from './connection/nats.js';
+import { ConnectionState, connectWithRetry } from './connection/nats.js';
 import { EgressGuard } from './egress/guard.js';
 import { EgressLedger } from './egress/ledger.js';
 import { AttemptRegistry } from './executor/attempts.js';
@@ -17,6 +17,8 @@ import { handleControl, runControlLoop } from './executor/control-loop.js';
 import { JobLoop } from './executor/job-loop.js';
 import { handleDispatch } from './executor/job-runner.js';
 import { errorMessage, type Logger } from './logger.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
 import { ServeHost } from './serve/serve-host.js';
 import { TelemetryCollector } from './telemetry/collector.js';
 import { AgentCounters } from './telemetry/counters.js';
@@ -25,6 +27,7 @@ import { detectGpus } from './telemetry/gpus.js';
 import { runHeartbeats } from './telemetry/heartbeat.js';
 import { systemInfo } from './telemetry/system-info.js';
 import { TelemetryLoop } from './telemetry/telemetry-loop.js';
+import { AGENT_VERSION } from './version.js';
 
 export interface StopSignals {
   /** First SIGTERM/SIGINT: stop taking jobs and drain. */
@@ -59,14 +62,54 @@ export async function runAgent(
         dataRoots: policy.dataRoots,
         artifactRoot: policy.artifactRoot,
         serve: policy.serve,
+        metrics: policy.metrics,
       },
     },
     'agent starting',
   );
   const ledger = openLedger(config.dataDir);
+  const counters = new AgentCounters();
+  const connection = new ConnectionState();
+  const metrics =
+    policy.metrics.port === null
+      ? null
+      : new AgentMetrics({
+          agentId: identity.file.agentId,
+          version: AGENT_VERSION,
+          counters,
+          attempts: () => registry.held(),
+          connected: () => connection.connected,
+          egress: () => ledger.sent(),
+          served: () => serve.deployments(),
+          serveWorkers: () => serve.workerPids().length,
+        });
+  // The inference server starts with the first serve job, on the policy's address.
+  const serve: ServeHost = new ServeHost({
+    address: policy.serve,
+    threads: policy.serve.threads,
+    workers: policy.serve.workers,
+    logger: logger.child({ component: 'serve' }),
+    observer: metrics ?? undefined,
+  });
+  // Up before the connection, so that monitoring sees an agent that cannot reach its control plane.
+  let endpoint: MetricsServer | null = null;
+  if (metrics) {
+    try {
+      endpoint = await startMetricsServer({
+        host: policy.metrics.host,
+        port: policy.metrics.port!,
+        registry: metrics.registry,
+        logger: logger.child({ component: 'metrics' }),
+      });
+    } catch (err) {
+      ledger.close();
+      throw err;
+    }
+  }
   const servers = config.natsUrl ? [config.natsUrl] : identity.file.natsServers;
-  const nc = await connectWithRetry(identity, servers, logger, stop.graceful);
+  const nc = await connectWithRetry(identity, servers, logger, stop.graceful, connection);
   if (!nc) {
+    await endpoint?.close();
     ledger.close();
     logger.info('agent stopped before it could connect');
     return stop.forced.aborted ? 1 : 0;
@@ -74,7 +117,6 @@ export async function runAgent(
 
   const js = jetstream(nc);
   const guard = new EgressGuard({ nc, js, ledger, address: identity.address });
-  const counters = new AgentCounters();
   const shutdown = new AbortController();
   stop.forced.addEventListener('abort', () => shutdown.abort(), { once: true });
   // Telemetry: the first sample, before any job, tells the GPU allocator what the host has.
@@ -99,13 +141,6 @@ export async function runAgent(
     getConsumer(js, consumers.control(identity.file.agentId), logger, stop.graceful),
   ]);
 
-  // The inference server starts with the first serve job, on the policy's address.
-  const serve = new ServeHost({
-    address: policy.serve,
-    threads: policy.serve.threads,
-    workers: policy.serve.workers,
-    logger: logger.child({ component: 'serve' }),
-  });
   const jobs = jobConsumer
     ? new JobLoop(
         jobConsumer,
@@ -174,6 +209,7 @@ export async function runAgent(
   } catch (err) {
     logger.warn({ err: errorMessage(err) }, 'closing the NATS connection failed');
   }
+  await endpoint?.close();
   ledger.close();
   logger.info({ counters: counters.snapshot(), forced: stop.forced.aborted }, 'agent stopped');
   return stop.forced.aborted ? 1 : 0;

@@ -2,7 +2,8 @@
  * The real agent process with `--serve-workers 2`: a serve job from this test (playing the
  * control plane over the real nats-server) puts the model on two worker processes behind one
  * port, a newer version replaces it on both, the request numbers of both come back in
- * serve.metrics, and the workers go when the agent does, even when it is killed.
+ * serve.metrics and on the agent's Prometheus endpoint, and the workers go when the agent does,
+ * even when it is killed.
  * Needs `npx tsc -b apps/agent` (npm run build) first; it builds once itself when dist is missing.
  */
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
@@ -14,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { JobDispatch, ModelRef } from '@hearth/contracts';
-import { linearRegressionModel } from '@hearth/testing';
+import { linearRegressionModel, metricValue, parsePrometheus } from '@hearth/testing';
 import { processAlive, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
@@ -37,8 +38,15 @@ beforeAll(async () => {
     path.join(dataDir, 'policy.json'),
     JSON.stringify({ artifactRoot, serve: { host: '127.0.0.1', port: 8600, workers: 1 } }),
   );
-  // The flags win over the policy: two workers, any free port.
-  agent = await startAgent(dataDir, tmp, ['--serve-workers', '2', '--serve-port', '0']);
+  // The flags win over the policy: two workers, any free port; a metrics endpoint on any free port.
+  agent = await startAgent(dataDir, tmp, [
+    '--serve-workers',
+    '2',
+    '--serve-port',
+    '0',
+    '--metrics-port',
+    '0',
+  ]);
 });
 
 afterAll(async () => {
@@ -97,6 +105,16 @@ function infer(endpoint: string): Promise<string> {
   });
 }
 
+/** The agent's metrics endpoint, from its log line. */
+function metricsUrl(): string {
+  const line = agent
+    .log()
+    .split('\n')
+    .find((l) => l.includes('metrics endpoint listening'));
+  if (!line) throw new Error(`no metrics endpoint in the agent's log:\n${agent.log()}`);
+  return (JSON.parse(line) as { url: string }).url;
+}
+
 /** The agent's serve workers: its child processes running serve-worker.js. */
 function serveWorkers(): number[] {
   const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(agent.proc.pid)]).toString();
@@ -126,6 +144,37 @@ describe('hearth-agent --serve-workers 2', () => {
     // Version 1's last report counts the requests both workers answered.
     const last = cp.progress(v1Job.attemptId).at(-1);
     expect(last).toMatchObject({ kind: 'serve.metrics', metrics: { requests: 20, errors: 0 } });
+  });
+
+  it('shows both workers’ requests, the served version and the finished deployment on its metrics endpoint', async () => {
+    const url = metricsUrl();
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const v2 = { model: 'price', version: '2' };
+    let samples = parsePrometheus('');
+    await waitUntil(
+      async () => {
+        samples = parsePrometheus(await (await fetch(url)).text());
+        return metricValue(samples, 'hearth_agent_serve_requests_total', { ...v2, code: '200' }) === 20;
+      },
+      10_000,
+      'the 20 requests of version 2 on /metrics',
+    );
+    expect(metricValue(samples, 'hearth_agent_serve_request_duration_seconds_count', v2)).toBe(20);
+    // Version 1 is no longer served: its series are gone, and its serve job ended SUCCEEDED.
+    expect(samples.filter((s) => s.labels.version === '1')).toEqual([]);
+    expect(metricValue(samples, 'hearth_agent_serve_models', { ...v2, provider: 'cpu' })).toBe(1);
+    expect(metricValue(samples, 'hearth_agent_serve_workers')).toBe(2);
+    expect(metricValue(samples, 'hearth_agent_attempts', { kind: 'serve', state: 'running' })).toBe(1);
+    expect(
+      metricValue(samples, 'hearth_agent_jobs_finished_total', { kind: 'serve', outcome: 'SUCCEEDED' }),
+    ).toBe(1);
+    expect(metricValue(samples, 'hearth_agent_nats_connected')).toBe(1);
+    expect(
+      metricValue(samples, 'hearth_agent_egress_messages_total', { type: 'job.finished' }),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      metricValue(samples, 'hearth_agent_egress_messages_total', { type: 'agent.heartbeat' }),
+    ).toBeGreaterThan(0);
   });
 
   it('takes its serve workers with it when it is killed', async () => {

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { subjects } from '@hearth/contracts';
+import { metricValue, parsePrometheus, runProcess, type PrometheusSample } from '@hearth/testing';
 import { agentDir, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
@@ -28,7 +29,7 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-agent-it-'));
   dataDir = path.join(tmp, 'data');
   cp.writeDataDir(dataDir);
-  agent = await startAgent(dataDir, tmp, ['--max-jobs', '2']);
+  agent = await startAgent(dataDir, tmp, ['--max-jobs', '2', '--metrics-port', '0']);
 });
 
 afterAll(async () => {
@@ -142,6 +143,57 @@ describe('hearth-agent run', () => {
     expect(cp.claims.some((c) => c.attemptId === job.attemptId)).toBe(false);
     cp.resumeClaims();
     expect(await cp.waitFinished(job.attemptId)).toMatchObject({ outcome: 'SUCCEEDED' });
+  });
+
+  it('shows on its metrics endpoint the jobs it holds and how they ended', async () => {
+    const line = agent
+      .log()
+      .split('\n')
+      .find((l) => l.includes('metrics endpoint listening'));
+    const url = (JSON.parse(line!) as { url: string }).url;
+    const scrape = async () => parsePrometheus(await (await fetch(url)).text());
+    const failed = (samples: PrometheusSample[]) =>
+      metricValue(samples, 'hearth_agent_jobs_finished_total', { kind: 'command', outcome: 'FAILED' }) ?? 0;
+    const invalid = (samples: PrometheusSample[]) =>
+      metricValue(samples, 'hearth_agent_invalid_messages_total', { channel: 'dispatch' }) ?? 0;
+    const before = await scrape();
+    expect(metricValue(before, 'hearth_agent_nats_connected')).toBe(1);
+
+    const job = await cp.dispatch(node('console.log("ready"); setTimeout(() => process.exit(4), 1000)'));
+    await waitUntil(() => cp.logText(job.attemptId).includes('ready'), 10_000, 'the job to start');
+    const during = await scrape();
+    expect(metricValue(during, 'hearth_agent_attempts', { kind: 'command', state: 'running' })).toBe(1);
+    expect(await cp.waitFinished(job.attemptId)).toMatchObject({ outcome: 'FAILED', exitCode: 4 });
+    await cp.publishRaw(subjects.jobs(cp.address), new TextEncoder().encode('{"type":"job.dispatch"}'));
+    await waitUntil(
+      async () => invalid(await scrape()) === invalid(before) + 1,
+      10_000,
+      'the invalid message',
+    );
+
+    const after = await scrape();
+    expect(failed(after)).toBe(failed(before) + 1);
+    expect(
+      metricValue(after, 'hearth_agent_attempts', { kind: 'command', state: 'running' }),
+    ).toBeUndefined();
+    const finishedSent = (samples: PrometheusSample[]) =>
+      metricValue(samples, 'hearth_agent_egress_messages_total', { type: 'job.finished' }) ?? 0;
+    expect(finishedSent(after)).toBeGreaterThan(finishedSent(before));
+
+    // Another agent told to use the same metrics port stops at start, saying why.
+    const port = new URL(url).port;
+    const second = await runProcess(process.execPath, [
+      path.join(agentDir, 'bin', 'hearth-agent.js'),
+      'run',
+      '--data-dir',
+      dataDir,
+      '--metrics-port',
+      port,
+    ]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(
+      `hearth-agent: the metrics endpoint cannot listen on 127.0.0.1:${port}: EADDRINUSE (the port is in use`,
+    );
   });
 
   it('on SIGTERM lets the running job finish, reports it and exits 0', async () => {

@@ -9,4 +9,5 @@ export * from './onnx-models.js';
 export * from './paths.js';
 export * from './postgres.js';
 export * from './processes.js';
+export * from './prometheus.js';
 export * from './wait.js';

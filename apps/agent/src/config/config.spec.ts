@@ -22,6 +22,7 @@ describe('parseRunConfig', () => {
         artifactRoot: null,
         maxDatasetBytes: 256 * 1024 * 1024,
         serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1 },
+        metrics: { host: '127.0.0.1', port: null },
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -134,6 +135,26 @@ describe('parseRunConfig: the local policy', () => {
     );
     expect(Object.isFrozen(parseRunConfig({ dataDir: dir, policy: file, servePort: '1' }, {}).policy)).toBe(
       true,
+    );
+  });
+
+  it("lets --metrics-host and --metrics-port override the policy's metrics endpoint (off unless a port is set)", () => {
+    const metrics = (file: string, flags: { metricsHost?: string; metricsPort?: string }) =>
+      parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.metrics;
+    const off = write('metrics-off.json', '{}');
+    expect(metrics(off, {})).toEqual({ host: '127.0.0.1', port: null });
+    expect(metrics(off, { metricsPort: '9464' })).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(metrics(off, { metricsPort: '0' })).toEqual({ host: '127.0.0.1', port: 0 });
+    // A host alone does not turn the endpoint on.
+    expect(metrics(off, { metricsHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: null });
+    const on = write('metrics-on.json', JSON.stringify({ metrics: { host: '10.0.0.5', port: 9100 } }));
+    expect(metrics(on, {})).toEqual({ host: '10.0.0.5', port: 9100 });
+    expect(metrics(on, { metricsPort: '9200' })).toEqual({ host: '10.0.0.5', port: 9200 });
+    expect(() => metrics(on, { metricsPort: '-1' })).toThrow(
+      new ConfigError('--metrics-port must be an integer from 0 to 65535, got "-1"'),
+    );
+    expect(() => metrics(on, { metricsHost: 'http://x' })).toThrow(
+      new ConfigError('--metrics-host must be a host name or an IP address, got "http://x"'),
     );
   });
 });

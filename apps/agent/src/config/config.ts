@@ -29,8 +29,8 @@ export interface RunConfig {
   readonly jobBaseEnv: JobBaseEnv;
   /**
    * The customer's local policy, read once at start (--policy, default <data-dir>/policy.json).
-   * Its `serve` settings are the effective ones: --serve-host/--serve-port/--serve-threads/--serve-workers, when
-   * given, win.
+   * Its `serve` and `metrics` settings are the effective ones: --serve-host/--serve-port/--serve-threads/
+   * --serve-workers and --metrics-host/--metrics-port, when given, win.
    */
   readonly policy: LocalPolicy;
 }
@@ -63,6 +63,8 @@ export interface RunFlags {
   servePort?: string;
   serveThreads?: string;
   serveWorkers?: string;
+  metricsHost?: string;
+  metricsPort?: string;
 }
 
 export interface JoinFlags {
@@ -150,30 +152,41 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
     if (err instanceof PolicyError) throw new ConfigError(err.message);
     throw err;
   }
-  if (
-    flags.serveHost === undefined &&
-    flags.servePort === undefined &&
-    flags.serveThreads === undefined &&
-    flags.serveWorkers === undefined
-  ) {
-    return policy;
-  }
-  const serve = Object.freeze({
-    host: flags.serveHost === undefined ? policy.serve.host : serveHost(flags.serveHost),
-    // 0: any free port, chosen when the inference server starts (the serve.ready event reports it).
-    port: integer('--serve-port', flags.servePort, policy.serve.port, 0, 65_535),
-    threads:
-      flags.serveThreads === undefined
-        ? policy.serve.threads
-        : integer('--serve-threads', flags.serveThreads, 1, 1, 1024),
-    workers: integer('--serve-workers', flags.serveWorkers, policy.serve.workers, 1, 256),
-  });
-  return Object.freeze({ ...policy, serve });
+  const serveFlags = [flags.serveHost, flags.servePort, flags.serveThreads, flags.serveWorkers];
+  const serve = serveFlags.every((f) => f === undefined)
+    ? policy.serve
+    : Object.freeze({
+        host: flags.serveHost === undefined ? policy.serve.host : hostFlag('--serve-host', flags.serveHost),
+        // 0: any free port, chosen when the inference server starts (the serve.ready event reports it).
+        port: integer('--serve-port', flags.servePort, policy.serve.port, 0, 65_535),
+        threads:
+          flags.serveThreads === undefined
+            ? policy.serve.threads
+            : integer('--serve-threads', flags.serveThreads, 1, 1, 1024),
+        workers: integer('--serve-workers', flags.serveWorkers, policy.serve.workers, 1, 256),
+      });
+  const metrics =
+    flags.metricsHost === undefined && flags.metricsPort === undefined
+      ? policy.metrics
+      : Object.freeze({
+          host:
+            flags.metricsHost === undefined
+              ? policy.metrics.host
+              : hostFlag('--metrics-host', flags.metricsHost),
+          // 0: any free port (logged); a port given only by --metrics-host stays the policy's.
+          port:
+            flags.metricsPort === undefined || flags.metricsPort === ''
+              ? policy.metrics.port
+              : integer('--metrics-port', flags.metricsPort, 0, 0, 65_535),
+        });
+  return serve === policy.serve && metrics === policy.metrics
+    ? policy
+    : Object.freeze({ ...policy, serve, metrics });
 }
 
-function serveHost(raw: string): string {
+function hostFlag(name: string, raw: string): string {
   if (!/^[A-Za-z0-9.:_-]{1,255}$/.test(raw)) {
-    throw new ConfigError(`--serve-host must be a host name or an IP address, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(`${name} must be a host name or an IP address, got ${JSON.stringify(raw)}`);
   }
   return raw;
 }

@@ -42,18 +42,25 @@ export function connectionOptions(
   };
 }
 
+/** Whether the NATS connection is up now: set by connectWithRetry and its status watcher. */
+export class ConnectionState {
+  connected = false;
+}
+
 export async function connectWithRetry(
   identity: AgentIdentity,
   servers: readonly string[],
   logger: Logger,
   signal: AbortSignal,
+  state: ConnectionState = new ConnectionState(),
 ): Promise<NatsConnection | null> {
   for (let i = 0; !signal.aborted; i++) {
     try {
       const pacer: ReconnectPacer = { attempts: 0 };
       const nc = await connect(connectionOptions(identity, servers, pacer));
       logger.info({ server: nc.getServer() }, 'connected to NATS');
-      void watchStatus(nc, pacer, logger);
+      state.connected = true;
+      void watchStatus(nc, pacer, logger, state);
       return nc;
     } catch (err) {
       const delay = backoffDelay(i, RECONNECT_BACKOFF);
@@ -64,13 +71,20 @@ export async function connectWithRetry(
   return null;
 }
 
-async function watchStatus(nc: NatsConnection, pacer: ReconnectPacer, logger: Logger): Promise<void> {
+async function watchStatus(
+  nc: NatsConnection,
+  pacer: ReconnectPacer,
+  logger: Logger,
+  state: ConnectionState,
+): Promise<void> {
   for await (const status of nc.status()) {
     switch (status.type) {
       case 'disconnect':
+        state.connected = false;
         logger.warn({ server: status.server }, 'disconnected from NATS');
         break;
       case 'reconnect':
+        state.connected = true;
         pacer.attempts = 0;
         logger.info({ server: status.server }, 'reconnected to NATS');
         break;
@@ -81,4 +95,5 @@ async function watchStatus(nc: NatsConnection, pacer: ReconnectPacer, logger: Lo
         logger.debug({ status: status.type }, 'NATS status');
     }
   }
+  state.connected = false; // the iterator ends when the connection closes
 }

@@ -117,6 +117,10 @@ describe('EgressGuard', () => {
     const raw = fs.readFileSync(path.join(dir, 'ledger.jsonl'), 'utf8');
     expect(raw).not.toContain('gpu-node-secret-hostname');
     expect(fs.statSync(path.join(dir, 'ledger.jsonl')).mode & 0o777).toBe(0o600);
+    guard().heartbeat(heartbeat);
+    expect(ledger.sent()).toEqual(
+      new Map([['agent.heartbeat', { messages: 2, bytes: 2 * published[0].data.byteLength }]]),
+    );
   });
 
   it('refuses a message with a field the contract does not have, and sends and records nothing', () => {
@@ -124,6 +128,7 @@ describe('EgressGuard', () => {
     expect(() => guard().heartbeat(smuggled)).toThrow(EgressRefusedError);
     expect(published).toHaveLength(0);
     expect(ledgerLines()).toHaveLength(0);
+    expect(ledger.sent().size).toBe(0);
   });
 
   it('refuses a log line over the contract bound', async () => {

@@ -14,7 +14,15 @@ export interface LedgerEntry {
   sha256: string;
 }
 
+/** What the ledger recorded of one message type since the agent started. */
+export interface EgressTotals {
+  messages: number;
+  bytes: number;
+}
+
 export class EgressLedger {
+  private readonly totals = new Map<string, EgressTotals>();
+
   private constructor(
     private fd: number | null,
     readonly file: string,
@@ -36,7 +44,19 @@ export class EgressLedger {
       sha256: createHash('sha256').update(payload).digest('hex'),
     };
     fs.writeSync(this.fd, `${JSON.stringify(entry)}\n`);
+    const totals = this.totals.get(type);
+    if (totals) {
+      totals.messages += 1;
+      totals.bytes += entry.bytes;
+    } else {
+      this.totals.set(type, { messages: 1, bytes: entry.bytes });
+    }
     return entry;
+  }
+
+  /** Messages and payload bytes recorded since the agent started, by message type (a contract type). */
+  sent(): ReadonlyMap<string, Readonly<EgressTotals>> {
+    return this.totals;
   }
 
   close(): void {

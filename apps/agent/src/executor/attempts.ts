@@ -91,6 +91,11 @@ export class AttemptRegistry {
       .map((a) => ({ jobId: a.job.jobId, pid: a.pid! }));
   }
 
+  /** The kind and state of every attempt held (the metrics endpoint counts them). */
+  held(): { kind: JobDispatch['kind']; state: AttemptState }[] {
+    return [...this.attempts.values()].map((a) => ({ kind: a.job.kind, state: a.state }));
+  }
+
   killAll(reason: string): number {
     for (const attempt of this.attempts.values()) attempt.kill(reason);
     return this.attempts.size;

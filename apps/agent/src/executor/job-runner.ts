@@ -102,6 +102,7 @@ async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): P
     log.warn({ kind: attempt.job.kind, reason: verdict.reason }, 'job refused by the local policy');
     attempt.state = 'reporting';
     const refused: JobResult = { outcome: 'FAILED', exitCode: null, signal: null, reason: verdict.reason };
+    deps.counters.jobFinished(attempt.job.kind, refused.outcome);
     if (await reportFinished(attempt, refused, deps, log)) await ackDispatch(attempt, log);
     return;
   }
@@ -127,6 +128,7 @@ async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): P
       ? { outcome: 'FAILED', exitCode: null, signal: null, reason: lease!.reason }
       : await start(attempt, verdict.verified, deps, log).finally(lease!.release);
   attempt.state = 'reporting';
+  deps.counters.jobFinished(attempt.job.kind, result.outcome);
   log.info({ outcome: result.outcome, exitCode: result.exitCode, signal: result.signal }, 'attempt finished');
   if (await reportFinished(attempt, result, deps, log)) await ackDispatch(attempt, log);
 }

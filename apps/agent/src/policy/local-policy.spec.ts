@@ -52,8 +52,10 @@ describe('loadLocalPolicy', () => {
       artifactRoot: null,
       maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
       serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1 },
+      metrics: { host: '127.0.0.1', port: null },
     });
     expect(Object.isFrozen(p)).toBe(true);
+    expect(Object.isFrozen(p.metrics)).toBe(true);
     expect(Object.isFrozen(p.dataRoots)).toBe(true);
     expect(Object.isFrozen(p.serve)).toBe(true);
     expect(policyError(() => resolveDatasetUri('file:///data/x.csv', p))).toBe(
@@ -72,6 +74,7 @@ describe('loadLocalPolicy', () => {
         artifactRoot: '/srv/models',
         maxDatasetBytes: 1000,
         serve: { port: 9000, threads: 1, workers: 4 },
+        metrics: { host: '0.0.0.0', port: 9464 },
       }),
     );
     expect(loadLocalPolicy(dir)).toEqual({
@@ -80,6 +83,7 @@ describe('loadLocalPolicy', () => {
       artifactRoot: '/srv/models',
       maxDatasetBytes: 1000,
       serve: { host: '127.0.0.1', port: 9000, threads: 1, workers: 4 },
+      metrics: { host: '0.0.0.0', port: 9464 },
     });
   });
 
@@ -101,6 +105,12 @@ describe('loadLocalPolicy', () => {
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.threads: /);
     fs.writeFileSync(file, '{"serve": {"workers": 0}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.workers: /);
+    fs.writeFileSync(file, '{"metrics": {"port": "9464"}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at metrics\.port: /);
+    fs.writeFileSync(file, '{"metrics": {"port": 9464, "path": "/m"}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(
+      /is invalid at metrics: Unrecognized key: "path"/,
+    );
     fs.writeFileSync(file, '{not json');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(`the local policy ${file} is not valid JSON`);
   });

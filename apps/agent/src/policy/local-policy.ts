@@ -12,6 +12,7 @@ import { z } from 'zod';
 export const POLICY_FILE_NAME = 'policy.json';
 export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600, threads: null, workers: 1 });
+export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null });
 
 /** Where the inference server listens, how many processes serve, and how many threads each model may use. */
 export interface ServePolicy {
@@ -31,6 +32,17 @@ export interface ServePolicy {
   readonly workers: number;
 }
 
+/**
+ * The agent's Prometheus endpoint (GET /metrics) for the customer's own monitoring. Off unless a
+ * port is set: a new listening port is IT's decision. It answers on the customer's network only
+ * and sends nothing anywhere; its numbers never include a request, a dataset or a job's output.
+ */
+export interface MetricsPolicy {
+  readonly host: string;
+  /** null: no endpoint; 0: any free port (logged at start). */
+  readonly port: number | null;
+}
+
 export interface LocalPolicy {
   /** The file the policy was read from (or would have been, when it is missing): for messages. */
   readonly file: string;
@@ -40,6 +52,7 @@ export interface LocalPolicy {
   readonly artifactRoot: string | null;
   readonly maxDatasetBytes: number;
   readonly serve: ServePolicy;
+  readonly metrics: MetricsPolicy;
 }
 
 /** A policy problem the user can act on; the message says what to change, and is shown as is. */
@@ -73,6 +86,13 @@ const PolicyFile = z
       })
       .strict()
       .default({ ...DEFAULT_SERVE }),
+    metrics: z
+      .object({
+        host: z.string().min(1).max(255).default(DEFAULT_METRICS.host),
+        port: z.number().int().min(0).max(65_535).nullable().default(DEFAULT_METRICS.port),
+      })
+      .strict()
+      .default({ ...DEFAULT_METRICS }),
   })
   .strict();
 
@@ -109,6 +129,7 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     artifactRoot: p.artifactRoot === null ? null : path.resolve(p.artifactRoot),
     maxDatasetBytes: p.maxDatasetBytes,
     serve: Object.freeze({ ...p.serve }),
+    metrics: Object.freeze({ ...p.metrics }),
   });
 }
 

@@ -13,7 +13,7 @@ import type { Logger } from '../logger.js';
 import { ModelRepository, type SessionLoader } from './model-repository.js';
 import type { ExecutionProvider } from './model-session.js';
 import type { OipServer } from './oip-server.js';
-import { ServeMetrics } from './serve-metrics.js';
+import { ServeMetrics, teeSink, type MetricsSink } from './serve-metrics.js';
 import { ServeWorkers } from './serve-workers.js';
 import { ServeError } from './serve.errors.js';
 
@@ -34,6 +34,13 @@ export interface ServeHostOptions {
   loadSession?: SessionLoader;
   /** The serve worker's entry (serve-workers.ts); default the build's serve-worker.js. */
   workerScript?: string;
+  /** Also told of every inference request (the agent's metrics endpoint). */
+  observer?: ServeObserver;
+}
+
+/** A second recorder of inference requests, told when a version's numbers are dropped. */
+export interface ServeObserver extends MetricsSink {
+  forget(model: string, version: string): void;
 }
 
 /** Where the models are served: this process, or the serve workers. */
@@ -77,6 +84,7 @@ export class ServeHost {
 
   constructor(private readonly options: ServeHostOptions) {
     const { address, logger } = options;
+    const sink = options.observer ? teeSink(this.metrics, options.observer) : this.metrics;
     this.backend =
       (options.workers ?? 1) > 1
         ? new ServeWorkers({
@@ -85,10 +93,10 @@ export class ServeHost {
             port: address.port,
             threads: options.threads ?? null,
             logger,
-            metrics: this.metrics,
+            metrics: sink,
             workerScript: options.workerScript,
           })
-        : new InProcessServer(options, this.metrics);
+        : new InProcessServer(options, sink);
   }
 
   /** Starts the server on first use and returns its endpoint; a failed start is tried again next time. */
@@ -99,6 +107,11 @@ export class ServeHost {
       throw err;
     });
     return endpointFor(this.options.address.host, await this.port);
+  }
+
+  /** The current deployment of each model name. */
+  deployments(): Deployment[] {
+    return [...this.current.values()];
   }
 
   /** The pids of the serve worker processes answering now; empty when the agent serves itself. */
@@ -161,6 +174,7 @@ export class ServeHost {
   forgetMetrics(deployment: Deployment): void {
     if (this.current.get(deployment.name)?.version !== deployment.version) {
       this.metrics.remove(deployment.name, deployment.version);
+      this.options.observer?.forget(deployment.name, deployment.version);
     }
   }
 
@@ -196,7 +210,7 @@ class InProcessServer implements ServeBackend {
 
   constructor(
     private readonly options: ServeHostOptions,
-    private readonly metrics: ServeMetrics,
+    private readonly metrics: MetricsSink,
   ) {
     // ONNX Runtime loads with the first deployment, not with the agent: an agent that only runs
     // commands stays small, and every fork for a command copies the agent's page tables.

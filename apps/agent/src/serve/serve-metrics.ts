@@ -3,9 +3,9 @@
  * started serving, and latency percentiles over a sliding window. Numbers only: nothing here can
  * hold a request or response body.
  *
- * Hand-written rather than prom-client: the agent does not depend on prom-client (the control
- * plane does) and exposes no Prometheus endpoint; what the control plane needs is three
- * percentiles of recent requests, which a bounded ring of samples gives exactly, in a few lines.
+ * Not prom-client: its histograms give buckets, and what the control plane needs is three exact
+ * percentiles of recent requests, which a bounded ring of samples gives in a few lines. The
+ * agent's own Prometheus endpoint (metrics/agent-metrics.ts) gets the same requests as a histogram.
  */
 
 /** Where the inference server records its requests: ServeMetrics, or a serve worker's batches. */
@@ -14,6 +14,18 @@ export interface MetricsSink {
   record(model: string, version: string, latencyMs: number, status: number): void;
   /** One inference request for a model name that is not served. */
   recordUnrouted(): void;
+}
+
+/** A sink that records into each of `sinks`, in order. */
+export function teeSink(...sinks: readonly MetricsSink[]): MetricsSink {
+  return {
+    record(model, version, latencyMs, status) {
+      for (const sink of sinks) sink.record(model, version, latencyMs, status);
+    },
+    recordUnrouted() {
+      for (const sink of sinks) sink.recordUnrouted();
+    },
+  };
 }
 
 export interface LatencyPercentiles {

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type { LogLevel } from '../config/config.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { ExecutionProvider } from './model-session.js';
-import type { ServeMetrics } from './serve-metrics.js';
+import type { MetricsSink } from './serve-metrics.js';
 import type { FromWorker, ToWorker, WorkerModel } from './serve-worker-messages.js';
 import { ServeError } from './serve.errors.js';
 
@@ -33,7 +33,7 @@ export interface ServeWorkersOptions {
   threads: number | null;
   logger: Logger;
   /** Where the workers' request numbers are recorded. */
-  metrics: ServeMetrics;
+  metrics: MetricsSink;
   /** The worker's entry; default serve-worker.js beside this module. */
   workerScript?: string;
 }

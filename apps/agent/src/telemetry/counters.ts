@@ -1,4 +1,4 @@
-/** What went wrong and how often, for logs now and a metrics endpoint later. */
+/** What went wrong and how often, and how jobs ended: for the logs and the metrics endpoint. */
 export class AgentCounters {
   invalidDispatch = 0;
   invalidControl = 0;
@@ -17,6 +17,20 @@ export class AgentCounters {
   jobsRefused = 0;
   /** Progress events given up on after their retries. */
   progressDropped = 0;
+
+  /** Attempts that ran here to an end (refused ones included), by job kind and outcome. */
+  private readonly finished = new Map<string, { kind: string; outcome: string; count: number }>();
+
+  jobFinished(kind: string, outcome: string): void {
+    const key = `${kind}/${outcome}`;
+    const entry = this.finished.get(key);
+    if (entry) entry.count += 1;
+    else this.finished.set(key, { kind, outcome, count: 1 });
+  }
+
+  jobsFinished(): readonly { kind: string; outcome: string; count: number }[] {
+    return [...this.finished.values()];
+  }
 
   snapshot(): Record<string, number> {
     return Object.fromEntries(
