@@ -99,6 +99,7 @@ export async function runAgent(
         host: policy.metrics.host,
         port: policy.metrics.port!,
         registry: metrics.registry,
+        ready: () => connection.connected,
         logger: logger.child({ component: 'metrics' }),
       });
     } catch (err) {

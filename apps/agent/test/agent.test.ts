@@ -8,7 +8,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { subjects } from '@hearth/contracts';
-import { metricValue, parsePrometheus, runProcess, type PrometheusSample } from '@hearth/testing';
+import {
+  metricValue,
+  parsePrometheus,
+  runProcess,
+  startProcess,
+  type PrometheusSample,
+} from '@hearth/testing';
 import { agentDir, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
@@ -158,6 +164,8 @@ describe('hearth-agent run', () => {
       metricValue(samples, 'hearth_agent_invalid_messages_total', { channel: 'dispatch' }) ?? 0;
     const before = await scrape();
     expect(metricValue(before, 'hearth_agent_nats_connected')).toBe(1);
+    const readyz = await fetch(url.replace(/\/metrics$/, '/readyz'));
+    expect([readyz.status, await readyz.json()]).toEqual([200, { status: 'ready', nats: 'connected' }]);
 
     const job = await cp.dispatch(node('console.log("ready"); setTimeout(() => process.exit(4), 1000)'));
     await waitUntil(() => cp.logText(job.attemptId).includes('ready'), 10_000, 'the job to start');
@@ -266,5 +274,47 @@ describe('hearth-agent run, stopping', () => {
       outcome: 'CANCELLED',
       reason: 'agent stopped (forced)',
     });
+  });
+});
+
+describe('hearth-agent run, monitoring', () => {
+  it('answers its probes before it reaches the control plane: /healthz 200, /readyz 503, nats_connected 0', async () => {
+    const unreachable = path.join(tmp, 'unreachable');
+    cp.writeDataDir(unreachable);
+    const proc = startProcess(
+      process.execPath,
+      [
+        path.join(agentDir, 'bin', 'hearth-agent.js'),
+        'run',
+        '--data-dir',
+        unreachable,
+        '--nats-url',
+        'nats://127.0.0.1:1',
+        '--metrics-port',
+        '0',
+      ],
+      {},
+      'agent-unreachable',
+    );
+    try {
+      const line = await proc.waitForLine((l) => l.includes('metrics endpoint listening'));
+      const url = (JSON.parse(line) as { url: string }).url;
+      await proc.waitForLine((l) => l.includes('cannot connect to NATS; retrying'));
+      const base = url.replace(/\/metrics$/, '');
+      const healthz = await fetch(`${base}/healthz`);
+      expect([healthz.status, await healthz.json()]).toEqual([200, { status: 'ok' }]);
+      const readyz = await fetch(`${base}/readyz`);
+      expect([readyz.status, await readyz.json()]).toEqual([
+        503,
+        { status: 'not ready', nats: 'disconnected' },
+      ]);
+      const samples = parsePrometheus(await (await fetch(url)).text());
+      expect(metricValue(samples, 'hearth_agent_nats_connected')).toBe(0);
+      expect(await proc.stop()).toBe(0);
+      // The endpoint went with the agent.
+      await expect(fetch(url)).rejects.toThrow();
+    } finally {
+      proc.kill9();
+    }
   });
 });

@@ -6,10 +6,12 @@ import { MetricsEndpointError, startMetricsServer, type MetricsServer } from './
 const registry = new Registry();
 const jobs = new Counter({ name: 'test_jobs_total', help: 'Jobs.', registers: [registry] });
 const logger = createLogger('silent');
+let connected = true;
+const ready = () => connected;
 let server: MetricsServer;
 
 beforeAll(async () => {
-  server = await startMetricsServer({ host: '127.0.0.1', port: 0, registry, logger });
+  server = await startMetricsServer({ host: '127.0.0.1', port: 0, registry, ready, logger });
 });
 
 afterAll(async () => {
@@ -36,19 +38,39 @@ describe('startMetricsServer', () => {
     const base = server.url.replace(/\/metrics$/, '');
     let res = await fetch(`${base}/`);
     expect(res.status).toBe(404);
-    expect(await res.text()).toBe('not found: the metrics are at /metrics\n');
+    expect(await res.text()).toBe(
+      'not found: the metrics are at /metrics, the probes at /healthz and /readyz\n',
+    );
     res = await fetch(`${base}/v2/health/live`);
     expect(res.status).toBe(404);
     res = await fetch(server.url, { method: 'POST', body: 'x' });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET, HEAD');
+    res = await fetch(`${base}/readyz`, { method: 'DELETE' });
+    expect(res.status).toBe(405);
+    expect(await res.text()).toBe('method not allowed: GET /readyz\n');
     // Still serving after all that.
     expect((await fetch(server.url)).status).toBe(200);
   });
 
+  it('answers /healthz while it runs, and /readyz 503 while the agent is not connected', async () => {
+    const base = server.url.replace(/\/metrics$/, '');
+    const probe = async (path: string) => {
+      const res = await fetch(`${base}${path}`);
+      return [res.status, await res.json()];
+    };
+    expect(await probe('/healthz')).toEqual([200, { status: 'ok' }]);
+    expect(await probe('/readyz')).toEqual([200, { status: 'ready', nats: 'connected' }]);
+    connected = false;
+    expect(await probe('/healthz')).toEqual([200, { status: 'ok' }]);
+    expect(await probe('/readyz')).toEqual([503, { status: 'not ready', nats: 'disconnected' }]);
+    connected = true;
+    expect((await probe('/readyz'))[0]).toBe(200);
+  });
+
   it('says which address it could not listen on, and why', async () => {
     const port = Number(new URL(server.url).port);
-    const err = await startMetricsServer({ host: '127.0.0.1', port, registry, logger }).catch(
+    const err = await startMetricsServer({ host: '127.0.0.1', port, registry, ready, logger }).catch(
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(MetricsEndpointError);

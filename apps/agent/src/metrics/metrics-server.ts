@@ -1,7 +1,9 @@
 /**
- * The agent's metrics endpoint: GET /metrics in Prometheus' text format, on the local policy's
- * `metrics` address (off unless a port is set). node:http rather than a framework: one route,
- * read-only, and the agent must stay small.
+ * The agent's monitoring endpoint, on the local policy's `metrics` address (off unless a port is
+ * set): GET /metrics in Prometheus' text format, and the probes a supervisor or an orchestrator
+ * asks, as the control plane answers them: /healthz (the process answers) and /readyz (connected to
+ * the control plane, else 503). node:http rather than a framework: three read-only routes, and the
+ * agent must stay small.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,8 +21,12 @@ export interface MetricsServerOptions {
   /** 0: any free port. */
   port: number;
   registry: Registry;
+  /** Whether the agent can take jobs now (its NATS connection is up), for /readyz. */
+  ready: () => boolean;
   logger: Logger;
 }
+
+const ROUTES = new Set(['/metrics', '/healthz', '/readyz']);
 
 /** The endpoint cannot listen where it was told to; the message says where and why. */
 export class MetricsEndpointError extends Error {
@@ -31,14 +37,27 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   const { registry, logger } = options;
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/metrics') {
+    if (!ROUTES.has(path)) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end('not found: the metrics are at /metrics\n');
+      res.end('not found: the metrics are at /metrics, the probes at /healthz and /readyz\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
-      res.end('method not allowed: GET /metrics\n');
+      res.end(`method not allowed: GET ${path}\n`);
+      return;
+    }
+    if (path !== '/metrics') {
+      const ready = options.ready();
+      const body =
+        path === '/healthz'
+          ? { status: 'ok' }
+          : { status: ready ? 'ready' : 'not ready', nats: ready ? 'connected' : 'disconnected' };
+      res.writeHead(path === '/readyz' && !ready ? 503 : 200, {
+        'content-type': 'application/json; charset=utf-8',
+        'cache-control': 'no-store',
+      });
+      res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body));
       return;
     }
     registry.metrics().then(
