@@ -25,6 +25,13 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** The agent's metrics endpoint, from the line its log gives when it listens (`--metrics-port 0`). */
+export function metricsUrl(log: string): string {
+  const line = log.split('\n').find((l) => l.includes('metrics endpoint listening'));
+  if (!line) throw new Error(`no metrics endpoint in the agent's log:\n${log}`);
+  return (JSON.parse(line) as { url: string }).url;
+}
+
 export interface AgentProcess {
   proc: ChildProcess;
   log: () => string;

@@ -15,8 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { JobDispatch, ModelRef } from '@hearth/contracts';
-import { linearRegressionModel, metricValue, parsePrometheus } from '@hearth/testing';
-import { processAlive, startAgent, type AgentProcess } from './agent-process.js';
+import { linearRegressionModel, metricValue, scrapePrometheus, type PrometheusSample } from '@hearth/testing';
+import { metricsUrl, processAlive, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
 jest.setTimeout(60_000);
@@ -105,16 +105,6 @@ function infer(endpoint: string): Promise<string> {
   });
 }
 
-/** The agent's metrics endpoint, from its log line. */
-function metricsUrl(): string {
-  const line = agent
-    .log()
-    .split('\n')
-    .find((l) => l.includes('metrics endpoint listening'));
-  if (!line) throw new Error(`no metrics endpoint in the agent's log:\n${agent.log()}`);
-  return (JSON.parse(line) as { url: string }).url;
-}
-
 /** The agent's serve workers: its child processes running serve-worker.js. */
 function serveWorkers(): number[] {
   const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(agent.proc.pid)]).toString();
@@ -147,13 +137,13 @@ describe('hearth-agent --serve-workers 2', () => {
   });
 
   it('shows both workers’ requests, the served version and the finished deployment on its metrics endpoint', async () => {
-    const url = metricsUrl();
+    const url = metricsUrl(agent.log());
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     const v2 = { model: 'price', version: '2' };
-    let samples = parsePrometheus('');
+    let samples: PrometheusSample[] = [];
     await waitUntil(
       async () => {
-        samples = parsePrometheus(await (await fetch(url)).text());
+        samples = await scrapePrometheus(url);
         return metricValue(samples, 'hearth_agent_serve_requests_total', { ...v2, code: '200' }) === 20;
       },
       10_000,

@@ -10,12 +10,12 @@ import path from 'node:path';
 import { subjects } from '@hearth/contracts';
 import {
   metricValue,
-  parsePrometheus,
+  scrapePrometheus,
   runProcess,
   startProcess,
   type PrometheusSample,
 } from '@hearth/testing';
-import { agentDir, startAgent, type AgentProcess } from './agent-process.js';
+import { agentDir, metricsUrl, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
 // testTimeout in a jest project entry is not applied (it is a global option): set it here.
@@ -152,12 +152,8 @@ describe('hearth-agent run', () => {
   });
 
   it('shows on its metrics endpoint the jobs it holds and how they ended', async () => {
-    const line = agent
-      .log()
-      .split('\n')
-      .find((l) => l.includes('metrics endpoint listening'));
-    const url = (JSON.parse(line!) as { url: string }).url;
-    const scrape = async () => parsePrometheus(await (await fetch(url)).text());
+    const url = metricsUrl(agent.log());
+    const scrape = () => scrapePrometheus(url);
     const failed = (samples: PrometheusSample[]) =>
       metricValue(samples, 'hearth_agent_jobs_finished_total', { kind: 'command', outcome: 'FAILED' }) ?? 0;
     const invalid = (samples: PrometheusSample[]) =>
@@ -297,8 +293,7 @@ describe('hearth-agent run, monitoring', () => {
       'agent-unreachable',
     );
     try {
-      const line = await proc.waitForLine((l) => l.includes('metrics endpoint listening'));
-      const url = (JSON.parse(line) as { url: string }).url;
+      const url = metricsUrl(await proc.waitForLine((l) => l.includes('metrics endpoint listening')));
       await proc.waitForLine((l) => l.includes('cannot connect to NATS; retrying'));
       const base = url.replace(/\/metrics$/, '');
       const healthz = await fetch(`${base}/healthz`);
@@ -308,7 +303,7 @@ describe('hearth-agent run, monitoring', () => {
         503,
         { status: 'not ready', nats: 'disconnected' },
       ]);
-      const samples = parsePrometheus(await (await fetch(url)).text());
+      const samples = await scrapePrometheus(url);
       expect(metricValue(samples, 'hearth_agent_nats_connected')).toBe(0);
       expect(await proc.stop()).toBe(0);
       // The endpoint went with the agent.

@@ -28,6 +28,13 @@ export function parsePrometheus(text: string): PrometheusSample[] {
   return samples;
 }
 
+/** GET `url` (a /metrics endpoint) and its samples. */
+export async function scrapePrometheus(url: string): Promise<PrometheusSample[]> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+  return parsePrometheus(await res.text());
+}
+
 /**
  * The value of the one sample named `name` whose labels include `labels`; undefined when there is
  * none, an error when several match.

@@ -114,8 +114,11 @@ export class AgentMetrics implements ServeObserver {
   private readonly requests: Counter<'model' | 'version' | 'code'>;
   private readonly duration: Histogram<'model' | 'version'>;
   private readonly unrouted: Counter;
-  /** The status codes seen per served version, so that forget() can remove each series. */
-  private readonly codes = new Map<string, Set<string>>();
+  /**
+   * Every status code answered so far (a handful): forget() removes a version's series by exact
+   * labels, and removing one that never existed is harmless.
+   */
+  private readonly codes = new Set<string>();
 
   constructor(sources: AgentMetricsSources) {
     const registers = [this.registry];
@@ -246,10 +249,7 @@ export class AgentMetrics implements ServeObserver {
 
   record(model: string, version: string, latencyMs: number, status: number): void {
     const code = String(status);
-    const key = JSON.stringify([model, version]);
-    let codes = this.codes.get(key);
-    if (!codes) this.codes.set(key, (codes = new Set()));
-    codes.add(code);
+    this.codes.add(code);
     this.requests.inc({ model, version, code });
     this.duration.observe({ model, version }, latencyMs / 1000);
   }
@@ -260,10 +260,8 @@ export class AgentMetrics implements ServeObserver {
 
   /** Drops a version's request series once it is no longer served. */
   forget(model: string, version: string): void {
-    const key = JSON.stringify([model, version]);
-    for (const code of this.codes.get(key) ?? []) this.requests.remove({ model, version, code });
+    for (const code of this.codes) this.requests.remove({ model, version, code });
     this.duration.remove({ model, version });
-    this.codes.delete(key);
   }
 
   /** The exposition text, as GET /metrics answers it. */
