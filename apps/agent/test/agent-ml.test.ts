@@ -96,20 +96,8 @@ function progressOf(attemptId: string): JobProgress['progress'][] {
   return cp.progress(attemptId);
 }
 
-async function readyEndpoint(attemptId: string, timeoutMs = 30_000): Promise<string> {
-  let endpoint: string | undefined;
-  await waitUntil(
-    () => {
-      const ready = progressOf(attemptId).find((p) => p.kind === 'serve.ready');
-      endpoint = ready?.kind === 'serve.ready' ? ready.endpoint : undefined;
-      if (!endpoint && cp.finished(attemptId))
-        throw new Error(`serve job finished: ${cp.finished(attemptId)?.reason}`);
-      return endpoint !== undefined;
-    },
-    timeoutMs,
-    'serve.ready',
-  );
-  return endpoint!;
+function readyEndpoint(attemptId: string, timeoutMs = 30_000): Promise<string> {
+  return cp.waitServeReady(attemptId, timeoutMs);
 }
 
 interface InferAnswer {

@@ -3,6 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runProcess } from '@hearth/testing';
 import { waitUntil } from './fake-control-plane.js';
 
 export const agentDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,6 +31,14 @@ export function metricsUrl(log: string): string {
   const line = log.split('\n').find((l) => l.includes('metrics endpoint listening'));
   if (!line) throw new Error(`no metrics endpoint in the agent's log:\n${log}`);
   return (JSON.parse(line) as { url: string }).url;
+}
+
+/** Runs `hearth-agent <args>` to its exit (one that should stop at start); its code and output. */
+export function runAgentToExit(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  ensureBuilt();
+  return runProcess(process.execPath, [path.join(agentDir, 'bin', 'hearth-agent.js'), ...args]);
 }
 
 export interface AgentProcess {

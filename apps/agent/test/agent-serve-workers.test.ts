@@ -8,16 +8,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { JobDispatch, ModelRef } from '@hearth/contracts';
 import { linearRegressionModel, metricValue, scrapePrometheus, type PrometheusSample } from '@hearth/testing';
 import { metricsUrl, processAlive, startAgent, type AgentProcess } from './agent-process.js';
-import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
+import { FakeControlPlane, waitUntil, writeModel } from './fake-control-plane.js';
 
 jest.setTimeout(60_000);
 
@@ -55,31 +54,13 @@ afterAll(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-function modelRef(version: string, bytes: Uint8Array): ModelRef {
-  const file = path.join(artifactRoot, `price-v${version}.onnx`);
-  fs.writeFileSync(file, bytes);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  return { name: 'price', version, uri: pathToFileURL(file).href, sha256 };
-}
+const modelRef = (version: string, bytes: Uint8Array) => writeModel(artifactRoot, 'price', version, bytes);
 
 const serveJob = (model: ModelRef) =>
   cp.send({ kind: 'serve', serve: { deploymentId: randomUUID(), model }, timeoutSeconds: null });
 
-async function readyEndpoint(job: JobDispatch): Promise<string> {
-  let endpoint: string | undefined;
-  await waitUntil(
-    () => {
-      const ready = cp.progress(job.attemptId).find((p) => p.kind === 'serve.ready');
-      endpoint = ready?.kind === 'serve.ready' ? ready.endpoint : undefined;
-      if (!endpoint && cp.finished(job.attemptId)) {
-        throw new Error(`serve job finished: ${cp.finished(job.attemptId)?.reason}\n${agent.log()}`);
-      }
-      return endpoint !== undefined;
-    },
-    30_000,
-    'serve.ready',
-  );
-  return endpoint!;
+function readyEndpoint(job: JobDispatch): Promise<string> {
+  return cp.waitServeReady(job.attemptId, 30_000, () => agent.log());
 }
 
 /** One inference on a connection of its own; the model's version and answer. */

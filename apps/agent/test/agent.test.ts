@@ -8,14 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { subjects } from '@hearth/contracts';
-import {
-  metricValue,
-  scrapePrometheus,
-  runProcess,
-  startProcess,
-  type PrometheusSample,
-} from '@hearth/testing';
-import { agentDir, metricsUrl, startAgent, type AgentProcess } from './agent-process.js';
+import { metricValue, scrapePrometheus, startProcess, type PrometheusSample } from '@hearth/testing';
+import { agentDir, metricsUrl, runAgentToExit, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
 // testTimeout in a jest project entry is not applied (it is a global option): set it here.
@@ -186,14 +180,7 @@ describe('hearth-agent run', () => {
 
     // Another agent told to use the same metrics port stops at start, saying why.
     const port = new URL(url).port;
-    const second = await runProcess(process.execPath, [
-      path.join(agentDir, 'bin', 'hearth-agent.js'),
-      'run',
-      '--data-dir',
-      dataDir,
-      '--metrics-port',
-      port,
-    ]);
+    const second = await runAgentToExit(['run', '--data-dir', dataDir, '--metrics-port', port]);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain(
       `hearth-agent: the metrics endpoint cannot listen on 127.0.0.1:${port}: EADDRINUSE (the port is in use`,

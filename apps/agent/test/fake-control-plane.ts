@@ -3,9 +3,10 @@
  * nats-server: streams (created if missing, shared), this agent's consumers (created and deleted),
  * claim replies, and collection of what the agent sends.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createUser } from '@nats-io/nkeys';
 import {
   AckPolicy,
@@ -31,6 +32,7 @@ import {
   type AgentAddress,
   type JobFinished,
   type JobProgress,
+  type ModelRef,
 } from '@hearth/contracts';
 import { jobDispatch, type DispatchBase, type DispatchSpec } from '@hearth/testing';
 
@@ -201,6 +203,25 @@ export class FakeControlPlane {
       .map((l) => l.text);
   }
 
+  /** The endpoint a serve attempt reports in serve.ready; throws if the job finishes first. */
+  async waitServeReady(attemptId: string, timeoutMs = 30_000, agentLog?: () => string): Promise<string> {
+    let endpoint: string | undefined;
+    await waitUntil(
+      () => {
+        const ready = this.progress(attemptId).find((p) => p.kind === 'serve.ready');
+        endpoint = ready?.kind === 'serve.ready' ? ready.endpoint : undefined;
+        const finished = this.finished(attemptId);
+        if (!endpoint && finished) {
+          throw new Error(`serve job finished: ${finished.reason}${agentLog ? `\n${agentLog()}` : ''}`);
+        }
+        return endpoint !== undefined;
+      },
+      timeoutMs,
+      'serve.ready',
+    );
+    return endpoint!;
+  }
+
   async waitFinished(attemptId: string, timeoutMs = 20_000): Promise<JobFinished> {
     await waitUntil(() => this.finished(attemptId) !== undefined, timeoutMs, `JobFinished for ${attemptId}`);
     return this.finished(attemptId)!;
@@ -219,6 +240,14 @@ export class FakeControlPlane {
     await this.jsm.streams.purge(UP_STREAM, { filter }).catch(() => undefined);
     await this.nc.drain();
   }
+}
+
+/** Writes a model file under the artifact root as `<name>-v<version>.onnx`; the reference a serve job carries. */
+export function writeModel(artifactRoot: string, name: string, version: string, bytes: Uint8Array): ModelRef {
+  const file = path.join(artifactRoot, `${name}-v${version}.onnx`);
+  fs.writeFileSync(file, bytes);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return { name, version, uri: pathToFileURL(file).href, sha256 };
 }
 
 export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {

@@ -10,4 +10,5 @@ export * from './paths.js';
 export * from './postgres.js';
 export * from './processes.js';
 export * from './prometheus.js';
+export * from './tls.js';
 export * from './wait.js';

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { issueCertificate, makeCertificateAuthority } from '@hearth/testing';
 import { ConfigError, parseJoinConfig, parseRunConfig } from './config.js';
 
 describe('parseRunConfig', () => {
@@ -21,7 +22,7 @@ describe('parseRunConfig', () => {
         dataRoots: [],
         artifactRoot: null,
         maxDatasetBytes: 256 * 1024 * 1024,
-        serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1 },
+        serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
         metrics: { host: '127.0.0.1', port: null },
       },
     });
@@ -111,6 +112,30 @@ describe('parseRunConfig: the local policy', () => {
     );
   });
 
+  it("checks the inference server's TLS files at start, naming the file, and keeps them under serve flags", () => {
+    const ca = makeCertificateAuthority(path.join(dir, 'pki'), 'ca');
+    const cert = issueCertificate(ca, path.join(dir, 'pki'), 'inference');
+    const other = issueCertificate(ca, path.join(dir, 'pki'), 'other');
+    const tls = { certFile: cert.cert, keyFile: cert.key, clientCaFile: ca.cert };
+    const good = write('tls.json', JSON.stringify({ serve: { host: '0.0.0.0', tls } }));
+    expect(parseRunConfig({ dataDir: dir, policy: good }, {}).policy.serve.tls).toEqual(tls);
+    expect(parseRunConfig({ dataDir: dir, policy: good, servePort: '0' }, {}).policy.serve).toMatchObject({
+      port: 0,
+      tls,
+    });
+
+    const mismatched = write(
+      'tls-bad.json',
+      JSON.stringify({ serve: { tls: { ...tls, keyFile: other.key } } }),
+    );
+    expect(() => parseRunConfig({ dataDir: dir, policy: mismatched }, {})).toThrow(
+      new ConfigError(
+        `serve.tls.keyFile ${other.key} is not the private key of the certificate in ${cert.cert} ` +
+          `(the local policy ${mismatched})`,
+      ),
+    );
+  });
+
   it("lets --serve-host, --serve-port, --serve-threads and --serve-workers override the policy's serve settings (port 0: any free port)", () => {
     const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000, threads: 2 } }));
     const serve = (flags: {
@@ -119,7 +144,7 @@ describe('parseRunConfig: the local policy', () => {
       serveThreads?: string;
       serveWorkers?: string;
     }) => parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.serve;
-    const policy = { host: '10.0.0.5', port: 9000, threads: 2, workers: 1 };
+    const policy = { host: '10.0.0.5', port: 9000, threads: 2, workers: 1, tls: null };
     expect(serve({})).toEqual(policy);
     expect(serve({ servePort: '0' })).toEqual({ ...policy, port: 0 });
     expect(serve({ serveHost: '0.0.0.0' })).toEqual({ ...policy, host: '0.0.0.0' });

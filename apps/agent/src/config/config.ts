@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PolicyError, loadLocalPolicy, type LocalPolicy } from '../policy/local-policy.js';
+import { ServeTlsError, loadServeTls } from '../serve/serve-tls.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -152,6 +153,17 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
     if (err instanceof PolicyError) throw new ConfigError(err.message);
     throw err;
   }
+  // The inference server starts with the first serve job; its TLS files are checked now, so a
+  // mistake stops the agent where IT installs it, not a deployment later.
+  if (policy.serve.tls) {
+    try {
+      loadServeTls(policy.serve.tls);
+    } catch (err) {
+      if (err instanceof ServeTlsError)
+        throw new ConfigError(`${err.message} (the local policy ${policy.file})`);
+      throw err;
+    }
+  }
   const serveFlags = [flags.serveHost, flags.servePort, flags.serveThreads, flags.serveWorkers];
   const serve = serveFlags.every((f) => f === undefined)
     ? policy.serve
@@ -164,6 +176,7 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
             ? policy.serve.threads
             : integer('--serve-threads', flags.serveThreads, 1, 1, 1024),
         workers: integer('--serve-workers', flags.serveWorkers, policy.serve.workers, 1, 256),
+        tls: policy.serve.tls,
       });
   const metrics =
     flags.metricsHost === undefined && flags.metricsPort === undefined

@@ -51,7 +51,7 @@ describe('loadLocalPolicy', () => {
       dataRoots: [],
       artifactRoot: null,
       maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
-      serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1 },
+      serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
       metrics: { host: '127.0.0.1', port: null },
     });
     expect(Object.isFrozen(p)).toBe(true);
@@ -73,7 +73,12 @@ describe('loadLocalPolicy', () => {
         dataRoots: ['/srv/data/'],
         artifactRoot: '/srv/models',
         maxDatasetBytes: 1000,
-        serve: { port: 9000, threads: 1, workers: 4 },
+        serve: {
+          port: 9000,
+          threads: 1,
+          workers: 4,
+          tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/../hearth/serve.key' },
+        },
         metrics: { host: '0.0.0.0', port: 9464 },
       }),
     );
@@ -82,9 +87,17 @@ describe('loadLocalPolicy', () => {
       dataRoots: ['/srv/data'],
       artifactRoot: '/srv/models',
       maxDatasetBytes: 1000,
-      serve: { host: '127.0.0.1', port: 9000, threads: 1, workers: 4 },
+      serve: {
+        host: '127.0.0.1',
+        port: 9000,
+        threads: 1,
+        workers: 4,
+        // No client CA unless one is named: any client may connect, over TLS.
+        tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/serve.key', clientCaFile: null },
+      },
       metrics: { host: '0.0.0.0', port: 9464 },
     });
+    expect(Object.isFrozen(loadLocalPolicy(dir).serve.tls)).toBe(true);
   });
 
   it('rejects a bad file with the field to fix', () => {
@@ -105,6 +118,16 @@ describe('loadLocalPolicy', () => {
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.threads: /);
     fs.writeFileSync(file, '{"serve": {"workers": 0}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.workers: /);
+    fs.writeFileSync(file, '{"serve": {"tls": {"certFile": "/etc/hearth/serve.crt"}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.tls\.keyFile: /);
+    fs.writeFileSync(file, '{"serve": {"tls": {"certFile": "serve.crt", "keyFile": "/k"}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(
+      `the local policy ${file} is invalid at serve.tls.certFile: must be an absolute path`,
+    );
+    fs.writeFileSync(file, '{"serve": {"tls": {"certFile": "/c", "keyFile": "/k", "caFile": "/ca"}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(
+      /is invalid at serve\.tls: Unrecognized key: "caFile"/,
+    );
     fs.writeFileSync(file, '{"metrics": {"port": "9464"}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at metrics\.port: /);
     fs.writeFileSync(file, '{"metrics": {"port": 9464, "path": "/m"}}');

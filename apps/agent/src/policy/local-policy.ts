@@ -11,7 +11,13 @@ import { z } from 'zod';
 
 export const POLICY_FILE_NAME = 'policy.json';
 export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
-export const DEFAULT_SERVE = Object.freeze({ host: '127.0.0.1', port: 8600, threads: null, workers: 1 });
+export const DEFAULT_SERVE = Object.freeze({
+  host: '127.0.0.1',
+  port: 8600,
+  threads: null,
+  workers: 1,
+  tls: null,
+});
 export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null });
 
 /** Where the inference server listens, how many processes serve, and how many threads each model may use. */
@@ -30,6 +36,22 @@ export interface ServePolicy {
    * process answers HTTP on one core; a busy endpoint on a many-core node wants about one per core.
    */
   readonly workers: number;
+  /** HTTPS (and, with a client CA, mutual TLS) for the inference server; null: plain HTTP. */
+  readonly tls: ServeTlsPolicy | null;
+}
+
+/**
+ * The inference server's certificate and key (PEM files on the agent's machine, read by the agent
+ * and re-read when they change, so a rotated certificate is served without a restart), and the CA
+ * whose client certificates it requires, if any. Inference requests carry the customer's data.
+ */
+export interface ServeTlsPolicy {
+  /** The server certificate, PEM; intermediates after it. */
+  readonly certFile: string;
+  /** Its private key, PEM, unencrypted (readable by the agent only). */
+  readonly keyFile: string;
+  /** null: any client may connect; else only clients with a certificate this CA (PEM) issued. */
+  readonly clientCaFile: string | null;
 }
 
 /**
@@ -60,7 +82,7 @@ export class PolicyError extends Error {
   override readonly name = 'PolicyError';
 }
 
-const absoluteDir = z
+const absolutePath = z
   .string()
   .min(1)
   .max(4096)
@@ -69,8 +91,8 @@ const absoluteDir = z
 
 const PolicyFile = z
   .object({
-    dataRoots: z.array(absoluteDir).max(64).default([]),
-    artifactRoot: absoluteDir.nullable().default(null),
+    dataRoots: z.array(absolutePath).max(64).default([]),
+    artifactRoot: absolutePath.nullable().default(null),
     maxDatasetBytes: z
       .number()
       .int()
@@ -83,6 +105,15 @@ const PolicyFile = z
         port: z.number().int().min(1).max(65_535).default(DEFAULT_SERVE.port),
         threads: z.number().int().min(1).max(1024).nullable().default(DEFAULT_SERVE.threads),
         workers: z.number().int().min(1).max(256).default(DEFAULT_SERVE.workers),
+        tls: z
+          .object({
+            certFile: absolutePath,
+            keyFile: absolutePath,
+            clientCaFile: absolutePath.nullable().default(null),
+          })
+          .strict()
+          .nullable()
+          .default(DEFAULT_SERVE.tls),
       })
       .strict()
       .default({ ...DEFAULT_SERVE }),
@@ -128,7 +159,17 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     dataRoots: Object.freeze(p.dataRoots.map((r) => path.resolve(r))),
     artifactRoot: p.artifactRoot === null ? null : path.resolve(p.artifactRoot),
     maxDatasetBytes: p.maxDatasetBytes,
-    serve: Object.freeze({ ...p.serve }),
+    serve: Object.freeze({
+      ...p.serve,
+      tls:
+        p.serve.tls === null
+          ? null
+          : Object.freeze({
+              certFile: path.resolve(p.serve.tls.certFile),
+              keyFile: path.resolve(p.serve.tls.keyFile),
+              clientCaFile: p.serve.tls.clientCaFile === null ? null : path.resolve(p.serve.tls.clientCaFile),
+            }),
+    }),
     metrics: Object.freeze({ ...p.metrics }),
   });
 }

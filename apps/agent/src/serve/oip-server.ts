@@ -8,11 +8,15 @@
  *   GET  /v2/models/{name}[/versions/{version}]/ready
  *   POST /v2/models/{name}[/versions/{version}]/infer
  *
- * Errors are {"error": "…"}: 400 malformed request, 404 unknown path/model/version, 405 wrong
- * method, 413 body over the limit, 503 model not ready, 500 inference failure. Request bodies are
- * read only into memory for the one request; nothing of them is logged or counted but its size.
+ * Errors are {"error": "…"}: 400 malformed request, 403 no client certificate from the trusted CA
+ * (mutual TLS), 404 unknown path/model/version, 405 wrong method, 413 body over the limit, 503
+ * model not ready, 500 inference failure. Request bodies are read only into memory for the one
+ * request; nothing of them is logged or counted but its size. With `tls`, the server speaks HTTPS
+ * (serve-tls.ts) and serves a rotated certificate from the next connection on.
  */
 import http from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { errorMessage, type Logger } from '../logger.js';
@@ -23,6 +27,8 @@ import { BinaryReader, splitBinaryBody } from './oip-binary.js';
 import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
 import { parseJsonBody } from './oip-json.js';
 import type { MetricsSink } from './serve-metrics.js';
+import type { ServeTlsPolicy } from '../policy/local-policy.js';
+import { loadServeTls, secureContextOptions, watchServeTls } from './serve-tls.js';
 import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
 /** Protocol extensions served (named as Triton names them). */
@@ -37,11 +43,15 @@ export interface OipServerOptions {
   logger: Logger;
   /** The largest request body accepted; default 32 MiB. */
   maxBodyBytes?: number;
+  /** HTTPS with these files (checked at start: a ServeTlsError); null or absent: plain HTTP. */
+  tls?: ServeTlsPolicy | null;
+  /** How often the TLS files are looked at for a rotation; default DEFAULT_TLS_RELOAD_MS. */
+  tlsReloadMs?: number;
 }
 
 export interface OipServer {
   readonly port: number;
-  /** http://host:port, without a trailing slash. */
+  /** http://host:port or https://host:port, without a trailing slash. */
   readonly url: string;
   /**
    * Stops taking connections and reports not ready; requests in flight finish, up to graceMs
@@ -57,6 +67,7 @@ const PLATFORM = 'onnxruntime_onnx';
 const HTTP_STATUS: Readonly<Record<ServeErrorCode, number>> = {
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
+  FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   NOT_READY: 503,
@@ -74,7 +85,18 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   let closing = false;
 
+  const tlsMaterial = options.tls ? loadServeTls(options.tls) : null;
+  const clientCertificates = tlsMaterial !== null && tlsMaterial.ca !== null;
+
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    if (clientCertificates && !(req.socket as TLSSocket).authorized) {
+      res.setHeader('connection', 'close');
+      throw new ServeError(
+        'FORBIDDEN',
+        'this inference server answers only clients with a certificate issued by the CA it trusts ' +
+          '(mutual TLS); present one',
+      );
+    }
     const route = matchRoute(req.url ?? '/');
     if (!route) throw new ServeError('NOT_FOUND', `no such endpoint: ${req.method} ${pathOf(req.url)}`);
     const method = req.method === 'HEAD' ? 'GET' : req.method;
@@ -200,9 +222,12 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     return 500;
   };
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
-  });
+  };
+  const server: http.Server = tlsMaterial
+    ? https.createServer(secureContextOptions(tlsMaterial), onRequest)
+    : http.createServer(onRequest);
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else socket.destroy(err);
@@ -223,13 +248,35 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   });
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  logger.info({ host: options.host, port }, 'inference server listening (Open Inference Protocol v2)');
+  logger.info(
+    {
+      host: options.host,
+      port,
+      tls: tlsMaterial
+        ? { certificate: tlsMaterial.certificate, clientCertificates: clientCertificates }
+        : null,
+    },
+    'inference server listening (Open Inference Protocol v2)',
+  );
+  const stopWatching =
+    options.tls && tlsMaterial
+      ? watchServeTls(options.tls, {
+          intervalMs: options.tlsReloadMs,
+          onChange: (material) => {
+            (server as https.Server).setSecureContext(secureContextOptions(material));
+            logger.info({ certificate: material.certificate }, 'inference server TLS files reloaded');
+          },
+          onError: (err) =>
+            logger.warn({ err: err.message }, 'inference server TLS files changed but cannot be used yet'),
+        })
+      : () => undefined;
 
   return {
     port,
-    url: `http://${host}:${port}`,
+    url: `${tlsMaterial ? 'https' : 'http'}://${host}:${port}`,
     close: async (graceMs = 10_000) => {
       closing = true;
+      stopWatching();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), graceMs);

@@ -8,9 +8,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import { linearRegressionModel } from '@hearth/testing';
+import path from 'node:path';
+import { pino } from 'pino';
+import { issueCertificate, linearRegressionModel, makeCertificateAuthority } from '@hearth/testing';
 import { createLogger } from '../logger.js';
 import { ServeHost, endpointFor } from './serve-host.js';
+import { ServeTlsError } from './serve-tls.js';
 
 const logger = createLogger('silent');
 const v1 = linearRegressionModel(); // [1, 2, 4] → 3
@@ -50,6 +53,8 @@ describe('endpointFor', () => {
     expect(endpointFor('0.0.0.0', 8600)).toBe(`http://${os.hostname()}:8600`);
     expect(endpointFor('::', 8600)).toBe(`http://${os.hostname()}:8600`);
     expect(endpointFor('::1', 8600)).toBe('http://[::1]:8600');
+    expect(endpointFor('127.0.0.1', 8600, true)).toBe('https://127.0.0.1:8600');
+    expect(endpointFor('0.0.0.0', 8600, true)).toBe(`https://${os.hostname()}:8600`);
   });
 });
 
@@ -132,5 +137,42 @@ describe('ServeHost', () => {
     );
     await new Promise((resolve) => blocker.close(resolve));
     expect(await host.start()).toBe(`http://127.0.0.1:${port}`);
+  });
+});
+
+describe('ServeHost with serve.tls', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-serve-host-tls-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A host on every address, and the messages it logs. */
+  function capturedHost(tls: { certFile: string; keyFile: string; clientCaFile: null } | null) {
+    const lines: { level: number; msg: string }[] = [];
+    const captured = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const host = new ServeHost({ address: { host: '0.0.0.0', port: 0, tls }, logger: captured });
+    hosts.push(host);
+    return { host, warnings: () => lines.filter((l) => l.level === 40).map((l) => l.msg) };
+  }
+
+  it('reports an https endpoint, and warns when it would serve plain HTTP on a network address', async () => {
+    const ca = makeCertificateAuthority(dir, 'ca');
+    const cert = issueCertificate(ca, dir, 'inference');
+    const secure = capturedHost({ certFile: cert.cert, keyFile: cert.key, clientCaFile: null });
+    expect(await secure.host.start()).toMatch(new RegExp(`^https://${os.hostname()}:\\d+$`));
+    expect(secure.warnings()).toEqual([]);
+
+    const plain = capturedHost(null);
+    expect(await plain.host.start()).toMatch(/^http:\/\//);
+    expect(plain.warnings()).toEqual([
+      'the inference server speaks plain HTTP on a network address: inference requests and responses ' +
+        'cross the network unencrypted; set serve.tls in the local policy',
+    ]);
+  });
+
+  it('does not start with TLS files that cannot be used, and says which', async () => {
+    const missing = path.join(dir, 'missing.crt');
+    const { host } = capturedHost({ certFile: missing, keyFile: missing, clientCaFile: null });
+    await expect(host.start()).rejects.toThrow(
+      new ServeTlsError(`serve.tls.certFile ${missing} does not exist`),
+    );
   });
 });

@@ -10,10 +10,12 @@
 import os from 'node:os';
 import type { ServeMetrics as ServeMetricsMessage } from '@hearth/contracts';
 import type { Logger } from '../logger.js';
+import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import { ModelRepository, type SessionLoader } from './model-repository.js';
 import type { ExecutionProvider } from './model-session.js';
 import type { OipServer } from './oip-server.js';
 import { ServeMetrics, teeSink, type MetricsSink } from './serve-metrics.js';
+import { loadServeTls } from './serve-tls.js';
 import { ServeWorkers } from './serve-workers.js';
 import { ServeError } from './serve.errors.js';
 
@@ -21,6 +23,8 @@ export interface ServeAddress {
   readonly host: string;
   /** 0: any free port. */
   readonly port: number;
+  /** HTTPS with these files; null or absent: plain HTTP. */
+  readonly tls?: ServeTlsPolicy | null;
 }
 
 export interface ServeHostOptions {
@@ -92,6 +96,7 @@ export class ServeHost {
             host: address.host,
             port: address.port,
             threads: options.threads ?? null,
+            tls: address.tls ?? null,
             logger,
             metrics: sink,
             workerScript: options.workerScript,
@@ -99,14 +104,29 @@ export class ServeHost {
         : new InProcessServer(options, sink);
   }
 
-  /** Starts the server on first use and returns its endpoint; a failed start is tried again next time. */
+  /**
+   * Starts the server on first use and returns its endpoint; a failed start is tried again next
+   * time. TLS files that cannot be used fail it with a ServeTlsError naming the file.
+   */
   async start(): Promise<string> {
     if (this.closed) throw new ServeError('NOT_READY', 'the agent is stopping');
-    this.port ??= this.backend.start().catch((err: unknown) => {
+    const { host, tls } = this.options.address;
+    this.port ??= (async () => {
+      if (tls) loadServeTls(tls); // once, before any worker starts: one clear error
+      const port = await this.backend.start();
+      if (!tls && !isLoopback(host)) {
+        this.options.logger.warn(
+          { host, port },
+          'the inference server speaks plain HTTP on a network address: inference requests and ' +
+            'responses cross the network unencrypted; set serve.tls in the local policy',
+        );
+      }
+      return port;
+    })().catch((err: unknown) => {
       this.port = null;
       throw err;
     });
-    return endpointFor(this.options.address.host, await this.port);
+    return endpointFor(host, await this.port, Boolean(tls));
   }
 
   /** The current deployment of each model name. */
@@ -197,10 +217,15 @@ export class ServeHost {
 }
 
 /** The base URL clients use: the listening host, or this machine's name when it listens on all. */
-export function endpointFor(host: string, port: number): string {
+export function endpointFor(host: string, port: number, tls = false): string {
   const any = host === '0.0.0.0' || host === '::' || host === '[::]';
   const name = any ? os.hostname() : host;
-  return `http://${name.includes(':') && !name.startsWith('[') ? `[${name}]` : name}:${port}`;
+  const scheme = tls ? 'https' : 'http';
+  return `${scheme}://${name.includes(':') && !name.startsWith('[') ? `[${name}]` : name}:${port}`;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
 }
 
 /** The server in the agent's own process: one event loop, one session per model. */
@@ -228,6 +253,7 @@ class InProcessServer implements ServeBackend {
     this.server = await startOipServer({
       host: this.options.address.host,
       port: this.options.address.port,
+      tls: this.options.address.tls ?? null,
       repository: this.repository,
       metrics: this.metrics,
       logger: this.options.logger,

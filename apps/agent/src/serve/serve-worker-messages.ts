@@ -4,6 +4,7 @@
  * travel as typed arrays). Both ends are this agent's own code, started by it.
  */
 import type { LogLevel } from '../config/config.js';
+import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import type { ServeErrorCode } from './serve.errors.js';
 import type { ExecutionProvider } from './model-session.js';
 
@@ -29,6 +30,7 @@ export type ToWorker =
       readonly host: string;
       readonly port: number;
       readonly threads: number | null;
+      readonly tls: ServeTlsPolicy | null;
       readonly logLevel: LogLevel;
       readonly models: readonly WorkerModel[];
     }

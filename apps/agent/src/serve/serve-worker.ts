@@ -114,6 +114,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
     server = await startOipServer({
       host: message.host,
       port: message.port,
+      tls: message.tls,
       repository,
       metrics,
       logger,

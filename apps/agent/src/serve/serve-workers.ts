@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type { LogLevel } from '../config/config.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { ExecutionProvider } from './model-session.js';
+import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import type { MetricsSink } from './serve-metrics.js';
 import type { FromWorker, ToWorker, WorkerModel } from './serve-worker-messages.js';
 import { ServeError } from './serve.errors.js';
@@ -31,6 +32,8 @@ export interface ServeWorkersOptions {
   port: number;
   /** onnxruntime intra-op threads per model in each worker; null: its default. */
   threads: number | null;
+  /** HTTPS in every worker (each reads the files and watches them for a rotation); null: HTTP. */
+  tls: ServeTlsPolicy | null;
   logger: Logger;
   /** Where the workers' request numbers are recorded. */
   metrics: MetricsSink;
@@ -175,6 +178,7 @@ export class ServeWorkers {
               host: this.options.host,
               port: this.port,
               threads: this.options.threads,
+              tls: this.options.tls,
               logLevel: this.options.logger.level as LogLevel,
               models: [...this.models.values()],
             });

@@ -6,6 +6,8 @@ export const SERVE_ERROR_CODES = [
   /** The request is malformed: invalid JSON, unknown input, shape/data mismatch, wrong datatype… */
   'BAD_REQUEST',
   'PAYLOAD_TOO_LARGE',
+  /** Mutual TLS is on and the client presented no certificate its CA issued. */
+  'FORBIDDEN',
   /** No such path, model or model version. */
   'NOT_FOUND',
   'METHOD_NOT_ALLOWED',
