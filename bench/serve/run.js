@@ -1,6 +1,6 @@
 // bench/serve: what the Open Inference Protocol server adds to an inference, against onnxruntime
 // called directly in the same process.
-//   npx tsc -b apps/agent && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--workers N] [--binary] [--rows 1,64]
+//   npm run build && node bench/serve/run.js [--iterations 5000] [--seconds 5] [--connections 4] [--threads N] [--workers N] [--binary] [--tls] [--rows 1,64]
 // The model is what the trainer exports (apps/agent/dist/ml/onnx-export.js): 32 float32 features,
 // standardised, two relu layers of 64, one sigmoid output; seeded weights. It is loaded twice: as a
 // plain InferenceSession (the CPU provider, the serving session's options) and behind the real server
@@ -9,6 +9,9 @@
 // --workers N (N > 1) serves through the agent's ServeHost as N serve worker processes (the policy's
 // serve.workers) instead of in this process: the latency phase then measures one worker (one
 // kept-alive connection), the throughput phase all of them (autocannon's connections are spread).
+// --tls serves over HTTPS (the policy's serve.tls, a certificate made with openssl for the run), and
+// the bare server too, so that "exchange" stays the floor of the same stack; clients keep their
+// connections alive, as inference clients do, so this measures TLS on the requests, not handshakes.
 // For 1 row and 64 rows:
 // 1. Latency, sequential, the three interleaved: raw is `await session.run(feeds)` with a new input
 //    Tensor each time; http is one POST /v2/models/{name}/infer on a kept-alive connection
@@ -27,6 +30,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -39,6 +43,7 @@ import { loadModelSession } from '../../apps/agent/dist/serve/model-session.js';
 import { startOipServer } from '../../apps/agent/dist/serve/oip-server.js';
 import { ServeHost } from '../../apps/agent/dist/serve/serve-host.js';
 import { ServeMetrics } from '../../apps/agent/dist/serve/serve-metrics.js';
+import { issueCertificate, makeCertificateAuthority } from '../../libs/testing/dist/tls.js';
 
 const { values } = parseArgs({
   options: {
@@ -50,6 +55,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     // Send the inputs with the binary tensor data extension (raw float32 bytes after a JSON header).
     binary: { type: 'boolean', default: false },
+    tls: { type: 'boolean', default: false },
   },
 });
 const iterations = Number(values.iterations);
@@ -90,6 +96,11 @@ const bytes = exportOnnx(network, { producerVersion: 'bench' });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bench-serve-'));
 const modelFile = path.join(dir, 'mlp.onnx');
 fs.writeFileSync(modelFile, bytes);
+// HTTPS: a CA and a server certificate for 127.0.0.1, made for this run.
+const ca = values.tls ? makeCertificateAuthority(dir, 'bench-ca') : null;
+const certificate = ca ? issueCertificate(ca, dir, 'inference') : null;
+const tls = certificate ? { certFile: certificate.cert, keyFile: certificate.key, clientCaFile: null } : null;
+const web = tls ? https : http;
 
 // The serving session's options (model-session.ts); the CPU provider for both.
 const raw = await ort.InferenceSession.create(bytes, {
@@ -103,7 +114,7 @@ let server;
 let closeServer;
 if (workers > 1) {
   const host = new ServeHost({
-    address: { host: '127.0.0.1', port: 0 },
+    address: { host: '127.0.0.1', port: 0, tls },
     threads: threads ?? null,
     workers,
     logger: createLogger('warn'),
@@ -120,6 +131,7 @@ if (workers > 1) {
   server = await startOipServer({
     host: '127.0.0.1',
     port: 0,
+    tls,
     repository,
     metrics: new ServeMetrics(),
     logger: createLogger('warn'),
@@ -131,7 +143,10 @@ if (workers > 1) {
 }
 // The floor: node:http with nothing behind it. It answers `bareAnswer`, set per case.
 let bareAnswer = '';
-const bare = http.createServer((req, res) => {
+const bareOptions = certificate
+  ? { cert: fs.readFileSync(certificate.cert), key: fs.readFileSync(certificate.key) }
+  : {};
+const bare = web.createServer(bareOptions, (req, res) => {
   req.on('data', () => {});
   req.on('end', () => {
     res.writeHead(200, {
@@ -142,7 +157,11 @@ const bare = http.createServer((req, res) => {
   });
 });
 await new Promise((resolve) => bare.listen(0, '127.0.0.1', resolve));
-const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+const agent = new web.Agent({
+  keepAlive: true,
+  maxSockets: connections,
+  ...(ca ? { ca: fs.readFileSync(ca.cert) } : {}),
+});
 
 /** Headers of the requests of the current case (the binary extension's header length). */
 let requestHeaders = {};
@@ -150,7 +169,7 @@ let requestHeaders = {};
 /** A POST on a kept-alive connection; resolves when the whole response has been read. */
 function post(body, port = server.port) {
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = web.request(
       {
         agent,
         host: '127.0.0.1',
@@ -313,7 +332,7 @@ async function autocannon(port, bodyFile) {
       process.execPath,
       [
         new URL('./load.js', import.meta.url).pathname,
-        `http://127.0.0.1:${port}/v2/models/${MODEL}/infer`,
+        `${tls ? 'https' : 'http'}://127.0.0.1:${port}/v2/models/${MODEL}/infer`,
         bodyFile,
         String(connections),
         String(seconds),
@@ -347,6 +366,7 @@ const result = {
   model: `exportOnnx MLP ${widths.join('→')} (standardise, relu, relu, sigmoid), float32, CPU provider`,
   intraOpThreads: threads ?? 'default',
   serveWorkers: workers,
+  transport: tls ? 'HTTPS (kept-alive connections)' : 'HTTP',
   iterations,
   seconds,
   targets: { addedP50Us: `≤ ${TARGETS.addedP50Us}`, throughputRatio: `≥ ${TARGETS.throughputRatio}` },
