@@ -107,7 +107,7 @@ export async function runAgent(
       throw err;
     }
   }
-  const servers = config.natsUrl ? [config.natsUrl] : identity.file.natsServers;
+  const servers = config.natsUrl ? config.natsUrl.split(',') : identity.file.natsServers;
   const nc = await connectWithRetry(identity, servers, logger, stop.graceful, connection);
   if (!nc) {
     await endpoint?.close();

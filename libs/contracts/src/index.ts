@@ -3,3 +3,4 @@ export * from './messages.js';
 export * from './ml.js';
 export * from './telemetry.js';
 export * from './serving.js';
+export * from './nats-servers.js';

@@ -57,7 +57,21 @@ describe('parseRunConfig', () => {
     );
     expect(() => parseRunConfig({ dataDir: '/d', maxJobs: '1.5' }, {})).toThrow(/--max-jobs/);
     expect(() => parseRunConfig({ dataDir: '/d', logLevel: 'loud' }, {})).toThrow(/log level/);
-    expect(() => parseRunConfig({ dataDir: '/d', natsUrl: 'http://x' }, {})).toThrow(/--nats-url/);
+    expect(() => parseRunConfig({ dataDir: '/d', natsUrl: 'http://x' }, {})).toThrow(
+      new ConfigError(
+        '--nats-url: "http://x" is not a NATS server address; expected nats://host:4222, tls://host:4222 or host:4222',
+      ),
+    );
+    // The agent's NATS client speaks TCP only: a WebSocket URL would fail at every reconnect.
+    expect(() => parseRunConfig({ dataDir: '/d', natsUrl: 'wss://nats.example.com:443' }, {})).toThrow(
+      new ConfigError(
+        '--nats-url: "wss://nats.example.com:443": NATS over WebSocket is not supported; give the nats:// or ' +
+          'tls:// address of the NATS server',
+      ),
+    );
+    expect(parseRunConfig({ dataDir: '/d', natsUrl: 'tls://a:4222, nats://b:4222' }, {}).natsUrl).toBe(
+      'tls://a:4222,nats://b:4222',
+    );
   });
 
   it('takes the telemetry interval (1 to 60 s) and buffer size from flags or the environment', () => {

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseNatsServers } from '@hearth/contracts';
 import { PolicyError, loadLocalPolicy, type LocalPolicy } from '../policy/local-policy.js';
 import { ServeTlsError, loadServeTls } from '../serve/serve-tls.js';
 
@@ -236,10 +237,9 @@ function controlPlaneUrl(raw: string | undefined): string {
 }
 
 function natsUrl(raw: string): string {
-  if (!/^(nats|tls|wss?):\/\/[^\s]+$|^[^\s:/]+:\d+$/.test(raw)) {
-    throw new ConfigError(`--nats-url must look like nats://host:4222, got ${JSON.stringify(raw)}`);
-  }
-  return raw;
+  const parsed = parseNatsServers(raw);
+  if ('error' in parsed) throw new ConfigError(`--nats-url: ${parsed.error}`);
+  return parsed.servers.join(',');
 }
 
 function labels(pairs: readonly string[]): Record<string, string> {

@@ -2,6 +2,7 @@
  * The control plane's configuration, parsed once at boot from the environment into a typed, frozen
  * object. Nothing else reads process.env. Secrets are marked so the logger redacts them.
  */
+import { parseNatsServers } from '@hearth/contracts';
 import { z } from 'zod';
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -11,13 +12,27 @@ const bool = (fallback: boolean) =>
     .default(fallback ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1');
 
+/** Comma-separated NATS servers (see parseNatsServers), normalised; empty is unset. */
+const natsServers = z.preprocess(
+  (value) => (value === '' ? undefined : value),
+  z
+    .string()
+    .transform((raw, ctx) => {
+      const parsed = parseNatsServers(raw);
+      if ('servers' in parsed) return parsed.servers.join(',');
+      ctx.addIssue({ code: 'custom', message: parsed.error });
+      return z.NEVER;
+    })
+    .optional(),
+);
+
 const EnvSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   MIGRATION_DATABASE_URL: z.string().url().optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
-  NATS_URL: z.string().optional(),
+  NATS_URL: natsServers,
   /** What agents are told to connect to; defaults to NATS_URL. */
-  AGENT_NATS_URL: z.string().optional(),
+  AGENT_NATS_URL: natsServers,
   NATS_OPERATOR_SEED: z.string().startsWith('SO').optional(),
   NATS_ACCOUNT_SEED: z.string().startsWith('SA').optional(),
   NATS_SYSTEM_ACCOUNT_SEED: z.string().startsWith('SA').optional(),
