@@ -52,6 +52,21 @@ describe('tool runner', () => {
     expect(await run('rocm-smi', ['--json'])).toEqual({ status: 'missing' });
   });
 
+  it('does not look for a missing tool again until the recheck interval has passed', async () => {
+    const dir = bin({});
+    const run = createToolRunner({ env: env(dir), missingRecheckMs: 300 });
+    expect(await run('nvidia-smi', ['-L'])).toEqual({ status: 'missing' });
+    // The driver is installed: the next samples still skip it (no fork), then it is found.
+    fs.writeFileSync(path.join(dir, 'nvidia-smi'), '#!/bin/sh\necho "GPU 0: NVIDIA H100"\n', { mode: 0o755 });
+    expect(await run('nvidia-smi', ['-L'])).toEqual({ status: 'missing' });
+    expect(await run('nvidia-smi', ['--query-gpu=index'])).toEqual({ status: 'missing' });
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(await run('nvidia-smi', ['-L'])).toEqual({ status: 'ok', stdout: 'GPU 0: NVIDIA H100\n' });
+    // A tool that is there is run every time.
+    fs.rmSync(path.join(dir, 'nvidia-smi'));
+    expect(await run('nvidia-smi', ['-L'])).toEqual({ status: 'missing' });
+  });
+
   it('kills a tool that hangs, with everything it started, and answers at the timeout', async () => {
     const pids = path.join(root, 'hung.pids');
     const dir = bin({ 'nvidia-smi': `sleep 1000 &\necho "$$ $!" > '${pids}'\nwait` });

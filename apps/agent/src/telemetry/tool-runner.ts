@@ -4,7 +4,11 @@
  * group gets SIGKILL and the caller gets `timeout` at once, without waiting for the process to
  * go, because a tool stuck in the kernel (a wedged driver) cannot die until the driver lets it.
  * Until such a run has exited, the same command is not started again (`stuck`), so a wedged
- * driver costs one process, not one per sample.
+ * driver costs one process, not one per sample. A tool found missing is taken to be missing for
+ * `missingRecheckMs` before it is looked for again: on a CPU-only node (most of a fleet), every
+ * sample would otherwise fork the agent for each vendor's tool only to learn it is not there
+ * (~4 ms of CPU each on our 2-core host), while a driver installed later is still seen within
+ * minutes.
  */
 import { spawn } from 'node:child_process';
 
@@ -26,20 +30,28 @@ export interface ToolRunnerOptions {
   maxOutputBytes?: number;
   /** The tools' environment (and PATH, where they are looked up); the agent's own by default. */
   env?: Readonly<Record<string, string | undefined>>;
+  /** How long a tool found missing is answered `missing` without looking again; default 5 min. */
+  missingRecheckMs?: number;
 }
 
 export const DEFAULT_TOOL_TIMEOUT_MS = 5000;
+export const DEFAULT_MISSING_RECHECK_MS = 5 * 60_000;
 const DEFAULT_MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 const MAX_REASON_CHARS = 200;
 
 export function createToolRunner(options: ToolRunnerOptions = {}): RunTool {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
   const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+  const missingRecheckMs = options.missingRecheckMs ?? DEFAULT_MISSING_RECHECK_MS;
   const running = new Set<string>();
+  /** Tools found missing, and when they may be looked for again. */
+  const missingUntil = new Map<string, number>();
 
   return (file, args) => {
     const key = JSON.stringify([file, ...args]);
     if (running.has(key)) return Promise.resolve({ status: 'stuck' });
+    if ((missingUntil.get(file) ?? 0) > performance.now()) return Promise.resolve({ status: 'missing' });
+    missingUntil.delete(file);
     running.add(key);
     return new Promise((resolve) => {
       let settled = false;
@@ -92,11 +104,12 @@ export function createToolRunner(options: ToolRunnerOptions = {}): RunTool {
       child.on('error', (err: NodeJS.ErrnoException) => {
         if (child.pid !== undefined) return; // a failed kill; 'close' still comes
         running.delete(key);
-        finish(
-          err.code === 'ENOENT'
-            ? { status: 'missing' }
-            : { status: 'failed', reason: bounded(`${file}: ${err.code ?? err.message}`) },
-        );
+        if (err.code === 'ENOENT') {
+          missingUntil.set(file, performance.now() + missingRecheckMs);
+          finish({ status: 'missing' });
+        } else {
+          finish({ status: 'failed', reason: bounded(`${file}: ${err.code ?? err.message}`) });
+        }
       });
       child.on('exit', () => {
         running.delete(key);
