@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { TrainBackend, TrainEpochMetrics, TrainResult, TrainSpec } from './ml.js';
+import { parseNatsServers } from './nats-servers.js';
 import { BatchPredictResult, BatchPredictSpec, ServeMetrics, ServeSpec } from './serving.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -225,8 +226,19 @@ export const JoinResponse = z
     agentId: id,
     /** The agent's organization; also its tenant id, the second token of every subject it uses. */
     organizationId: id,
-    /** NATS servers the agent connects to. */
-    natsServers: z.array(z.string().min(1)).min(1),
+    /** NATS servers the agent connects to (nats://, tls:// or host:port; see parseNatsServers). */
+    natsServers: z
+      .array(
+        z
+          .string()
+          .max(1024)
+          .refine(
+            (s) => !s.includes(',') && 'servers' in parseNatsServers(s),
+            'is not a NATS server address',
+          ),
+      )
+      .min(1)
+      .max(64),
     /** A user JWT for the agent's public key, or null when the NATS server runs without auth. */
     natsJwt: z.string().nullable(),
     heartbeatSeconds: z.number().positive(),

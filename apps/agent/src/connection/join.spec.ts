@@ -117,6 +117,12 @@ describe('join', () => {
     answer = { status: 200, body: { ...identity, agentId: 'not-a-uuid' } };
     await expect(join(config(), noGpuTools)).rejects.toThrow(/invalid join response: agentId/);
     expect(fs.existsSync(path.join(dataDir, 'agent.json'))).toBe(false);
+    // A server the agent could not dial (its client speaks TCP, not WebSocket) is refused now, not at run.
+    answer = { status: 200, body: { ...identity, natsServers: ['wss://nats.example.com'] } };
+    await expect(join(config(), noGpuTools)).rejects.toThrow(
+      'the control plane sent an invalid join response: natsServers.0: is not a NATS server address',
+    );
+    expect(fs.existsSync(path.join(dataDir, 'agent.json'))).toBe(false);
   });
 
   it('rejects labels the contract does not allow before sending anything', async () => {
