@@ -10,12 +10,11 @@
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import onnx from 'onnx-proto';
 import type { JobDispatch, JobFinished, JobProgress, ModelRef, TrainResult } from '@hearth/contracts';
-import { startAgent, type AgentProcess } from './agent-process.js';
+import { makeAgentHome, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil } from './fake-control-plane.js';
 
 jest.setTimeout(90_000);
@@ -47,16 +46,15 @@ function separableCsv(rows: number): string {
 
 beforeAll(async () => {
   cp = await FakeControlPlane.start();
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-agent-ml-')));
-  dataDir = path.join(tmp, 'data-dir');
-  dataRoot = path.join(tmp, 'datasets');
-  artifactRoot = path.join(tmp, 'artifacts');
-  fs.mkdirSync(dataRoot);
-  cp.writeDataDir(dataDir);
-  fs.writeFileSync(
-    path.join(dataDir, 'policy.json'),
-    JSON.stringify({ dataRoots: [dataRoot], artifactRoot, serve: { host: '127.0.0.1', port: 8600 } }),
-  );
+  ({ tmp, dataDir, artifactRoot } = makeAgentHome(cp, 'hearth-agent-ml-', (home) => {
+    dataRoot = path.join(home.tmp, 'datasets');
+    fs.mkdirSync(dataRoot);
+    return {
+      dataRoots: [dataRoot],
+      artifactRoot: home.artifactRoot,
+      serve: { host: '127.0.0.1', port: 8600 },
+    };
+  }));
   fs.writeFileSync(path.join(dataRoot, 'train.csv'), separableCsv(400));
   // --serve-port 0 overrides the policy's port: any free port, reported in serve.ready.
   agent = await startAgent(dataDir, tmp, ['--max-jobs', '4', '--serve-port', '0']);
@@ -94,10 +92,6 @@ const serveJob = (model: ModelRef) =>
 
 function progressOf(attemptId: string): JobProgress['progress'][] {
   return cp.progress(attemptId);
-}
-
-function readyEndpoint(attemptId: string, timeoutMs = 30_000): Promise<string> {
-  return cp.waitServeReady(attemptId, timeoutMs);
 }
 
 interface InferAnswer {
@@ -226,7 +220,7 @@ describe('hearth-agent: train, batch_predict and serve jobs', () => {
 
   it('serves the model over the Open Inference Protocol and reports where', async () => {
     v1Job = await serveJob(v1);
-    endpoint = await readyEndpoint(v1Job.attemptId);
+    endpoint = await cp.waitServeReady(v1Job.attemptId);
     expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(endpoint).not.toBe('http://127.0.0.1:8600'); // --serve-port 0 won over the policy
     expect(progressOf(v1Job.attemptId)[0]).toEqual({
@@ -264,7 +258,7 @@ describe('hearth-agent: train, batch_predict and serve jobs', () => {
     await waitUntil(() => answers.length >= 50, 10_000, 'requests before the swap');
 
     v2Job = await serveJob(v2);
-    await readyEndpoint(v2Job.attemptId);
+    await cp.waitServeReady(v2Job.attemptId);
     const older = await cp.waitFinished(v1Job.attemptId, 30_000);
     const before = answers.length;
     await waitUntil(() => answers.length >= before + 50, 10_000, 'requests after the swap');
@@ -380,7 +374,7 @@ describe('hearth-agent: train, batch_predict and serve jobs', () => {
 
   it('on SIGTERM ends its deployments at once (CANCELLED "agent stopped") and exits 0', async () => {
     const job = await serveJob(v1);
-    await readyEndpoint(job.attemptId);
+    await cp.waitServeReady(job.attemptId);
     const started = Date.now();
     agent.proc.kill('SIGTERM');
     expect(await agent.exited).toBe(0);

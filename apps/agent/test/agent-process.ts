@@ -1,10 +1,11 @@
 /** Starts the real `hearth-agent run` process (from dist) and keeps its stderr for assertions. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runProcess } from '@hearth/testing';
-import { waitUntil } from './fake-control-plane.js';
+import { waitUntil, type FakeControlPlane } from './fake-control-plane.js';
 
 export const agentDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const repoRoot = path.resolve(agentDir, '../..');
@@ -31,6 +32,29 @@ export function metricsUrl(log: string): string {
   const line = log.split('\n').find((l) => l.includes('metrics endpoint listening'));
   if (!line) throw new Error(`no metrics endpoint in the agent's log:\n${log}`);
   return (JSON.parse(line) as { url: string }).url;
+}
+
+/** One test file's agent directories, under a fresh temporary directory (`tmp`, links resolved). */
+export interface AgentHome {
+  readonly tmp: string;
+  /** Joined to the fake control plane; the local policy goes in it as policy.json. */
+  readonly dataDir: string;
+  /** Created empty. */
+  readonly artifactRoot: string;
+}
+
+/** Makes an AgentHome joined to `cp` and writes `policy` (given the home) as its local policy. */
+export function makeAgentHome(
+  cp: FakeControlPlane,
+  prefix: string,
+  policy: (home: AgentHome) => unknown,
+): AgentHome {
+  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), prefix)));
+  const home = { tmp, dataDir: path.join(tmp, 'data-dir'), artifactRoot: path.join(tmp, 'artifacts') };
+  fs.mkdirSync(home.artifactRoot);
+  cp.writeDataDir(home.dataDir);
+  fs.writeFileSync(path.join(home.dataDir, 'policy.json'), JSON.stringify(policy(home)));
+  return home;
 }
 
 /** Runs `hearth-agent <args>` to its exit (one that should stop at start); its code and output. */

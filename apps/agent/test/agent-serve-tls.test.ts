@@ -8,7 +8,6 @@
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   httpsRequest,
@@ -17,7 +16,7 @@ import {
   makeCertificateAuthority,
   type PemPair,
 } from '@hearth/testing';
-import { runAgentToExit, startAgent, type AgentProcess } from './agent-process.js';
+import { makeAgentHome, runAgentToExit, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, writeModel } from './fake-control-plane.js';
 
 jest.setTimeout(60_000);
@@ -34,22 +33,16 @@ let tls: { certFile: string; keyFile: string; clientCaFile: string };
 
 beforeAll(async () => {
   cp = await FakeControlPlane.start();
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-agent-serve-tls-')));
-  dataDir = path.join(tmp, 'data-dir');
-  artifactRoot = path.join(tmp, 'artifacts');
-  fs.mkdirSync(artifactRoot);
-  const pki = path.join(tmp, 'pki');
-  serverCa = makeCertificateAuthority(pki, 'server-ca');
-  const clientCa = makeCertificateAuthority(pki, 'client-ca');
-  const server = issueCertificate(serverCa, pki, 'inference');
-  client = issueCertificate(clientCa, pki, 'scoring-service');
-  stranger = issueCertificate(makeCertificateAuthority(pki, 'stranger-ca'), pki, 'stranger');
-  tls = { certFile: server.cert, keyFile: server.key, clientCaFile: clientCa.cert };
-  cp.writeDataDir(dataDir);
-  fs.writeFileSync(
-    path.join(dataDir, 'policy.json'),
-    JSON.stringify({ artifactRoot, serve: { host: '127.0.0.1', port: 8600, workers: 2, tls } }),
-  );
+  ({ tmp, dataDir, artifactRoot } = makeAgentHome(cp, 'hearth-agent-serve-tls-', (home) => {
+    const pki = path.join(home.tmp, 'pki');
+    serverCa = makeCertificateAuthority(pki, 'server-ca');
+    const clientCa = makeCertificateAuthority(pki, 'client-ca');
+    const server = issueCertificate(serverCa, pki, 'inference');
+    client = issueCertificate(clientCa, pki, 'scoring-service');
+    stranger = issueCertificate(makeCertificateAuthority(pki, 'stranger-ca'), pki, 'stranger');
+    tls = { certFile: server.cert, keyFile: server.key, clientCaFile: clientCa.cert };
+    return { artifactRoot: home.artifactRoot, serve: { host: '127.0.0.1', port: 8600, workers: 2, tls } };
+  }));
   agent = await startAgent(dataDir, tmp, ['--serve-port', '0']);
 });
 

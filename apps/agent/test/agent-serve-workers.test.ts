@@ -11,11 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import type { JobDispatch, ModelRef } from '@hearth/contracts';
+import type { ModelRef } from '@hearth/contracts';
 import { linearRegressionModel, metricValue, scrapePrometheus, type PrometheusSample } from '@hearth/testing';
-import { metricsUrl, processAlive, startAgent, type AgentProcess } from './agent-process.js';
+import { makeAgentHome, metricsUrl, processAlive, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, waitUntil, writeModel } from './fake-control-plane.js';
 
 jest.setTimeout(60_000);
@@ -28,15 +26,10 @@ let agent: AgentProcess;
 
 beforeAll(async () => {
   cp = await FakeControlPlane.start();
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-agent-serve-workers-')));
-  dataDir = path.join(tmp, 'data-dir');
-  artifactRoot = path.join(tmp, 'artifacts');
-  fs.mkdirSync(artifactRoot);
-  cp.writeDataDir(dataDir);
-  fs.writeFileSync(
-    path.join(dataDir, 'policy.json'),
-    JSON.stringify({ artifactRoot, serve: { host: '127.0.0.1', port: 8600, workers: 1 } }),
-  );
+  ({ tmp, dataDir, artifactRoot } = makeAgentHome(cp, 'hearth-agent-serve-workers-', (home) => ({
+    artifactRoot: home.artifactRoot,
+    serve: { host: '127.0.0.1', port: 8600, workers: 1 },
+  })));
   // The flags win over the policy: two workers, any free port; a metrics endpoint on any free port.
   agent = await startAgent(dataDir, tmp, [
     '--serve-workers',
@@ -58,10 +51,6 @@ const modelRef = (version: string, bytes: Uint8Array) => writeModel(artifactRoot
 
 const serveJob = (model: ModelRef) =>
   cp.send({ kind: 'serve', serve: { deploymentId: randomUUID(), model }, timeoutSeconds: null });
-
-function readyEndpoint(job: JobDispatch): Promise<string> {
-  return cp.waitServeReady(job.attemptId, 30_000, () => agent.log());
-}
 
 /** One inference on a connection of its own; the model's version and answer. */
 function infer(endpoint: string): Promise<string> {
@@ -98,14 +87,14 @@ function serveWorkers(): number[] {
 describe('hearth-agent --serve-workers 2', () => {
   it('serves a deployment and its replacement from two worker processes on one port', async () => {
     const v1Job = await serveJob(modelRef('1', linearRegressionModel()));
-    const endpoint = await readyEndpoint(v1Job);
+    const endpoint = await cp.waitServeReady(v1Job.attemptId, 30_000, agent.log);
     expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(serveWorkers()).toHaveLength(2);
     const before = await Promise.all(Array.from({ length: 20 }, () => infer(endpoint)));
     expect(new Set(before)).toEqual(new Set(['200 v1 3']));
 
     const v2Job = await serveJob(modelRef('2', linearRegressionModel({ intercept: 101 })));
-    expect(await readyEndpoint(v2Job)).toBe(endpoint);
+    expect(await cp.waitServeReady(v2Job.attemptId, 30_000, agent.log)).toBe(endpoint);
     expect(await cp.waitFinished(v1Job.attemptId, 30_000)).toMatchObject({
       outcome: 'SUCCEEDED',
       reason: 'replaced by version 2',

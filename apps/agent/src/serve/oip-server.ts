@@ -252,24 +252,21 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     {
       host: options.host,
       port,
-      tls: tlsMaterial
-        ? { certificate: tlsMaterial.certificate, clientCertificates: clientCertificates }
-        : null,
+      tls: tlsMaterial ? { certificate: tlsMaterial.certificate, clientCertificates } : null,
     },
     'inference server listening (Open Inference Protocol v2)',
   );
-  const stopWatching =
-    options.tls && tlsMaterial
-      ? watchServeTls(options.tls, {
-          intervalMs: options.tlsReloadMs,
-          onChange: (material) => {
-            (server as https.Server).setSecureContext(secureContextOptions(material));
-            logger.info({ certificate: material.certificate }, 'inference server TLS files reloaded');
-          },
-          onError: (err) =>
-            logger.warn({ err: err.message }, 'inference server TLS files changed but cannot be used yet'),
-        })
-      : () => undefined;
+  const stopWatching = options.tls
+    ? watchServeTls(options.tls, {
+        intervalMs: options.tlsReloadMs,
+        onChange: (material) => {
+          (server as https.Server).setSecureContext(secureContextOptions(material));
+          logger.info({ certificate: material.certificate }, 'inference server TLS files reloaded');
+        },
+        onError: (err) =>
+          logger.warn({ err: err.message }, 'inference server TLS files changed but cannot be used yet'),
+      })
+    : () => undefined;
 
   return {
     port,

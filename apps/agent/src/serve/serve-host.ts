@@ -15,7 +15,6 @@ import { ModelRepository, type SessionLoader } from './model-repository.js';
 import type { ExecutionProvider } from './model-session.js';
 import type { OipServer } from './oip-server.js';
 import { ServeMetrics, teeSink, type MetricsSink } from './serve-metrics.js';
-import { loadServeTls } from './serve-tls.js';
 import { ServeWorkers } from './serve-workers.js';
 import { ServeError } from './serve.errors.js';
 
@@ -112,7 +111,6 @@ export class ServeHost {
     if (this.closed) throw new ServeError('NOT_READY', 'the agent is stopping');
     const { host, tls } = this.options.address;
     this.port ??= (async () => {
-      if (tls) loadServeTls(tls); // once, before any worker starts: one clear error
       const port = await this.backend.start();
       if (!tls && !isLoopback(host)) {
         this.options.logger.warn(

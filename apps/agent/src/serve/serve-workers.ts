@@ -22,6 +22,7 @@ import { errorMessage, type Logger } from '../logger.js';
 import type { ExecutionProvider } from './model-session.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import type { MetricsSink } from './serve-metrics.js';
+import { loadServeTls } from './serve-tls.js';
 import type { FromWorker, ToWorker, WorkerModel } from './serve-worker-messages.js';
 import { ServeError } from './serve.errors.js';
 
@@ -85,6 +86,8 @@ export class ServeWorkers {
       exec: this.options.workerScript ?? defaultWorkerScript(),
       serialization: 'advanced',
     });
+    // The files once here, before any worker starts: one ServeTlsError, not one failed init per worker.
+    if (this.options.tls) loadServeTls(this.options.tls);
     try {
       // Port 0 becomes a free port now: cluster shares one socket per port asked for, and a
       // replacement worker asking for 0 after every other one died would get a new port.
