@@ -80,6 +80,10 @@ program
   .option('--data-dir <dir>', 'where the identity, logs and work dirs live (env HEARTH_AGENT_DATA_DIR)')
   .option('--label <key=value>', 'a label for scheduling; repeatable', collect, [])
   .option('--force', 'join again even if this data dir has already joined')
+  .option(
+    '--allow-plaintext',
+    'accept an http:// URL of another machine (env HEARTH_AGENT_ALLOW_PLAINTEXT=true); only on a network you trust',
+  )
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env HEARTH_AGENT_LOG_LEVEL)')
   .action((flags: JoinFlags) => joinCommand(flags).catch(fail));
 
@@ -89,6 +93,11 @@ program
   .option('--data-dir <dir>', 'the data dir written by join (env HEARTH_AGENT_DATA_DIR)')
   .option('--max-jobs <n>', 'jobs run at once, at most (env HEARTH_AGENT_MAX_JOBS; default 2)')
   .option('--nats-url <url>', 'NATS server to use instead of the ones given at join')
+  .option(
+    '--allow-plaintext',
+    'reach NATS servers on other machines without TLS when they offer none (env HEARTH_AGENT_ALLOW_PLAINTEXT=true); ' +
+      'by default TLS is required beyond this machine',
+  )
   .option('--drain-seconds <s>', 'on stop, how long running jobs may finish (default 30)')
   .option(
     '--telemetry-interval <s>',

@@ -9,7 +9,7 @@ import { jetstream, type Consumer, type JetStreamClient } from '@nats-io/jetstre
 import type { RunConfig } from './config/config.js';
 import { backoffDelay, sleep } from './connection/backoff.js';
 import { DataDirError, LEDGER_FILE, type AgentIdentity } from './connection/credentials.js';
-import { ConnectionState, connectWithRetry } from './connection/nats.js';
+import { ConnectionState, connectWithRetry, natsTarget } from './connection/nats.js';
 import { EgressGuard } from './egress/guard.js';
 import { EgressLedger } from './egress/ledger.js';
 import { AttemptRegistry } from './executor/attempts.js';
@@ -107,8 +107,17 @@ export async function runAgent(
       throw err;
     }
   }
-  const servers = config.natsUrl ? config.natsUrl.split(',') : identity.file.natsServers;
-  const nc = await connectWithRetry(identity, servers, logger, stop.graceful, connection);
+  const target = natsTarget(
+    config.natsUrl ? config.natsUrl.split(',') : identity.file.natsServers,
+    config.allowPlaintext,
+  );
+  // What the default would have required and --allow-plaintext let go: said at every start.
+  if (!target.tlsRequired && natsTarget(target.servers, false).tlsRequired)
+    logger.warn(
+      { servers: target.servers },
+      '--allow-plaintext: the NATS connection to another machine may be unencrypted (jobs, their log tails and results)',
+    );
+  const nc = await connectWithRetry(identity, target, logger, stop.graceful, connection);
   if (!nc) {
     await endpoint?.close();
     ledger.close();

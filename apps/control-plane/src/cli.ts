@@ -119,6 +119,15 @@ audit
     }
   });
 
+interface NatsInitFlags {
+  out: string;
+  port: string;
+  storeDir?: string;
+  resolverDir?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
 const nats = program.command('nats').description('NATS server set-up');
 nats
   .command('init')
@@ -127,7 +136,16 @@ nats
   .option('--port <port>', 'client port', '4222')
   .option('--store-dir <dir>', 'JetStream store dir as the server sees it (default: <out>/jetstream)')
   .option('--resolver-dir <dir>', 'JWT resolver dir as the server sees it (default: <out>/jwt)')
-  .action(async (opts: { out: string; port: string; storeDir?: string; resolverDir?: string }) => {
+  .option('--tls-cert <file>', "the server's TLS certificate (PEM) as the server sees it; with --tls-key")
+  .option('--tls-key <file>', 'its private key (PEM) as the server sees it; with --tls-cert')
+  .action(async (opts: NatsInitFlags) => {
+    if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
+      throw new ConfigError('--tls-cert and --tls-key go together: give both, or neither');
+    if (!opts.tlsCert)
+      console.warn(
+        'hearth: no --tls-cert/--tls-key: agents on other machines refuse a NATS server without TLS ' +
+          '(unless they run with --allow-plaintext)',
+      );
     const dir = resolve(opts.out);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const secrets = generateNatsOperatorSecrets();
@@ -137,6 +155,7 @@ nats
       port: Number(opts.port),
       storeDir: opts.storeDir ?? join(dir, 'jetstream'),
       resolverDir: opts.resolverDir ?? join(dir, 'jwt'),
+      tls: opts.tlsCert && opts.tlsKey ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : null,
     });
     writeFileSync(join(dir, 'nats-server.conf'), conf, { mode: 0o600 });
     const env = [

@@ -20,3 +20,35 @@ export function parseNatsServers(raw: string): { servers: string[] } | { error: 
   }
   return { servers };
 }
+
+/**
+ * Whether `host` (a URL's hostname; IPv6 with or without brackets) is this machine: `localhost`,
+ * a name under `.localhost` (RFC 6761), 127.0.0.0/8, ::1 or ::ffff:127.x.x.x. Traffic to it never
+ * crosses a network, so plaintext there exposes nothing.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  if (v4) return v4.slice(1).every((o) => Number(o) <= 255) && v4[1] === '127';
+  return h === '::1' || h === '0:0:0:0:0:0:0:1';
+}
+
+/** The host of one server as parseNatsServers gives it (nats://, tls:// or host:port). */
+export function natsServerHost(server: string): string {
+  return new URL(/^(?:nats|tls):\/\//.test(server) ? server : `nats://${server}`).hostname;
+}
+
+/**
+ * Whether a connection to `servers` must be TLS. @nats-io/transport-node upgrades to TLS whenever
+ * the server offers it, but it ignores the tls:// scheme: against a server that offers no TLS it
+ * would go on in plaintext where other NATS clients refuse. So TLS is required (its `tls: {}`
+ * option) when any server is named tls://, and, for a caller that asks (the agent, whose
+ * connection crosses the customer's network and the Internet), when any server is not on this
+ * machine. The connection options apply to every server of the list alike.
+ */
+export function natsTlsRequired(servers: readonly string[], options: { beyondLoopback: boolean }): boolean {
+  return servers.some(
+    (s) => s.startsWith('tls://') || (options.beyondLoopback && !isLoopbackHost(natsServerHost(s))),
+  );
+}

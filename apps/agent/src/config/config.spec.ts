@@ -12,6 +12,7 @@ describe('parseRunConfig', () => {
       dataDir: path.resolve('data'),
       maxJobs: 2,
       natsUrl: null,
+      allowPlaintext: false,
       drainSeconds: 30,
       telemetry: { intervalSeconds: 5, bufferSamples: 8640 },
       logLevel: 'info',
@@ -48,6 +49,16 @@ describe('parseRunConfig', () => {
       maxJobs: 3,
       logLevel: 'warn',
     });
+  });
+
+  it('takes --allow-plaintext from the flag or HEARTH_AGENT_ALLOW_PLAINTEXT (true/1, false/0)', () => {
+    const run = (flags: { allowPlaintext?: boolean }, env: Record<string, string>) =>
+      parseRunConfig({ dataDir: '/d', ...flags }, env).allowPlaintext;
+    expect(run({}, {})).toBe(false);
+    expect(run({ allowPlaintext: true }, {})).toBe(true);
+    expect(run({}, { HEARTH_AGENT_ALLOW_PLAINTEXT: '1' })).toBe(true);
+    expect(run({}, { HEARTH_AGENT_ALLOW_PLAINTEXT: 'false' })).toBe(false);
+    expect(() => run({}, { HEARTH_AGENT_ALLOW_PLAINTEXT: 'on' })).toThrow(/must be true or false/);
   });
 
   it('rejects bad values with a message naming the flag', () => {
@@ -209,14 +220,45 @@ describe('parseJoinConfig', () => {
 
   it('takes the token from the environment so it need not appear in ps', () => {
     expect(
-      parseJoinConfig({ url: 'http://cp', dataDir: '/d' }, { HEARTH_AGENT_JOIN_TOKEN: 'secret' }).token,
+      parseJoinConfig({ url: 'https://cp', dataDir: '/d' }, { HEARTH_AGENT_JOIN_TOKEN: 'secret' }).token,
     ).toBe('secret');
-    expect(() => parseJoinConfig({ url: 'http://cp', dataDir: '/d' }, {})).toThrow(/join token is required/);
+    expect(() => parseJoinConfig({ url: 'https://cp', dataDir: '/d' }, {})).toThrow(/join token is required/);
+  });
+
+  it('refuses plain HTTP to another machine unless plaintext is allowed; loopback is always fine', () => {
+    const join = (url: string, flags: { allowPlaintext?: boolean } = {}, env = {}) =>
+      parseJoinConfig({ url, token: 't', dataDir: '/d', ...flags }, env);
+    for (const url of ['http://hearth.corp:8080', 'http://10.0.0.5', 'http://[fd00::5]:8080/'])
+      expect(() => join(url)).toThrow(
+        new ConfigError(
+          `--url ${new URL(url).origin} is plain HTTP to another machine: the join token and the credentials ` +
+            'issued for it would cross the network unencrypted, and anyone on the way could answer in ' +
+            "the control plane's place. Use https://, or pass --allow-plaintext on a network you trust " +
+            '(a lab, a compose network)',
+        ),
+      );
+    expect(join('http://hearth.corp:8080', { allowPlaintext: true })).toMatchObject({
+      url: 'http://hearth.corp:8080',
+      allowPlaintext: true,
+    });
+    expect(join('http://hearth.corp:8080', {}, { HEARTH_AGENT_ALLOW_PLAINTEXT: 'true' }).allowPlaintext).toBe(
+      true,
+    );
+    for (const url of [
+      'http://127.0.0.1:8080',
+      'http://localhost:8080',
+      'http://[::1]:8080',
+      'https://hearth.corp',
+    ])
+      expect(join(url).allowPlaintext).toBe(false);
+    expect(() => join('http://127.0.0.1', {}, { HEARTH_AGENT_ALLOW_PLAINTEXT: 'yes' })).toThrow(
+      'HEARTH_AGENT_ALLOW_PLAINTEXT must be true or false, got "yes"',
+    );
   });
 
   it('rejects a malformed label or URL', () => {
     expect(() =>
-      parseJoinConfig({ url: 'http://cp', token: 't', dataDir: '/d', label: ['novalue'] }, {}),
+      parseJoinConfig({ url: 'https://cp', token: 't', dataDir: '/d', label: ['novalue'] }, {}),
     ).toThrow(/key=value/);
     expect(() => parseJoinConfig({ url: 'ftp://cp', token: 't', dataDir: '/d' }, {})).toThrow(/http/);
   });

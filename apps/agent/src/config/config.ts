@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseNatsServers } from '@hearth/contracts';
+import { isLoopbackHost, parseNatsServers } from '@hearth/contracts';
 import { PolicyError, loadLocalPolicy, type LocalPolicy } from '../policy/local-policy.js';
 import { ServeTlsError, loadServeTls } from '../serve/serve-tls.js';
 
@@ -24,6 +24,11 @@ export interface RunConfig {
   readonly maxJobs: number;
   /** Overrides the NATS servers from agent.json when set. */
   readonly natsUrl: string | null;
+  /**
+   * Whether NATS servers beyond this machine may be reached in plaintext (--allow-plaintext). By
+   * default the connection to them must be TLS (a server that offers none is refused).
+   */
+  readonly allowPlaintext: boolean;
   readonly drainSeconds: number;
   /** Telemetry: seconds between samples, and how many samples wait while they cannot be sent. */
   readonly telemetry: { readonly intervalSeconds: number; readonly bufferSamples: number };
@@ -45,6 +50,8 @@ export interface JoinConfig {
   readonly labels: Readonly<Record<string, string>>;
   readonly force: boolean;
   readonly logLevel: LogLevel;
+  /** Whether an http:// URL of a host beyond this machine is accepted (--allow-plaintext). */
+  readonly allowPlaintext: boolean;
 }
 
 /** A configuration the user must fix; its message is shown as is. */
@@ -56,6 +63,7 @@ export interface RunFlags {
   dataDir?: string;
   maxJobs?: string;
   natsUrl?: string;
+  allowPlaintext?: boolean;
   drainSeconds?: string;
   telemetryInterval?: string;
   telemetryBuffer?: string;
@@ -76,6 +84,7 @@ export interface JoinFlags {
   label?: string[];
   force?: boolean;
   logLevel?: string;
+  allowPlaintext?: boolean;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -92,6 +101,7 @@ export function parseRunConfig(flags: RunFlags, env: Env = process.env): RunConf
     dataDir: dir,
     maxJobs: integer('--max-jobs', flags.maxJobs ?? env.HEARTH_AGENT_MAX_JOBS, DEFAULT_MAX_JOBS, 1, 1024),
     natsUrl: flags.natsUrl ? natsUrl(flags.natsUrl) : null,
+    allowPlaintext: allowPlaintext(flags.allowPlaintext, env),
     drainSeconds: integer('--drain-seconds', flags.drainSeconds, DEFAULT_DRAIN_SECONDS, 0, 24 * 3600),
     telemetry: Object.freeze({
       intervalSeconds: integer(
@@ -123,15 +133,26 @@ export function parseRunConfig(flags: RunFlags, env: Env = process.env): RunConf
 export function parseJoinConfig(flags: JoinFlags, env: Env = process.env): JoinConfig {
   const token = flags.token ?? env.HEARTH_AGENT_JOIN_TOKEN;
   if (!token) throw new ConfigError('a join token is required (--token or HEARTH_AGENT_JOIN_TOKEN)');
+  const plaintext = allowPlaintext(flags.allowPlaintext, env);
   const config: JoinConfig = {
-    url: controlPlaneUrl(flags.url),
+    url: controlPlaneUrl(flags.url, plaintext),
     token,
     dataDir: dataDir(flags.dataDir, env),
     labels: Object.freeze(labels(flags.label ?? [])),
     force: flags.force === true,
     logLevel: logLevel(flags.logLevel ?? env.HEARTH_AGENT_LOG_LEVEL),
+    allowPlaintext: plaintext,
   };
   return Object.freeze(config);
+}
+
+/** --allow-plaintext, or HEARTH_AGENT_ALLOW_PLAINTEXT=true (or 1) for a service manager's unit. */
+function allowPlaintext(flag: boolean | undefined, env: Env): boolean {
+  if (flag === true) return true;
+  const raw = env.HEARTH_AGENT_ALLOW_PLAINTEXT;
+  if (raw === undefined || raw === '' || raw === 'false' || raw === '0') return false;
+  if (raw === 'true' || raw === '1') return true;
+  throw new ConfigError(`HEARTH_AGENT_ALLOW_PLAINTEXT must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 function dataDir(flag: string | undefined, env: Env): string {
@@ -222,7 +243,7 @@ function logLevel(raw: string | undefined): LogLevel {
   return level;
 }
 
-function controlPlaneUrl(raw: string | undefined): string {
+function controlPlaneUrl(raw: string | undefined, plaintext: boolean): string {
   if (!raw) throw new ConfigError('--url (the control plane base URL) is required');
   let url: URL;
   try {
@@ -232,6 +253,16 @@ function controlPlaneUrl(raw: string | undefined): string {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`--url must be http(s), got ${url.protocol}`);
+  }
+  // The join token and the NATS credentials issued for it travel on this request: whoever reads
+  // them can enroll as this machine, and whoever answers can point the agent at their own NATS.
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && !plaintext) {
+    throw new ConfigError(
+      `--url ${url.origin} is plain HTTP to another machine: the join token and the credentials ` +
+        'issued for it would cross the network unencrypted, and anyone on the way could answer in ' +
+        "the control plane's place. Use https://, or pass --allow-plaintext on a network you trust " +
+        '(a lab, a compose network)',
+    );
   }
   return url.toString().replace(/\/+$/, '');
 }

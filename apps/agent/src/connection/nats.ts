@@ -4,7 +4,7 @@
  * forever with backoff and jitter. The first connect is retried the same way until it succeeds
  * or the signal aborts.
  */
-import { agentInboxPrefix } from '@hearth/contracts';
+import { agentInboxPrefix, natsTlsRequired } from '@hearth/contracts';
 import {
   connect,
   jwtAuthenticator,
@@ -24,14 +24,28 @@ interface ReconnectPacer {
   attempts: number;
 }
 
+/** How the agent reaches NATS: the servers, and whether only TLS will do (natsTlsRequired). */
+export interface NatsTarget {
+  readonly servers: readonly string[];
+  readonly tlsRequired: boolean;
+}
+
+/** The target for `servers`: TLS is required beyond this machine unless plaintext is allowed. */
+export function natsTarget(servers: readonly string[], allowPlaintext: boolean): NatsTarget {
+  return { servers, tlsRequired: natsTlsRequired(servers, { beyondLoopback: !allowPlaintext }) };
+}
+
 export function connectionOptions(
   identity: AgentIdentity,
-  servers: readonly string[],
+  target: NatsTarget,
   pacer: ReconnectPacer = { attempts: 0 },
 ): NodeConnectionOptions {
   const { agentId, natsJwt } = identity.file;
   return {
-    servers: [...servers],
+    servers: [...target.servers],
+    // An empty TLS options object: TLS or nothing, the server's certificate verified against the
+    // system's CAs and NODE_EXTRA_CA_CERTS. Without it the client takes TLS only where offered.
+    ...(target.tlsRequired ? { tls: {} } : {}),
     name: `hearth-agent-${agentId}`,
     inboxPrefix: agentInboxPrefix(agentId),
     ...(natsJwt === null ? {} : { authenticator: jwtAuthenticator(natsJwt, identity.seed) }),
@@ -49,26 +63,51 @@ export class ConnectionState {
 
 export async function connectWithRetry(
   identity: AgentIdentity,
-  servers: readonly string[],
+  target: NatsTarget,
   logger: Logger,
   signal: AbortSignal,
   state: ConnectionState = new ConnectionState(),
 ): Promise<NatsConnection | null> {
+  const { servers, tlsRequired } = target;
   for (let i = 0; !signal.aborted; i++) {
     try {
       const pacer: ReconnectPacer = { attempts: 0 };
-      const nc = await connect(connectionOptions(identity, servers, pacer));
-      logger.info({ server: nc.getServer() }, 'connected to NATS');
+      const nc = await connect(connectionOptions(identity, target, pacer));
+      // The client upgrades whenever the server offers TLS, so this is whether the link is encrypted.
+      const tls = tlsRequired || nc.info?.tls_required === true || nc.info?.tls_available === true;
+      logger.info({ server: nc.getServer(), tls }, 'connected to NATS');
       state.connected = true;
       void watchStatus(nc, pacer, logger, state);
       return nc;
     } catch (err) {
       const delay = backoffDelay(i, RECONNECT_BACKOFF);
-      logger.warn({ err: errorMessage(err), servers, retryInMs: delay }, 'cannot connect to NATS; retrying');
+      const message = errorMessage(err);
+      logger.warn(
+        { err: message, servers, tlsRequired, retryInMs: delay, ...hintFor(message, tlsRequired) },
+        'cannot connect to NATS; retrying',
+      );
       await sleep(delay, signal);
     }
   }
   return null;
+}
+
+/** What the person installing the agent can do about a refused connection, where we know. */
+function hintFor(message: string, tlsRequired: boolean): { hint?: string } {
+  if (tlsRequired && message.includes("does not support 'tls'"))
+    return {
+      hint:
+        'this NATS server offers no TLS, and the agent speaks to a server beyond this machine (or ' +
+        'named tls://) over TLS only: enable TLS on the server, or pass --allow-plaintext on a ' +
+        'network you trust',
+    };
+  if (/certificate|self[- ]signed|unable to (get|verify)/i.test(message))
+    return {
+      hint:
+        "the NATS server's certificate is not trusted here: if your own CA issued it, give the " +
+        'agent NODE_EXTRA_CA_CERTS=<CA file, PEM>',
+    };
+  return {};
 }
 
 async function watchStatus(

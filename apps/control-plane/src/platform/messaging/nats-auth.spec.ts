@@ -117,5 +117,19 @@ describe('renderServerConfig', () => {
     expect(config).toMatch(new RegExp(`^ {2}${authority.accountPublicKey}: "eyJ[^"]+"$`, 'm'));
     expect(config).toMatch(new RegExp(`^ {2}${authority.systemAccountPublicKey}: "eyJ[^"]+"$`, 'm'));
     for (const seed of Object.values(secrets)) expect(config).not.toContain(seed);
+    expect(config).not.toContain('tls');
+  });
+
+  it('adds TLS for client connections when given a certificate and key', async () => {
+    const config = await renderServerConfig(authority, {
+      host: '0.0.0.0',
+      port: 4222,
+      storeDir: '/data/js',
+      resolverDir: '/data/jwt',
+      tls: { certFile: '/etc/nats/tls/server.crt', keyFile: '/etc/nats/tls/server.key' },
+    });
+    expect(config).toMatch(
+      /\ntls \{\n {2}cert_file: "\/etc\/nats\/tls\/server\.crt"\n {2}key_file: "\/etc\/nats\/tls\/server\.key"\n\}\n/,
+    );
   });
 });

@@ -213,10 +213,27 @@ export interface NatsServerConfigOptions {
    * a restart: a newer preload replaces what the resolver stored, revocations included.
    */
   revokedUserKeys?: Map<string, number>;
+  /** TLS for client connections (then required of every client); paths as the server sees them. */
+  tls?: NatsServerTls | null;
+}
+
+/** The server's certificate and key, PEM files. */
+export interface NatsServerTls {
+  certFile: string;
+  keyFile: string;
 }
 
 /** A nats-server config string value (double-quoted; escapes as in JSON). */
 const str = (value: string) => JSON.stringify(value);
+
+/**
+ * The config lines for TLS on client connections: with a `tls` block nats-server requires TLS of
+ * every client (INFO says tls_required), and agents beyond the server's machine accept nothing less.
+ */
+export function renderTlsBlock(tls: NatsServerTls | null | undefined): string[] {
+  if (!tls) return [];
+  return ['tls {', `  cert_file: ${str(tls.certFile)}`, `  key_file: ${str(tls.keyFile)}`, '}'];
+}
 
 /** nats-server config text: operator mode, full resolver (accepts claim pushes), JetStream. */
 export async function renderServerConfig(
@@ -235,6 +252,7 @@ export async function renderServerConfig(
     'jetstream {',
     `  store_dir: ${str(opts.storeDir)}`,
     '}',
+    ...renderTlsBlock(opts.tls),
     `operator: ${str(operator)}`,
     `system_account: ${str(authority.systemAccountPublicKey)}`,
     'resolver: {',

@@ -19,12 +19,13 @@ import type { Logger } from 'pino';
 import {
   consumers,
   DOWN_STREAM,
+  natsTlsRequired,
   subjects,
   UP_CONSUMER,
   UP_STREAM,
   type AgentAddress,
 } from '@hearth/contracts';
-import { CONFIG, type Config } from '../../config/config.js';
+import { CONFIG, ConfigError, type Config } from '../../config/config.js';
 import { LOGGER } from '../logging/logging.module.js';
 import { NatsAuthority } from './nats-auth.js';
 
@@ -74,15 +75,43 @@ export class NatsService implements OnApplicationShutdown {
     const creds = this.authority ? await this.authority.serviceCredentials('control-plane') : null;
     if (!creds)
       this.log.warn('NATS runs without auth: agent isolation is enforced by Hearth only, not by nats-server');
+    const list = servers.split(',');
+    const tlsRequired = natsTlsRequired(list, { beyondLoopback: false });
     this.connection = await connect({
-      servers: servers.split(','),
+      servers: list,
+      // @nats-io/transport-node ignores the tls:// scheme; its `tls: {}` option makes TLS required.
+      ...(tlsRequired ? { tls: {} } : {}),
       name: 'hearth-control-plane',
       authenticator: creds ? jwtAuthenticator(creds.jwt, creds.seed) : undefined,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
+    }).catch((err: unknown) => {
+      if (tlsRequired && err instanceof Error && err.message.includes("does not support 'tls'"))
+        throw new ConfigError(
+          `NATS_URL names a tls:// server, and the NATS server reached (${servers}) offers no TLS: ` +
+            'enable TLS on nats-server, or name it nats://',
+        );
+      throw err;
     });
     void this.watchStatus(this.connection);
+    this.warnIfAgentsWillRefuse(this.connection);
     await this.ensureStreams();
+  }
+
+  /**
+   * Agents speak to NATS servers beyond their own machine over TLS only (unless their IT allows
+   * plaintext). When the servers agents are given are such servers and the one this process
+   * reached offers no TLS, every such agent will refuse to connect: said here, once, at boot.
+   */
+  private warnIfAgentsWillRefuse(nc: NatsConnection) {
+    const agentServers = (this.config.nats.agentUrl ?? '').split(',').filter(Boolean);
+    const offersTls = nc.info?.tls_required === true || nc.info?.tls_available === true;
+    if (offersTls || !natsTlsRequired(agentServers, { beyondLoopback: true })) return;
+    this.log.warn(
+      { agentServers, server: nc.getServer() },
+      'the NATS server offers no TLS, and agents reach the servers they are given (AGENT_NATS_URL) over TLS only: ' +
+        'enable TLS on nats-server, or every agent must run with --allow-plaintext',
+    );
   }
 
   private async watchStatus(nc: NatsConnection) {
