@@ -47,6 +47,21 @@ function livingMembers(pgid: number): number[] {
   });
 }
 
+/**
+ * The group's living members once they had `withinMs` to finish dying. A member killed with the
+ * group closes its pipes (which ends the run) a moment before the kernel marks it a zombie, so a
+ * read at once can still see it running.
+ */
+async function membersLeft(pgid: number, withinMs = 2000): Promise<number[]> {
+  const until = Date.now() + withinMs;
+  let left = livingMembers(pgid);
+  while (left.length > 0 && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    left = livingMembers(pgid);
+  }
+  return left;
+}
+
 describe('startCommand', () => {
   it('runs a command to success, with its output as lines and in the log file', async () => {
     const out = collect();
@@ -113,7 +128,7 @@ describe('startCommand', () => {
     expect(result.exitCode).toBeNull();
     expect(result.signal).toBe('SIGTERM');
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(livingMembers(run.pid!)).toEqual([]);
+    expect(await membersLeft(run.pid!)).toEqual([]);
   });
 
   it('cancels: SIGTERM first, SIGKILL after the grace when the process ignores SIGTERM', async () => {
@@ -133,7 +148,7 @@ describe('startCommand', () => {
     expect(out.lines.map((l) => l.text)).toContain('ignoring SIGTERM');
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(5000);
-    expect(livingMembers(run.pid!)).toEqual([]);
+    expect(await membersLeft(run.pid!)).toEqual([]);
   });
 
   it('cancels a process that stops on SIGTERM without waiting for the grace', async () => {
