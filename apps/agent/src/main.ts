@@ -98,6 +98,7 @@ export async function runAgent(
       endpoint = await startMetricsServer({
         host: policy.metrics.host,
         port: policy.metrics.port!,
+        tls: policy.metrics.tls,
         registry: metrics.registry,
         ready: () => connection.connected,
         logger: logger.child({ component: 'metrics' }),

@@ -2,7 +2,8 @@
  * The real agent process serving over mutual TLS (serve.tls in its local policy) from two serve
  * workers: a serve job from this test (playing the control plane over the real nats-server)
  * reports an https endpoint, clients with a certificate from the client CA are answered, others
- * get the protocol's 403; and an agent whose TLS files do not fit together does not start.
+ * get the protocol's 403; its metrics endpoint (metrics.tls) likewise; and an agent whose TLS files
+ * do not fit together does not start.
  * Needs `npx tsc -b apps/agent` (npm run build) first; it builds once itself when dist is missing.
  */
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
@@ -16,7 +17,7 @@ import {
   makeCertificateAuthority,
   type PemPair,
 } from '@hearth/testing';
-import { makeAgentHome, runAgentToExit, startAgent, type AgentProcess } from './agent-process.js';
+import { makeAgentHome, metricsUrl, runAgentToExit, startAgent, type AgentProcess } from './agent-process.js';
 import { FakeControlPlane, writeModel } from './fake-control-plane.js';
 
 jest.setTimeout(60_000);
@@ -41,7 +42,12 @@ beforeAll(async () => {
     client = issueCertificate(clientCa, pki, 'scoring-service');
     stranger = issueCertificate(makeCertificateAuthority(pki, 'stranger-ca'), pki, 'stranger');
     tls = { certFile: server.cert, keyFile: server.key, clientCaFile: clientCa.cert };
-    return { artifactRoot: home.artifactRoot, serve: { host: '127.0.0.1', port: 8600, workers: 2, tls } };
+    return {
+      artifactRoot: home.artifactRoot,
+      serve: { host: '127.0.0.1', port: 8600, workers: 2, tls },
+      // The monitoring endpoint on the same files: only the client CA's scrapers are answered.
+      metrics: { host: '127.0.0.1', port: 0, tls },
+    };
   }));
   agent = await startAgent(dataDir, tmp, ['--serve-port', '0']);
 });
@@ -88,6 +94,19 @@ describe('hearth-agent with serve.tls', () => {
       });
     }
     expect(agent.log()).not.toContain('plain HTTP');
+  });
+
+  it('answers Prometheus on its metrics endpoint over mutual TLS too (metrics.tls)', async () => {
+    const url = metricsUrl(agent.log());
+    expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const scrape = await httpsRequest(url, { ca: serverCa.cert, client });
+    expect(scrape.status).toBe(200);
+    expect(scrape.text).toMatch(/^hearth_agent_nats_connected 1$/m);
+    const refused = await httpsRequest(url.replace('/metrics', '/readyz'), {
+      ca: serverCa.cert,
+      client: stranger,
+    });
+    expect(refused.status).toBe(403);
   });
 
   it('does not start when the key is not the certificate’s, and says which file to fix', async () => {

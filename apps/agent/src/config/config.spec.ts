@@ -24,7 +24,7 @@ describe('parseRunConfig', () => {
         artifactRoot: null,
         maxDatasetBytes: 256 * 1024 * 1024,
         serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
-        metrics: { host: '127.0.0.1', port: null },
+        metrics: { host: '127.0.0.1', port: null, tls: null },
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -161,6 +161,27 @@ describe('parseRunConfig: the local policy', () => {
     );
   });
 
+  it("checks the metrics endpoint's TLS files at start too, naming metrics.tls, and keeps them under metrics flags", () => {
+    const ca = makeCertificateAuthority(path.join(dir, 'pki-metrics'), 'ca');
+    const cert = issueCertificate(ca, path.join(dir, 'pki-metrics'), 'metrics');
+    const tls = { certFile: cert.cert, keyFile: cert.key, clientCaFile: ca.cert };
+    const good = write('metrics-tls.json', JSON.stringify({ metrics: { port: 9464, tls } }));
+    expect(parseRunConfig({ dataDir: dir, policy: good, metricsPort: '0' }, {}).policy.metrics).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+      tls,
+    });
+    const missing = write(
+      'metrics-tls-bad.json',
+      JSON.stringify({ metrics: { port: 9464, tls: { ...tls, clientCaFile: '/nonexistent/ca.pem' } } }),
+    );
+    expect(() => parseRunConfig({ dataDir: dir, policy: missing }, {})).toThrow(
+      new ConfigError(
+        `metrics.tls.clientCaFile /nonexistent/ca.pem does not exist (the local policy ${missing})`,
+      ),
+    );
+  });
+
   it("lets --serve-host, --serve-port, --serve-threads and --serve-workers override the policy's serve settings (port 0: any free port)", () => {
     const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000, threads: 2 } }));
     const serve = (flags: {
@@ -192,14 +213,14 @@ describe('parseRunConfig: the local policy', () => {
     const metrics = (file: string, flags: { metricsHost?: string; metricsPort?: string }) =>
       parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.metrics;
     const off = write('metrics-off.json', '{}');
-    expect(metrics(off, {})).toEqual({ host: '127.0.0.1', port: null });
-    expect(metrics(off, { metricsPort: '9464' })).toEqual({ host: '127.0.0.1', port: 9464 });
-    expect(metrics(off, { metricsPort: '0' })).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(metrics(off, {})).toEqual({ host: '127.0.0.1', port: null, tls: null });
+    expect(metrics(off, { metricsPort: '9464' })).toEqual({ host: '127.0.0.1', port: 9464, tls: null });
+    expect(metrics(off, { metricsPort: '0' })).toEqual({ host: '127.0.0.1', port: 0, tls: null });
     // A host alone does not turn the endpoint on.
-    expect(metrics(off, { metricsHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: null });
+    expect(metrics(off, { metricsHost: '0.0.0.0' })).toEqual({ host: '0.0.0.0', port: null, tls: null });
     const on = write('metrics-on.json', JSON.stringify({ metrics: { host: '10.0.0.5', port: 9100 } }));
-    expect(metrics(on, {})).toEqual({ host: '10.0.0.5', port: 9100 });
-    expect(metrics(on, { metricsPort: '9200' })).toEqual({ host: '10.0.0.5', port: 9200 });
+    expect(metrics(on, {})).toEqual({ host: '10.0.0.5', port: 9100, tls: null });
+    expect(metrics(on, { metricsPort: '9200' })).toEqual({ host: '10.0.0.5', port: 9200, tls: null });
     expect(() => metrics(on, { metricsPort: '-1' })).toThrow(
       new ConfigError('--metrics-port must be an integer from 0 to 65535, got "-1"'),
     );

@@ -175,11 +175,16 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
     if (err instanceof PolicyError) throw new ConfigError(err.message);
     throw err;
   }
-  // The inference server starts with the first serve job; its TLS files are checked now, so a
-  // mistake stops the agent where IT installs it, not a deployment later.
-  if (policy.serve.tls) {
+  // The inference server starts with the first serve job; its TLS files (and the metrics
+  // endpoint's) are checked now, so a mistake stops the agent where IT installs it, not a
+  // deployment later.
+  for (const [where, block] of [
+    ['serve.tls', policy.serve.tls],
+    ['metrics.tls', policy.metrics.tls],
+  ] as const) {
+    if (!block) continue;
     try {
-      loadServeTls(policy.serve.tls);
+      loadServeTls(block, new Date(), where);
     } catch (err) {
       if (err instanceof ServeTlsError)
         throw new ConfigError(`${err.message} (the local policy ${policy.file})`);
@@ -213,6 +218,7 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
             flags.metricsPort === undefined || flags.metricsPort === ''
               ? policy.metrics.port
               : integer('--metrics-port', flags.metricsPort, 0, 0, 65_535),
+          tls: policy.metrics.tls,
         });
   return serve === policy.serve && metrics === policy.metrics
     ? policy

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Counter, Registry } from 'prom-client';
+import { httpsRequest, issueCertificate, makeCertificateAuthority } from '@hearth/testing';
 import { createLogger } from '../logger.js';
 import { MetricsEndpointError, startMetricsServer, type MetricsServer } from './metrics-server.js';
 
@@ -77,6 +81,74 @@ describe('startMetricsServer', () => {
     expect((err as Error).message).toBe(
       `the metrics endpoint cannot listen on 127.0.0.1:${port}: EADDRINUSE (the port is in use: choose ` +
         'another with "metrics.port" in the local policy or --metrics-port)',
+    );
+  });
+});
+
+describe('startMetricsServer with metrics.tls', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-metrics-tls-'));
+  const serverCa = makeCertificateAuthority(dir, 'server-ca');
+  const scraperCa = makeCertificateAuthority(dir, 'scraper-ca');
+  const strangerCa = makeCertificateAuthority(dir, 'stranger-ca');
+  const endpoint = issueCertificate(serverCa, dir, 'agent-metrics');
+  const prometheus = issueCertificate(scraperCa, dir, 'prometheus');
+  const stranger = issueCertificate(strangerCa, dir, 'stranger');
+  const started: MetricsServer[] = [];
+  const start = async (clientCaFile: string | null) => {
+    const s = await startMetricsServer({
+      host: '127.0.0.1',
+      port: 0,
+      registry,
+      ready,
+      logger,
+      tls: { certFile: endpoint.cert, keyFile: endpoint.key, clientCaFile },
+    });
+    started.push(s);
+    return s;
+  };
+  afterAll(async () => {
+    for (const s of started) await s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves the metrics and probes over HTTPS with its certificate; plain HTTP gets no answer', async () => {
+    const tlsServer = await start(null);
+    expect(tlsServer.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const scrape = await httpsRequest(tlsServer.url, { ca: serverCa.cert });
+    expect(scrape.status).toBe(200);
+    expect(scrape.text).toContain('test_jobs_total');
+    const readyz = await httpsRequest(tlsServer.url.replace('/metrics', '/readyz'), { ca: serverCa.cert });
+    expect(readyz.status).toBe(connected ? 200 : 503);
+    await expect(fetch(tlsServer.url.replace('https:', 'http:'))).rejects.toThrow();
+    await expect(httpsRequest(tlsServer.url, { ca: strangerCa.cert })).rejects.toThrow(/certificate/i);
+  });
+
+  it('with a client CA answers only scrapers holding a certificate it issued, everyone else 403', async () => {
+    const mtls = await start(scraperCa.cert);
+    const trusted = await httpsRequest(mtls.url, { ca: serverCa.cert, client: prometheus });
+    expect(trusted.status).toBe(200);
+    expect(trusted.text).toContain('test_jobs_total');
+    for (const client of [undefined, stranger]) {
+      const refused = await httpsRequest(mtls.url, { ca: serverCa.cert, client });
+      expect(refused).toMatchObject({
+        status: 403,
+        text: 'forbidden: this endpoint answers only clients with a certificate issued by the CA it trusts (mutual TLS)\n',
+      });
+    }
+  });
+
+  it('refuses to start with files that cannot serve, naming metrics.tls', async () => {
+    await expect(
+      startMetricsServer({
+        host: '127.0.0.1',
+        port: 0,
+        registry,
+        ready,
+        logger,
+        tls: { certFile: endpoint.cert, keyFile: stranger.key, clientCaFile: null },
+      }),
+    ).rejects.toThrow(
+      `metrics.tls.keyFile ${stranger.key} is not the private key of the certificate in ${endpoint.cert}`,
     );
   });
 });

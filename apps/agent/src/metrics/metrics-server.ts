@@ -3,12 +3,17 @@
  * set): GET /metrics in Prometheus' text format, and the probes a supervisor or an orchestrator
  * asks, as the control plane answers them: /healthz (the process answers) and /readyz (connected to
  * the control plane, else 503). node:http rather than a framework: three read-only routes, and the
- * agent must stay small.
+ * agent must stay small. With the policy's metrics.tls it speaks HTTPS, and mutual TLS with a
+ * client CA (the files and their rotation as the inference server's serve.tls).
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { errorMessage, type Logger } from '../logger.js';
+import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
+import { errorMessage, type Logger } from '../logger.js';
+import type { ServeTlsPolicy } from '../policy/local-policy.js';
+import { keepServerTlsCurrent, loadServeTls, secureContextOptions } from '../serve/serve-tls.js';
 
 export interface MetricsServer {
   /** Where Prometheus scrapes, e.g. http://127.0.0.1:9464/metrics. */
@@ -24,6 +29,14 @@ export interface MetricsServerOptions {
   /** Whether the agent can take jobs now (its NATS connection is up), for /readyz. */
   ready: () => boolean;
   logger: Logger;
+  /**
+   * HTTPS with these files (the local policy's metrics.tls, checked at start), re-read when they
+   * change; with a client CA only scrapers holding a certificate it issued are answered. null or
+   * absent: plain HTTP.
+   */
+  tls?: ServeTlsPolicy | null;
+  /** How often the TLS files are looked at for a change (tests shorten it). */
+  tlsReloadMs?: number;
 }
 
 const ROUTES = new Set(['/metrics', '/healthz', '/readyz']);
@@ -35,7 +48,18 @@ export class MetricsEndpointError extends Error {
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const { registry, logger } = options;
-  const server = http.createServer((req, res) => {
+  const tlsMaterial = options.tls ? loadServeTls(options.tls, new Date(), 'metrics.tls') : null;
+  const clientCertificates = tlsMaterial !== null && tlsMaterial.ca !== null;
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // As the inference server: the handshake lets a client without a certificate through, and the
+    // answer says what is missing rather than a bare TLS alert.
+    if (clientCertificates && !(req.socket as TLSSocket).authorized) {
+      res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      res.end(
+        'forbidden: this endpoint answers only clients with a certificate issued by the CA it trusts (mutual TLS)\n',
+      );
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
     if (!ROUTES.has(path)) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
@@ -71,7 +95,10 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
         res.end('collecting metrics failed (see the agent log)\n');
       },
     );
-  });
+  };
+  const server: http.Server = tlsMaterial
+    ? https.createServer(secureContextOptions(tlsMaterial), onRequest)
+    : http.createServer(onRequest);
   // A scraper that stalls must not hold a socket for long.
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
@@ -91,12 +118,24 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   });
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  const url = `http://${host}:${port}/metrics`;
-  logger.info({ url }, 'metrics endpoint listening');
+  const url = `${tlsMaterial ? 'https' : 'http'}://${host}:${port}/metrics`;
+  logger.info(
+    { url, ...(tlsMaterial ? { certificate: tlsMaterial.certificate, clientCertificates } : {}) },
+    'metrics endpoint listening',
+  );
+  const stopWatching = options.tls
+    ? keepServerTlsCurrent(server as https.Server, options.tls, {
+        where: 'metrics.tls',
+        what: 'metrics endpoint',
+        logger,
+        intervalMs: options.tlsReloadMs,
+      })
+    : () => undefined;
   return {
     url,
     close: () =>
       new Promise<void>((resolve) => {
+        stopWatching();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -52,7 +52,7 @@ describe('loadLocalPolicy', () => {
       artifactRoot: null,
       maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
       serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
-      metrics: { host: '127.0.0.1', port: null },
+      metrics: { host: '127.0.0.1', port: null, tls: null },
     });
     expect(Object.isFrozen(p)).toBe(true);
     expect(Object.isFrozen(p.metrics)).toBe(true);
@@ -79,7 +79,15 @@ describe('loadLocalPolicy', () => {
           workers: 4,
           tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/../hearth/serve.key' },
         },
-        metrics: { host: '0.0.0.0', port: 9464 },
+        metrics: {
+          host: '0.0.0.0',
+          port: 9464,
+          tls: {
+            certFile: '/etc/hearth/m.crt',
+            keyFile: '/etc/hearth/m.key',
+            clientCaFile: '/etc/hearth/prometheus-ca.pem',
+          },
+        },
       }),
     );
     expect(loadLocalPolicy(dir)).toEqual({
@@ -95,7 +103,15 @@ describe('loadLocalPolicy', () => {
         // No client CA unless one is named: any client may connect, over TLS.
         tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/serve.key', clientCaFile: null },
       },
-      metrics: { host: '0.0.0.0', port: 9464 },
+      metrics: {
+        host: '0.0.0.0',
+        port: 9464,
+        tls: {
+          certFile: '/etc/hearth/m.crt',
+          keyFile: '/etc/hearth/m.key',
+          clientCaFile: '/etc/hearth/prometheus-ca.pem',
+        },
+      },
     });
     expect(Object.isFrozen(loadLocalPolicy(dir).serve.tls)).toBe(true);
   });

@@ -18,7 +18,7 @@ export const DEFAULT_SERVE = Object.freeze({
   workers: 1,
   tls: null,
 });
-export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null });
+export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null, tls: null });
 
 /** Where the inference server listens, how many processes serve, and how many threads each model may use. */
 export interface ServePolicy {
@@ -63,6 +63,8 @@ export interface MetricsPolicy {
   readonly host: string;
   /** null: no endpoint; 0: any free port (logged at start). */
   readonly port: number | null;
+  /** HTTPS (and, with a client CA, mutual TLS: a scraper's certificate) as serve.tls; null: HTTP. */
+  readonly tls: ServeTlsPolicy | null;
 }
 
 export interface LocalPolicy {
@@ -89,6 +91,14 @@ const absolutePath = z
   .refine((p) => path.isAbsolute(p), 'must be an absolute path')
   .refine((p) => !p.includes('\0'), 'must not contain a NUL character');
 
+const TlsBlock = z
+  .object({
+    certFile: absolutePath,
+    keyFile: absolutePath,
+    clientCaFile: absolutePath.nullable().default(null),
+  })
+  .strict();
+
 const PolicyFile = z
   .object({
     dataRoots: z.array(absolutePath).max(64).default([]),
@@ -105,15 +115,7 @@ const PolicyFile = z
         port: z.number().int().min(1).max(65_535).default(DEFAULT_SERVE.port),
         threads: z.number().int().min(1).max(1024).nullable().default(DEFAULT_SERVE.threads),
         workers: z.number().int().min(1).max(256).default(DEFAULT_SERVE.workers),
-        tls: z
-          .object({
-            certFile: absolutePath,
-            keyFile: absolutePath,
-            clientCaFile: absolutePath.nullable().default(null),
-          })
-          .strict()
-          .nullable()
-          .default(DEFAULT_SERVE.tls),
+        tls: TlsBlock.nullable().default(DEFAULT_SERVE.tls),
       })
       .strict()
       .default({ ...DEFAULT_SERVE }),
@@ -121,6 +123,7 @@ const PolicyFile = z
       .object({
         host: z.string().min(1).max(255).default(DEFAULT_METRICS.host),
         port: z.number().int().min(0).max(65_535).nullable().default(DEFAULT_METRICS.port),
+        tls: TlsBlock.nullable().default(DEFAULT_METRICS.tls),
       })
       .strict()
       .default({ ...DEFAULT_METRICS }),
@@ -145,6 +148,15 @@ export function loadLocalPolicy(dataDir: string, file = path.join(dataDir, POLIC
   return parseLocalPolicy(json, file);
 }
 
+function tlsPolicy(block: z.infer<typeof TlsBlock> | null): ServeTlsPolicy | null {
+  if (block === null) return null;
+  return Object.freeze({
+    certFile: path.resolve(block.certFile),
+    keyFile: path.resolve(block.keyFile),
+    clientCaFile: block.clientCaFile === null ? null : path.resolve(block.clientCaFile),
+  });
+}
+
 /** Validates a parsed policy document; `file` only names it in messages. */
 export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
   const parsed = PolicyFile.safeParse(json);
@@ -159,18 +171,8 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     dataRoots: Object.freeze(p.dataRoots.map((r) => path.resolve(r))),
     artifactRoot: p.artifactRoot === null ? null : path.resolve(p.artifactRoot),
     maxDatasetBytes: p.maxDatasetBytes,
-    serve: Object.freeze({
-      ...p.serve,
-      tls:
-        p.serve.tls === null
-          ? null
-          : Object.freeze({
-              certFile: path.resolve(p.serve.tls.certFile),
-              keyFile: path.resolve(p.serve.tls.keyFile),
-              clientCaFile: p.serve.tls.clientCaFile === null ? null : path.resolve(p.serve.tls.clientCaFile),
-            }),
-    }),
-    metrics: Object.freeze({ ...p.metrics }),
+    serve: Object.freeze({ ...p.serve, tls: tlsPolicy(p.serve.tls) }),
+    metrics: Object.freeze({ ...p.metrics, tls: tlsPolicy(p.metrics.tls) }),
   });
 }
 

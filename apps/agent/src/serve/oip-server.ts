@@ -28,7 +28,7 @@ import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
 import { parseJsonBody } from './oip-json.js';
 import type { MetricsSink } from './serve-metrics.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
-import { loadServeTls, secureContextOptions, watchServeTls } from './serve-tls.js';
+import { keepServerTlsCurrent, loadServeTls, secureContextOptions } from './serve-tls.js';
 import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
 /** Protocol extensions served (named as Triton names them). */
@@ -257,14 +257,11 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     'inference server listening (Open Inference Protocol v2)',
   );
   const stopWatching = options.tls
-    ? watchServeTls(options.tls, {
+    ? keepServerTlsCurrent(server as https.Server, options.tls, {
+        where: 'serve.tls',
+        what: 'inference server',
+        logger,
         intervalMs: options.tlsReloadMs,
-        onChange: (material) => {
-          (server as https.Server).setSecureContext(secureContextOptions(material));
-          logger.info({ certificate: material.certificate }, 'inference server TLS files reloaded');
-        },
-        onError: (err) =>
-          logger.warn({ err: err.message }, 'inference server TLS files changed but cannot be used yet'),
       })
     : () => undefined;
 

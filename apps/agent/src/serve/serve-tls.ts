@@ -9,7 +9,9 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+import type https from 'node:https';
 import tls from 'node:tls';
+import type { Logger } from '../logger.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
 
 /** What is wrong with the TLS files, naming the policy field and the file; shown as is. */
@@ -31,11 +33,25 @@ export interface ServeTlsMaterial {
   };
 }
 
+/** The local policy's TLS blocks: the inference server's and the metrics endpoint's. */
+export type TlsPolicyField = 'serve.tls' | 'metrics.tls';
+
 /** How often the files are looked at for a change (a stat each); rotation is a matter of minutes. */
 export const DEFAULT_TLS_RELOAD_MS = 10_000;
 
-/** Reads and checks the policy's files: PEM, the key is the certificate's, in date, usable by OpenSSL. */
-export function loadServeTls(policy: ServeTlsPolicy, now: Date = new Date()): ServeTlsMaterial {
+/**
+ * Reads and checks the policy's files: PEM, the key is the certificate's, in date, usable by
+ * OpenSSL. `where` is the policy field the files come from, for messages (the metrics endpoint
+ * takes the same block as `metrics.tls`).
+ */
+export function loadServeTls(
+  policy: ServeTlsPolicy,
+  now: Date = new Date(),
+  where: TlsPolicyField = 'serve.tls',
+): ServeTlsMaterial {
+  const readFile = (file: string, field: keyof ServeTlsPolicy) => readPem(file, `${where}.${field}`);
+  const certificate = (pem: Buffer, file: string, field: keyof ServeTlsPolicy) =>
+    parseCertificate(pem, file, `${where}.${field}`);
   const cert = readFile(policy.certFile, 'certFile');
   const key = readFile(policy.keyFile, 'keyFile');
   const ca = policy.clientCaFile === null ? null : readFile(policy.clientCaFile, 'clientCaFile');
@@ -44,7 +60,7 @@ export function loadServeTls(policy: ServeTlsPolicy, now: Date = new Date()): Se
   // PKCS#8 ("ENCRYPTED PRIVATE KEY") or traditional OpenSSL ("Proc-Type: 4,ENCRYPTED") encryption.
   if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(key.toString('latin1'))) {
     throw new ServeTlsError(
-      `serve.tls.keyFile ${policy.keyFile} is encrypted; the agent needs the key unencrypted ` +
+      `${where}.keyFile ${policy.keyFile} is encrypted; the agent needs the key unencrypted ` +
         `(readable by the agent's user only)`,
     );
   }
@@ -52,28 +68,28 @@ export function loadServeTls(policy: ServeTlsPolicy, now: Date = new Date()): Se
   try {
     privateKey = createPrivateKey(key);
   } catch {
-    throw new ServeTlsError(`serve.tls.keyFile ${policy.keyFile} is not a PEM private key`);
+    throw new ServeTlsError(`${where}.keyFile ${policy.keyFile} is not a PEM private key`);
   }
   if (!leaf.checkPrivateKey(privateKey)) {
     throw new ServeTlsError(
-      `serve.tls.keyFile ${policy.keyFile} is not the private key of the certificate in ${policy.certFile}`,
+      `${where}.keyFile ${policy.keyFile} is not the private key of the certificate in ${policy.certFile}`,
     );
   }
   if (Date.parse(leaf.validTo) <= now.getTime()) {
     throw new ServeTlsError(
-      `the certificate in serve.tls.certFile ${policy.certFile} expired on ${leaf.validTo}`,
+      `the certificate in ${where}.certFile ${policy.certFile} expired on ${leaf.validTo}`,
     );
   }
   if (Date.parse(leaf.validFrom) > now.getTime()) {
     throw new ServeTlsError(
-      `the certificate in serve.tls.certFile ${policy.certFile} is not valid before ${leaf.validFrom}`,
+      `the certificate in ${where}.certFile ${policy.certFile} is not valid before ${leaf.validFrom}`,
     );
   }
   if (ca !== null && policy.clientCaFile !== null) certificate(ca, policy.clientCaFile, 'clientCaFile');
   try {
     tls.createSecureContext(secureContextOptions({ cert, key, ca }));
   } catch (err) {
-    throw new ServeTlsError(`serve.tls cannot be used: ${(err as Error).message}`);
+    throw new ServeTlsError(`${where} cannot be used: ${(err as Error).message}`);
   }
   return {
     cert,
@@ -109,6 +125,7 @@ export function watchServeTls(
   policy: ServeTlsPolicy,
   options: {
     intervalMs?: number;
+    where?: TlsPolicyField;
     onChange: (material: ServeTlsMaterial) => void;
     onError: (err: ServeTlsError) => void;
   },
@@ -119,7 +136,7 @@ export function watchServeTls(
   const reload = () => {
     pending = null;
     try {
-      options.onChange(loadServeTls(policy));
+      options.onChange(loadServeTls(policy, new Date(), options.where));
     } catch (err) {
       options.onError(err instanceof ServeTlsError ? err : new ServeTlsError((err as Error).message));
     }
@@ -139,23 +156,45 @@ export function watchServeTls(
   };
 }
 
-function readFile(file: string, field: keyof ServeTlsPolicy): Buffer {
+function readPem(file: string, field: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ServeTlsError(
       code === 'ENOENT'
-        ? `serve.tls.${field} ${file} does not exist`
-        : `serve.tls.${field} ${file} cannot be read by the agent (${code ?? 'error'})`,
+        ? `${field} ${file} does not exist`
+        : `${field} ${file} cannot be read by the agent (${code ?? 'error'})`,
     );
   }
 }
 
-function certificate(pem: Buffer, file: string, field: keyof ServeTlsPolicy): X509Certificate {
+function parseCertificate(pem: Buffer, file: string, field: string): X509Certificate {
   try {
     return new X509Certificate(pem);
   } catch {
-    throw new ServeTlsError(`serve.tls.${field} ${file} is not a PEM certificate`);
+    throw new ServeTlsError(`${field} ${file} is not a PEM certificate`);
   }
+}
+
+/**
+ * Keeps an HTTPS server on the policy's current files (watchServeTls): new connections get a
+ * rotated certificate; files that fail the checks are logged and the server keeps what it had.
+ * `what` names the server in the log. Returns the stop.
+ */
+export function keepServerTlsCurrent(
+  server: https.Server,
+  policy: ServeTlsPolicy,
+  options: { where: TlsPolicyField; what: string; logger: Logger; intervalMs?: number },
+): () => void {
+  const { what, logger } = options;
+  return watchServeTls(policy, {
+    intervalMs: options.intervalMs,
+    where: options.where,
+    onChange: (material) => {
+      server.setSecureContext(secureContextOptions(material));
+      logger.info({ certificate: material.certificate }, `${what} TLS files reloaded`);
+    },
+    onError: (err) => logger.warn({ err: err.message }, `${what} TLS files changed but cannot be used yet`),
+  });
 }
