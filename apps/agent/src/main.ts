@@ -113,7 +113,7 @@ export async function runAgent(
     config.allowPlaintext,
   );
   // What the default would have required and --allow-plaintext let go: said at every start.
-  if (!target.tlsRequired && natsTarget(target.servers, false).tlsRequired)
+  if (target.plaintextAllowed)
     logger.warn(
       { servers: target.servers },
       '--allow-plaintext: the NATS connection to another machine may be unencrypted (jobs, their log tails and results)',

@@ -52,3 +52,11 @@ export function natsTlsRequired(servers: readonly string[], options: { beyondLoo
     (s) => s.startsWith('tls://') || (options.beyondLoopback && !isLoopbackHost(natsServerHost(s))),
   );
 }
+
+/**
+ * Whether a connection error is @nats-io/transport-node refusing, under a TLS requirement, a
+ * server that offers no TLS (its message is the only sign of it).
+ */
+export function isNatsServerWithoutTls(err: unknown): boolean {
+  return err instanceof Error && err.message.includes("does not support 'tls'");
+}

@@ -4,7 +4,7 @@
  * forever with backoff and jitter. The first connect is retried the same way until it succeeds
  * or the signal aborts.
  */
-import { agentInboxPrefix, natsTlsRequired } from '@hearth/contracts';
+import { agentInboxPrefix, isNatsServerWithoutTls, natsTlsRequired } from '@hearth/contracts';
 import {
   connect,
   jwtAuthenticator,
@@ -28,11 +28,15 @@ interface ReconnectPacer {
 export interface NatsTarget {
   readonly servers: readonly string[];
   readonly tlsRequired: boolean;
+  /** Whether --allow-plaintext lifted a TLS requirement the servers would otherwise have had. */
+  readonly plaintextAllowed: boolean;
 }
 
 /** The target for `servers`: TLS is required beyond this machine unless plaintext is allowed. */
 export function natsTarget(servers: readonly string[], allowPlaintext: boolean): NatsTarget {
-  return { servers, tlsRequired: natsTlsRequired(servers, { beyondLoopback: !allowPlaintext }) };
+  const strict = natsTlsRequired(servers, { beyondLoopback: true });
+  const tlsRequired = allowPlaintext ? natsTlsRequired(servers, { beyondLoopback: false }) : strict;
+  return { servers, tlsRequired, plaintextAllowed: strict && !tlsRequired };
 }
 
 export function connectionOptions(
@@ -83,7 +87,7 @@ export async function connectWithRetry(
       const delay = backoffDelay(i, RECONNECT_BACKOFF);
       const message = errorMessage(err);
       logger.warn(
-        { err: message, servers, tlsRequired, retryInMs: delay, ...hintFor(message, tlsRequired) },
+        { err: message, servers, tlsRequired, retryInMs: delay, ...hintFor(err, message, tlsRequired) },
         'cannot connect to NATS; retrying',
       );
       await sleep(delay, signal);
@@ -93,8 +97,8 @@ export async function connectWithRetry(
 }
 
 /** What the person installing the agent can do about a refused connection, where we know. */
-function hintFor(message: string, tlsRequired: boolean): { hint?: string } {
-  if (tlsRequired && message.includes("does not support 'tls'"))
+function hintFor(err: unknown, message: string, tlsRequired: boolean): { hint?: string } {
+  if (tlsRequired && isNatsServerWithoutTls(err))
     return {
       hint:
         'this NATS server offers no TLS, and the agent speaks to a server beyond this machine (or ' +

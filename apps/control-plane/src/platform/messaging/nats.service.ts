@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import {
   consumers,
   DOWN_STREAM,
+  isNatsServerWithoutTls,
   natsTlsRequired,
   subjects,
   UP_CONSUMER,
@@ -86,7 +87,7 @@ export class NatsService implements OnApplicationShutdown {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
     }).catch((err: unknown) => {
-      if (tlsRequired && err instanceof Error && err.message.includes("does not support 'tls'"))
+      if (tlsRequired && isNatsServerWithoutTls(err))
         throw new ConfigError(
           `NATS_URL names a tls:// server, and the NATS server reached (${servers}) offers no TLS: ` +
             'enable TLS on nats-server, or name it nats://',
