@@ -23,6 +23,9 @@ const common = {
   },
   testEnvironment: 'node',
   rootDir: '.',
+  // Test logs and packed agent archives (scripts/pack-agent.js): not sources, and their package.json
+  // files would shadow the workspaces' in jest's module map.
+  modulePathIgnorePatterns: ['<rootDir>/.tmp/'],
 };
 export default {
   // A global option (per-project values are ignored); end-to-end tests start real processes.

@@ -92,6 +92,15 @@ export function loadIdentity(dataDir: string): AgentIdentity {
   } catch {
     throw new DataDirError(`${seedPath} not found: run "hearth-agent join" again`);
   }
+  // As ssh does with a private key: one that other users may read or write is refused, not used.
+  const mode = fs.statSync(seedPath).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new DataDirError(
+      `${seedPath} is open to other users (mode ${mode.toString(8).padStart(4, '0')}) and holds the agent's ` +
+        `private key: run "chmod 600 ${seedPath}" as the agent's user, and if someone else may have read it, ` +
+        `revoke this agent and join again`,
+    );
+  }
   const text = new TextDecoder().decode(seed).trim();
   if (!/^SU[A-Z2-7]{56}$/.test(text)) throw new DataDirError(`${seedPath} does not hold a NATS user seed`);
   const file = parsed.value;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fromSeed } from '@nats-io/nkeys';
 import { JOIN_PATH, JoinRequest } from '@hearth/contracts';
 import { parseJoinConfig } from '../config/config.js';
-import { loadIdentity } from './credentials.js';
+import { DataDirError, loadIdentity } from './credentials.js';
 import { JoinError, join } from './join.js';
 
 /** A stand-in for the control plane's join endpoint, over a real socket. */
@@ -80,6 +80,21 @@ describe('join', () => {
     expect(stored.address).toEqual({ tenantId: identity.organizationId, agentId: identity.agentId });
     const ledger = fs.readFileSync(path.join(dataDir, 'egress.ledger.jsonl'), 'utf8');
     expect(ledger).not.toContain('join-token-123');
+  });
+
+  it('refuses to load a seed that other users may read or write, saying how to fix it', async () => {
+    await join(config(), noGpuTools);
+    const seedPath = path.join(dataDir, 'agent.seed');
+    for (const mode of [0o644, 0o640, 0o602]) {
+      fs.chmodSync(seedPath, mode);
+      expect(() => loadIdentity(dataDir)).toThrow(DataDirError);
+      expect(() => loadIdentity(dataDir)).toThrow(
+        `${seedPath} is open to other users (mode 0${mode.toString(8)}) and holds the agent's private key: ` +
+          `run "chmod 600 ${seedPath}"`,
+      );
+    }
+    fs.chmodSync(seedPath, 0o400);
+    expect(loadIdentity(dataDir).file.agentId).toBe(identity.agentId);
   });
 
   it('shows the control plane’s message when the token is refused, and stores nothing', async () => {
