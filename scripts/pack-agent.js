@@ -1,7 +1,7 @@
 // Packs the agent for customer IT: one archive that installs with `tar` on a machine without the
 // repository, npm or network access, holding exactly the production dependencies this repository
-// was tested with (npm's own resolution of them: `npm ls --omit=dev`), a CycloneDX SBOM of them
-// (`npm sbom`), the systemd unit, and optionally the Node.js binary it runs on.
+// was tested with (npm's own resolution of them: `npm ls --omit=dev`), a CycloneDX SBOM of exactly
+// those, the systemd unit, and optionally the Node.js binary it runs on.
 //
 //   npm run build && node scripts/pack-agent.js [--out DIR] [--include-node]
 //
@@ -14,7 +14,7 @@
 // dependencies (they are hoisted to the repository's node_modules and @hearth/contracts is a link),
 // and `npm install` on the customer's machine needs a registry and resolves again.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,31 @@ copyPackage(path.join(agentSrc, 'dist'), path.join(bundle, 'dist'), notBuildStat
 const modules = path.join(repo, 'node_modules');
 const agentModules = path.join(agentSrc, 'node_modules');
 const listed = npm(['ls', '--parseable', '--all', '--omit=dev']).split('\n').filter(Boolean);
+const lock = JSON.parse(fs.readFileSync(path.join(repo, 'package-lock.json'), 'utf8'));
+/** The SBOM's components: every package copied, with its lockfile integrity and license. */
+const components = [];
+function addComponent(pkgDir, lockKey) {
+  const {
+    name: pkgName,
+    version: pkgVersion,
+    license,
+  } = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8'));
+  const locked = lock.packages[lockKey] ?? {};
+  const purl = `pkg:npm/${pkgName.replace(/^@/, '%40')}@${pkgVersion}`;
+  const integrity = /^sha512-(.+)$/.exec(locked.integrity ?? '');
+  components.push({
+    type: 'library',
+    'bom-ref': `${purl}#${lockKey}`,
+    name: pkgName,
+    version: pkgVersion,
+    purl,
+    ...((locked.license ?? license) && { licenses: [{ expression: locked.license ?? license }] }),
+    ...(integrity && {
+      hashes: [{ alg: 'SHA-512', content: Buffer.from(integrity[1], 'base64').toString('hex') }],
+    }),
+  });
+}
+
 let packages = 0;
 for (const dir of new Set(listed)) {
   if (dir === repo || dir === path.join(modules, '@hearth', 'agent')) continue;
@@ -91,6 +116,7 @@ for (const dir of new Set(listed)) {
     fs.mkdirSync(to, { recursive: true });
     fs.copyFileSync(path.join(contractsSrc, 'package.json'), path.join(to, 'package.json'));
     copyPackage(path.join(contractsSrc, 'dist'), path.join(to, 'dist'), notBuildState);
+    addComponent(contractsSrc, 'libs/contracts');
     packages++;
     continue;
   } else if (dir.startsWith(agentModules + path.sep)) {
@@ -105,6 +131,7 @@ for (const dir of new Set(listed)) {
   const to = path.join(bundle, 'node_modules', rel);
   if (fs.existsSync(to)) fail(`two agent dependencies map to node_modules/${rel}`);
   copyPackage(dir, to);
+  addComponent(dir, path.relative(repo, dir));
   packages++;
 }
 
@@ -121,10 +148,28 @@ if (fs.existsSync(ortBin)) {
   }
 }
 
-fs.writeFileSync(
-  path.join(bundle, 'sbom.cdx.json'),
-  npm(['sbom', '--omit=dev', '--sbom-format', 'cyclonedx']),
-);
+// CycloneDX of what the archive holds. Written here rather than by `npm sbom --omit=dev`, which
+// leaves out packages that the agent needs and the repository's dev tools share (8 of 72 here).
+const agentPurl = `pkg:npm/%40hearth/agent@${agentPkg.version}`;
+const sbom = {
+  bomFormat: 'CycloneDX',
+  specVersion: '1.5',
+  serialNumber: `urn:uuid:${randomUUID()}`,
+  version: 1,
+  metadata: {
+    timestamp: new Date().toISOString(),
+    tools: { components: [{ type: 'application', name: 'hearth scripts/pack-agent.js' }] },
+    component: {
+      type: 'application',
+      'bom-ref': agentPurl,
+      name: '@hearth/agent',
+      version: agentPkg.version,
+      purl: agentPurl,
+    },
+  },
+  components: components.sort((a, b) => a['bom-ref'].localeCompare(b['bom-ref'])),
+};
+fs.writeFileSync(path.join(bundle, 'sbom.cdx.json'), `${JSON.stringify(sbom, null, 2)}\n`);
 fs.copyFileSync(path.join(repo, 'docker', 'hearth-agent.service'), path.join(bundle, 'hearth-agent.service'));
 fs.copyFileSync(path.join(repo, 'README.md'), path.join(bundle, 'README.md'));
 

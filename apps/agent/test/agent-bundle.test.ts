@@ -107,20 +107,20 @@ describe('the agent archive', () => {
     expect(fs.readdirSync(ortBin)).toEqual([process.platform]);
     expect(fs.readdirSync(path.join(ortBin, process.platform))).toEqual([process.arch]);
 
+    // The SBOM names every package the archive holds, nested ones included, at its version.
     const sbom = JSON.parse(fs.readFileSync(path.join(home, 'sbom.cdx.json'), 'utf8')) as {
       bomFormat: string;
-      components: { name: string; version: string }[];
+      metadata: { component: { name: string; version: string } };
+      components: { name: string; version: string; hashes?: unknown[] }[];
     };
-    expect(sbom.bomFormat).toBe('CycloneDX');
-    const ortVersion = (
-      JSON.parse(fs.readFileSync(path.join(modules, 'onnxruntime-node', 'package.json'), 'utf8')) as {
-        version: string;
-      }
-    ).version;
-    expect(sbom.components).toContainEqual(
-      expect.objectContaining({ name: 'onnxruntime-node', version: ortVersion }),
-    );
-    expect(sbom.components.map((c) => c.name)).not.toContain('jest');
+    expect(sbom).toMatchObject({
+      bomFormat: 'CycloneDX',
+      metadata: { component: { name: '@hearth/agent', version } },
+    });
+    const shipped = packagesUnder(modules);
+    expect(shipped.length).toBe(packed.packages);
+    expect(sbom.components.map((c) => `${c.name}@${c.version}`).sort()).toEqual(shipped.sort());
+    expect(sbom.components.filter((c) => !c.hashes).map((c) => c.name)).toEqual(['@hearth/contracts']);
 
     const v = await installed(['--version']);
     expect(v).toMatchObject({ code: 0, stdout: `${version}\n` });
@@ -285,6 +285,27 @@ describe('the systemd unit', () => {
     expect(settings.get('RestartPreventExitStatus')).toBe('2');
   });
 });
+
+/** name@version of every package in a node_modules tree, nested ones included. */
+function packagesUnder(modules: string): string[] {
+  const found: string[] = [];
+  for (const entry of fs.readdirSync(modules)) {
+    if (entry.startsWith('.')) continue;
+    const dirs = entry.startsWith('@')
+      ? fs.readdirSync(path.join(modules, entry)).map((e) => path.join(modules, entry, e))
+      : [path.join(modules, entry)];
+    for (const dir of dirs) {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as {
+        name: string;
+        version: string;
+      };
+      found.push(`${pkg.name}@${pkg.version}`);
+      if (fs.existsSync(path.join(dir, 'node_modules')))
+        found.push(...packagesUnder(path.join(dir, 'node_modules')));
+    }
+  }
+  return found;
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
