@@ -211,6 +211,10 @@ console.log(
       bytes: fs.statSync(tarball).size,
       packages,
       node: values['include-node'],
+      // Present only where onnxruntime-node's install script fetched it (ONNXRUNTIME_NODE_INSTALL=cuda12).
+      cudaExecutionProvider: fs
+        .readdirSync(path.join(bundle, 'node_modules', 'onnxruntime-node'), { recursive: true })
+        .some((f) => path.basename(String(f)).startsWith('libonnxruntime_providers_cuda')),
     },
     null,
     2,
