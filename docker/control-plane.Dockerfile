@@ -6,7 +6,9 @@ COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY libs libs
 COPY apps/control-plane apps/control-plane
 COPY apps/agent/package.json apps/agent/package.json
-RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund \
+# `npm install`, not `npm ci`: the lockfile lacks other platforms' optional binaries (npm/cli#4828),
+# which `npm ci` calls missing. The lockfile's versions are still the ones installed.
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
  && npx tsc -b libs/contracts apps/control-plane \
  && npm prune --omit=dev
 
