@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
   createOrganization,
+  freePort,
   createTestDatabase,
   GraphQLClient,
   REPO_ROOT,
@@ -305,13 +305,4 @@ function packagesUnder(modules: string): string[] {
     }
   }
   return found;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
