@@ -184,6 +184,7 @@ export async function runAgent(
         agentId: identity.file.agentId,
         intervalSeconds: identity.file.heartbeatSeconds,
         system,
+        stopping: stop.graceful,
         source: {
           running: () => registry.running(),
           freeSlots: () => jobs?.freeSlots(stop.graceful.aborted) ?? 0,

@@ -372,14 +372,15 @@ describe('hearth-agent: train, batch_predict and serve jobs', () => {
     expect(agent.log()).not.toContain(CANARY);
   });
 
-  it('on SIGTERM ends its deployments at once (CANCELLED "agent stopped") and exits 0', async () => {
+  it('on SIGTERM gives its deployments back at once (job.released "agent stopping") and exits 0', async () => {
     const job = await serveJob(v1);
     await cp.waitServeReady(job.attemptId);
     const started = Date.now();
     agent.proc.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000); // not the 30 s drain timeout
-    expect(cp.finished(job.attemptId)).toMatchObject({ outcome: 'CANCELLED', reason: 'agent stopped' });
+    expect(cp.finished(job.attemptId)).toBeUndefined();
+    expect(cp.released(job.attemptId)).toMatchObject({ reason: 'agent stopping' });
     await expect(fetch(`${endpoint}/v2/health/live`)).rejects.toThrow();
   });
 });

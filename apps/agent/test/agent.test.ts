@@ -232,15 +232,18 @@ describe('hearth-agent run, stopping', () => {
     }
   };
 
-  it('kills what is still running at the drain timeout, reports it and exits 0', async () => {
+  it('kills what is still running at the drain timeout, gives it back (job.released) and exits 0', async () => {
     const { restarted, job, pid } = await startStubbornJob(['--drain-seconds', '1']);
+    const heartbeatsBefore = cp.heartbeats.length;
     restarted.proc.kill('SIGTERM');
     expect(await restarted.exited).toBe(0);
+    // While it drained, its heartbeats said it was stopping (so no control plane sends it work).
+    expect(cp.heartbeats.slice(heartbeatsBefore)).toContainEqual(
+      expect.objectContaining({ stopping: true, freeSlots: 0 }),
+    );
     expect(alive(pid)).toBe(false);
-    expect(cp.finished(job.attemptId)).toMatchObject({
-      outcome: 'CANCELLED',
-      reason: 'agent stopped: drain timeout of 1s',
-    });
+    expect(cp.finished(job.attemptId)).toBeUndefined();
+    expect(cp.released(job.attemptId)).toMatchObject({ reason: 'agent stopped: drain timeout of 1s' });
   });
 
   it('on a second signal kills running jobs at once and exits 1', async () => {
@@ -253,10 +256,7 @@ describe('hearth-agent run, stopping', () => {
     expect(await restarted.exited).toBe(1);
     expect(Date.now() - started).toBeLessThan(4000);
     expect(alive(pid)).toBe(false);
-    expect(cp.finished(job.attemptId)).toMatchObject({
-      outcome: 'CANCELLED',
-      reason: 'agent stopped (forced)',
-    });
+    expect(cp.released(job.attemptId)).toMatchObject({ reason: 'agent stopped (forced)' });
   });
 });
 

@@ -31,6 +31,7 @@ import {
   subjects,
   type AgentAddress,
   type JobFinished,
+  type JobReleased,
   type JobProgress,
   type ModelRef,
 } from '@hearth/contracts';
@@ -188,6 +189,11 @@ export class FakeControlPlane {
 
   finished(attemptId: string): JobFinished | undefined {
     return this.events.find((e): e is JobFinished => e.type === 'job.finished' && e.attemptId === attemptId);
+  }
+
+  /** The agent gave the attempt back as it stopped. */
+  released(attemptId: string): JobReleased | undefined {
+    return this.events.find((e): e is JobReleased => e.type === 'job.released' && e.attemptId === attemptId);
   }
 
   /** The attempt's progress events, in the order they arrived. */

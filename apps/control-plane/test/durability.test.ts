@@ -1,6 +1,7 @@
 /**
  * Durability with real processes: an agent killed with SIGKILL mid-job (the job finishes once, on
- * another agent, and the dead attempt's late result is fenced off), and a control plane killed
+ * another agent, and the dead attempt's late result is fenced off), an agent stopped with a job
+ * past its drain timeout (the job is given back and runs elsewhere at once), and a control plane killed
  * between commit and relay (the job still runs, exactly once, after restart).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
@@ -51,6 +52,29 @@ function lines(file: string): string[] {
 const until = (client: GraphQLClient, id: string, states: string[], timeoutMs?: number) =>
   waitForJob<Job>(client, id, states, FIELDS, timeoutMs);
 
+/** A control plane on a fresh database with two real agents (run with `args`), both online. */
+async function twoAgents(orgName: string, args: string[]) {
+  const db = await createTestDatabase();
+  const cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL });
+  const org = await createOrganization(db.appUrl, orgName);
+  const api = new GraphQLClient(cp.graphqlUrl, org.adminToken);
+  const agents: TestAgent[] = [];
+  for (let i = 0; i < 2; i++) {
+    const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(
+      `mutation { createJoinToken { token } }`,
+    );
+    agents.push(await startAgent(cp.url, createJoinToken.token, { args }));
+  }
+  await waitFor(
+    async () =>
+      (await api.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents.every(
+        (x) => x.state === 'ONLINE',
+      ),
+    { what: 'both agents online' },
+  );
+  return { db, cp, api, orgId: org.organizationId, agents };
+}
+
 const tmp = mkdtempSync(join(tmpdir(), 'hearth-durability-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -59,29 +83,10 @@ describe('an agent killed mid-job', () => {
   let cp: ControlPlane;
   let api: GraphQLClient;
   let orgId: string;
-  const agents: TestAgent[] = [];
+  let agents: TestAgent[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL });
-    const org = await createOrganization(db.appUrl, 'Durable');
-    orgId = org.organizationId;
-    api = new GraphQLClient(cp.graphqlUrl, org.adminToken);
-    for (let i = 0; i < 2; i++) {
-      const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(
-        `mutation { createJoinToken { token } }`,
-      );
-      agents.push(await startAgent(cp.url, createJoinToken.token, { args: ['--max-jobs', '1'] }));
-    }
-    await waitFor(
-      async () =>
-        (await api.ok<{ agents: { state: string }[] }>(`{ agents { state } }`)).agents.every(
-          (x) => x.state === 'ONLINE',
-        ),
-      {
-        what: 'both agents online',
-      },
-    );
+    ({ db, cp, api, orgId, agents } = await twoAgents('Durable', ['--max-jobs', '1']));
   });
 
   afterAll(async () => {
@@ -170,6 +175,66 @@ describe('an agent killed mid-job', () => {
       `{ agents { id state } }`,
     );
     expect(list.find((x) => x.id === victim.id)?.state).toBe('OFFLINE');
+  });
+});
+
+describe('an agent stopped for maintenance (SIGTERM) with a job past its drain timeout', () => {
+  let db: TestDatabase;
+  let cp: ControlPlane;
+  let api: GraphQLClient;
+  let agents: TestAgent[] = [];
+
+  beforeAll(async () => {
+    ({ db, cp, api, agents } = await twoAgents('Maintained', ['--max-jobs', '1', '--drain-seconds', '1']));
+  });
+
+  afterAll(async () => {
+    for (const x of agents) await x.proc.stop();
+    await cp?.stop();
+    await db?.drop();
+  });
+
+  it('gets the job back at once and runs it elsewhere, without using up its one attempt', async () => {
+    const file = join(tmp, 'agent-stop.log');
+    const { submitJob } = await api.ok<{ submitJob: Job }>(
+      `mutation($c: [String!]!) { submitJob(input: { kind: COMMAND, command: $c, maxAttempts: 1 }) { ${FIELDS} } }`,
+      { c: recordingCommand(file, 4000) },
+    );
+    const running = await until(api, submitJob.id, ['RUNNING']);
+    await waitFor(() => lines(file).length === 1, { what: 'the first attempt to start' });
+    const stopped = agents.find((x) => x.id === running.agent!.id)!;
+    const other = agents.find((x) => x !== stopped)!;
+
+    expect(await stopped.proc.stop()).toBe(0); // drains 1 s, kills the job, gives it back, exits
+    const exitedAt = Date.now();
+    const done = await until(api, submitJob.id, ['SUCCEEDED', 'FAILED'], 30_000);
+    expect(done).toMatchObject({ state: 'SUCCEEDED', exitCode: 0, attempts: 2, agent: { id: other.id } });
+    const attempts = await query<{
+      number: number;
+      state: string;
+      reason: string | null;
+      agent_id: string;
+      created_at: Date;
+    }>(
+      db.adminUrl,
+      `SELECT number, state, reason, agent_id, created_at FROM job_attempts WHERE job_id = $1 ORDER BY number`,
+      [submitJob.id],
+    );
+    expect(attempts.map(({ created_at: _, ...a }) => a)).toEqual([
+      { number: 1, state: 'RELEASED', reason: 'agent stopped: drain timeout of 1s', agent_id: stopped.id },
+      { number: 2, state: 'SUCCEEDED', reason: null, agent_id: other.id },
+    ]);
+    // Given back, not lost: no waiting for the stopped agent's lease (8 s) to run out.
+    expect(attempts[1].created_at.getTime() - exitedAt).toBeLessThan(5000);
+    const runs = lines(file);
+    expect(runs.filter((l) => l.startsWith('start'))).toHaveLength(2);
+    expect(runs.filter((l) => l.startsWith('done'))).toHaveLength(1);
+
+    // The stopped agent said it was stopping: it takes nothing until it runs again.
+    const { agents: list } = await api.ok<{ agents: { id: string; capacity: number }[] }>(
+      `{ agents { id capacity } }`,
+    );
+    expect(list.find((x) => x.id === stopped.id)?.capacity).toBe(0);
   });
 });
 

@@ -40,6 +40,7 @@ let cp: ControlPlane;
 let agent: Proc;
 let api: GraphQLClient;
 let servePort: number;
+const agentDir = join(dir, 'agent');
 
 /** Two well separated classes in two features, plus a free-text column the model never uses. */
 function separableCsv(rows: number, seed: number): string {
@@ -75,7 +76,6 @@ beforeAll(async () => {
   const { createJoinToken } = await api.ok<{ createJoinToken: { token: string } }>(
     `mutation { createJoinToken { token } }`,
   );
-  const agentDir = join(dir, 'agent');
   const joined = await joinAgent(cp.url, createJoinToken.token, { dataDir: agentDir });
   if (joined.code !== 0) throw new Error(joined.stderr);
   servePort = await freePort();
@@ -303,6 +303,63 @@ describe('train → register → deploy → infer → batch-predict → undeploy
       to: 'PRODUCTION',
       archived: [v1.id],
     });
+  });
+
+  it('keeps a deployment across a restart of its agent: given back on stop (PENDING), served again on its return', async () => {
+    const deploymentQuery = `query($id: ID!) { deployment(id: $id) { state stateReason endpoint jobId } }`;
+    type D = { state: string; stateReason: string | null; endpoint: string | null; jobId: string };
+    const { deployment: before } = await api.ok<{ deployment: D }>(deploymentQuery, { id: deploymentId });
+    expect(before.state).toBe('READY');
+
+    expect(await agent.stop()).toBe(0); // SIGTERM: what `systemctl stop` and a host shutdown send
+    const away = await waitFor(
+      async () => {
+        const { deployment } = await api.ok<{ deployment: D }>(deploymentQuery, { id: deploymentId });
+        return deployment.state !== 'READY' ? deployment : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the control plane to learn the deployment was given back' },
+    );
+    expect(away).toMatchObject({ state: 'PENDING', endpoint: null, jobId: before.jobId });
+    expect(away.stateReason).toMatch(
+      /^waiting: (every matching online agent is stopping|no matching agent is online)$/,
+    );
+    const [released] = await query<{ number: number; state: string; reason: string }>(
+      db.adminUrl,
+      `SELECT number, state, reason FROM job_attempts WHERE job_id = $1 ORDER BY number DESC LIMIT 1`,
+      [before.jobId],
+    );
+    expect(released).toEqual({ number: 1, state: 'RELEASED', reason: 'agent stopping' });
+
+    // This test's tap on `>` counts as interest in the dead agent's inbox, so nats-server would
+    // still hand a dispatch to its last pull request (open up to 5 s) and the message would wait
+    // out ack_wait (30 s). With no such subscriber, as in production, it goes to the new process.
+    await new Promise((r) => setTimeout(r, 5500));
+    agent = runAgent(agentDir);
+    const back = await waitFor(
+      async () => {
+        const { deployment } = await api.ok<{ deployment: D }>(deploymentQuery, { id: deploymentId });
+        if (deployment.state === 'FAILED' || deployment.state === 'STOPPED')
+          throw new Error(`deployment ${deployment.state}: ${deployment.stateReason}`);
+        return deployment.state === 'READY' ? deployment : undefined;
+      },
+      { timeoutMs: 60_000, what: 'the deployment READY again' },
+    );
+    expect(back).toMatchObject({ endpoint, jobId: before.jobId, stateReason: null });
+    const res = await fetch(`${endpoint}/v2/models/${modelName}/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 2], datatype: 'FP32', data: [2, 2] }] }),
+    });
+    expect(res.status).toBe(200);
+    const attempts = await query<{ number: number; state: string }>(
+      db.adminUrl,
+      `SELECT number, state FROM job_attempts WHERE job_id = $1 ORDER BY number`,
+      [before.jobId],
+    );
+    expect(attempts).toEqual([
+      { number: 1, state: 'RELEASED' },
+      { number: 2, state: 'RUNNING' },
+    ]);
   });
 
   it('batch-predicts on the agent and reports only counts and hashes', async () => {

@@ -1,5 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
-import { decode, encode, JobFinished, MAX_MESSAGE_BYTES, UpEvent } from './messages.js';
+import {
+  AgentHeartbeat,
+  decode,
+  encode,
+  JobFinished,
+  JobReleased,
+  MAX_MESSAGE_BYTES,
+  UpEvent,
+} from './messages.js';
 
 const ids = {
   jobId: '0190f3a4-5b6c-7d8e-9f00-112233445566',
@@ -47,6 +55,44 @@ describe('wire messages', () => {
     const result = decode(UpEvent, bytes(log));
     expect(result.ok).toBe(false);
     expect(!result.ok && result.error).toContain('lines.0.text');
+  });
+
+  it('carries a release: an attempt given back by a stopping agent, with a bounded reason and nothing else', () => {
+    const released = {
+      type: 'job.released',
+      v: 1,
+      ...ids,
+      reason: 'agent stopped: drain timeout of 30s',
+      releasedAt: '2026-11-21T10:00:00.000Z',
+    } as const;
+    expect(decode(UpEvent, encode(JobReleased, released))).toEqual({ ok: true, value: released });
+    expect(decode(UpEvent, bytes({ ...released, reason: 'x'.repeat(513) })).ok).toBe(false);
+    expect(decode(UpEvent, bytes({ ...released, exitCode: 0 })).ok).toBe(false);
+    const { reason: _, ...withoutReason } = released;
+    expect(decode(UpEvent, bytes(withoutReason)).ok).toBe(false);
+  });
+
+  it('says in the heartbeat that an agent is stopping, and only as true', () => {
+    const heartbeat = {
+      type: 'agent.heartbeat',
+      v: 1,
+      agentId: ids.jobId,
+      sentAt: '2026-11-21T10:00:00.000Z',
+      running: [],
+      freeSlots: 0,
+      system: {
+        hostname: 'h',
+        os: 'Linux',
+        arch: 'x64',
+        cpus: 2,
+        memoryBytes: 1,
+        gpus: [],
+        agentVersion: '0.1.0',
+      },
+    };
+    expect(decode(AgentHeartbeat, bytes({ ...heartbeat, stopping: true })).ok).toBe(true);
+    expect(decode(AgentHeartbeat, bytes(heartbeat)).ok).toBe(true);
+    expect(decode(AgentHeartbeat, bytes({ ...heartbeat, stopping: false })).ok).toBe(false);
   });
 
   it('refuses to encode a message it would not accept', () => {

@@ -115,6 +115,11 @@ export const AgentHeartbeat = z
     running: z.array(z.object({ attemptId: id, fencingToken }).strict()).max(1024),
     /** Capacity: how many more jobs the agent would take now. */
     freeSlots: z.number().int().min(0).max(1024),
+    /**
+     * Present and true once the agent is stopping (drain): it takes nothing new, so the control
+     * plane sends it nothing, not even the deployments it gives back.
+     */
+    stopping: z.literal(true).optional(),
     system: SystemInfo,
   })
   .strict();
@@ -175,6 +180,24 @@ export const JobFinished = z
   .strict();
 export type JobFinished = z.infer<typeof JobFinished>;
 
+/**
+ * The agent gives an attempt back unfinished because it is stopping: a deployment it served, or a
+ * job its drain timeout (or a forced stop) killed. Not the job's doing: the control plane queues
+ * the job again, and the attempt does not count against maxAttempts. Ends the attempt like
+ * job.finished (the same message id), so an attempt is ended once.
+ */
+export const JobReleased = z
+  .object({
+    type: z.literal('job.released'),
+    v: z.literal(1),
+    ...attemptRef,
+    /** Agent-written, e.g. "agent stopped: drain timeout of 30s". Never output. */
+    reason: shortText(512),
+    releasedAt: z.iso.datetime(),
+  })
+  .strict();
+export type JobReleased = z.infer<typeof JobReleased>;
+
 /** Progress of a running job: numbers only, each kind bounded. Ordered per attempt by seq. */
 export const JobProgress = z
   .object({
@@ -203,7 +226,7 @@ export const JobProgress = z
 export type JobProgress = z.infer<typeof JobProgress>;
 
 /** What travels on the events subject (UP_STREAM). */
-export const UpEvent = z.discriminatedUnion('type', [JobLog, JobProgress, JobFinished]);
+export const UpEvent = z.discriminatedUnion('type', [JobLog, JobProgress, JobFinished, JobReleased]);
 export type UpEvent = z.infer<typeof UpEvent>;
 
 // ---- enrollment (HTTPS, agent → control plane) ---------------------------------------------

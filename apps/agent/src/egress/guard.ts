@@ -76,8 +76,9 @@ export class EgressGuard {
   async event(message: UpEvent): Promise<PubAck> {
     const subject = subjects.events(this.options.address);
     const bytes = seal(this.options.ledger, UpEvent, message, subject, message.type);
+    // An attempt ends once, finished or released: the same id, so the stream keeps the first.
     const msgID =
-      message.type === 'job.finished'
+      message.type === 'job.finished' || message.type === 'job.released'
         ? `${message.attemptId}.finished`
         : message.type === 'job.progress'
           ? `${message.attemptId}.progress.${message.seq}`

@@ -9,7 +9,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 export interface RunControl {
   /** Stop gracefully (SIGTERM then SIGKILL after graceSeconds, or an abort); CANCELLED. */
   cancel(graceSeconds: number, reason?: string): void;
-  /** Stop now (forced stop, drain timeout); CANCELLED. */
+  /** Stop now because the agent stops (drain timeout, forced stop); RELEASED: given back, unfinished. */
   kill(reason: string): void;
 }
 
@@ -43,10 +43,13 @@ export class Attempt {
     else if (this.cancelRequest) run.cancel(this.cancelRequest.graceSeconds, this.cancelRequest.reason);
   }
 
-  /** True when the attempt must not start (cancelled or killed before its process existed). */
-  get stopRequested(): { reason: string } | null {
-    if (this.killReason) return { reason: this.killReason };
-    return this.cancelRequest ? { reason: this.cancelRequest.reason } : null;
+  /**
+   * Set when the attempt must not start: cancelled (CANCELLED), or killed by the agent's stop before
+   * its process existed (RELEASED).
+   */
+  get stopRequested(): { outcome: 'CANCELLED' | 'RELEASED'; reason: string } | null {
+    if (this.killReason) return { outcome: 'RELEASED', reason: this.killReason };
+    return this.cancelRequest ? { outcome: 'CANCELLED', reason: this.cancelRequest.reason } : null;
   }
 
   cancel(graceSeconds: number, reason = 'cancelled'): void {

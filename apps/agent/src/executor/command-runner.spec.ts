@@ -170,6 +170,31 @@ describe('startCommand', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  it('gives back a command the agent kills as it stops (RELEASED), unless a cancel came first', async () => {
+    const out = collect();
+    const stubborn = "process.on('SIGTERM',()=>{});console.log('ready');setInterval(()=>{},1000)";
+    const run = startCommand(spec(['node', '-e', stubborn]), out.onLine);
+    await out.waitFor('ready');
+    run.kill('agent stopped: drain timeout of 30s');
+    expect(await run.done).toEqual({
+      outcome: 'RELEASED',
+      exitCode: null,
+      signal: 'SIGKILL',
+      reason: 'agent stopped: drain timeout of 30s',
+    });
+    expect(await membersLeft(run.pid!)).toEqual([]);
+
+    const cancelled = collect();
+    const second = startCommand(spec(['node', '-e', stubborn]), cancelled.onLine);
+    await cancelled.waitFor('ready');
+    second.cancel(30, 'cancelled by the control plane');
+    second.kill('agent stopped (forced)');
+    expect(await second.done).toMatchObject({
+      outcome: 'CANCELLED',
+      reason: 'cancelled by the control plane',
+    });
+  });
+
   it('reports a command that cannot start as FAILED with a reason, without throwing', async () => {
     const result = await startCommand(spec(['hearth-no-such-command-xyz', '--flag']), () => undefined).done;
     expect(result).toEqual({

@@ -20,8 +20,14 @@ export interface CommandSpec {
   cancelGraceSeconds: number;
 }
 
+/**
+ * How an attempt ended here: a job outcome, or RELEASED, given back unfinished because the agent
+ * stopped (reported as job.released; the control plane queues the job again).
+ */
+export type AttemptOutcome = JobOutcome | 'RELEASED';
+
 export interface CommandResult {
-  outcome: JobOutcome;
+  outcome: AttemptOutcome;
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   reason: string | null;
@@ -33,7 +39,7 @@ export interface CommandRun {
   readonly done: Promise<CommandResult>;
   /** SIGTERM to the group, SIGKILL after graceSeconds; the outcome is CANCELLED. */
   cancel(graceSeconds: number, reason?: string): void;
-  /** SIGKILL to the group at once (forced stop); the outcome is CANCELLED. */
+  /** SIGKILL to the group at once (the agent stops); the outcome is RELEASED. */
   kill(reason: string): void;
 }
 
@@ -59,7 +65,7 @@ export function startCommand(
   });
 
   let settled = false;
-  let stopping: { outcome: JobOutcome; reason: string } | null = null;
+  let stopping: { outcome: AttemptOutcome; reason: string } | null = null;
   let killTimer: NodeJS.Timeout | undefined;
   let closeTimer: NodeJS.Timeout | undefined;
   let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
@@ -151,7 +157,7 @@ export function startCommand(
     cancel: (graceSeconds, reason = 'cancelled') => terminate('CANCELLED', reason, graceSeconds),
     kill: (reason) => {
       if (settled) return;
-      stopping ??= { outcome: 'CANCELLED', reason };
+      stopping ??= { outcome: 'RELEASED', reason };
       signalGroup('SIGKILL');
     },
   };

@@ -48,22 +48,22 @@ describe('startInProcess', () => {
     });
     run.kill('agent stopped: drain timeout of 1s');
     expect(await run.done).toMatchObject({
-      outcome: 'CANCELLED',
+      outcome: 'RELEASED',
       reason: 'agent stopped: drain timeout of 1s',
     });
   });
 
-  it('stops as "agent stopped" when stopWith aborts (serve), even if it already has', async () => {
+  it('is given back as "agent stopping" when stopWith aborts (serve), even if it already has', async () => {
     const stopping = new AbortController();
     const run = startInProcess({ timeoutSeconds: null, stopWith: stopping.signal, logger }, untilAborted);
     stopping.abort();
-    expect(await run.done).toMatchObject({ outcome: 'CANCELLED', reason: 'agent stopped' });
+    expect(await run.done).toMatchObject({ outcome: 'RELEASED', reason: 'agent stopping' });
     let ran = false;
     const late = startInProcess({ timeoutSeconds: null, stopWith: stopping.signal, logger }, async () => {
       ran = true;
       return {};
     });
-    expect(await late.done).toMatchObject({ outcome: 'CANCELLED', reason: 'agent stopped' });
+    expect(await late.done).toMatchObject({ outcome: 'RELEASED', reason: 'agent stopping' });
     expect(ran).toBe(false);
   });
 

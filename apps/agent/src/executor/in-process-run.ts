@@ -6,7 +6,7 @@
  * become the FAILED reason as is; anything else is logged with an id, and only the id goes up.
  */
 import { randomUUID } from 'node:crypto';
-import type { JobFinished, JobOutcome } from '@hearth/contracts';
+import type { JobFinished } from '@hearth/contracts';
 import { errorMessage, type Logger } from '../logger.js';
 import { DatasetError } from '../ml/dataset.js';
 import { TrainError } from '../ml/trainer.js';
@@ -14,7 +14,7 @@ import { PolicyError } from '../policy/local-policy.js';
 import { ModelFileError } from '../serve/model-file.js';
 import { ServeError } from '../serve/serve.errors.js';
 import type { RunControl } from './attempts.js';
-import type { CommandResult } from './command-runner.js';
+import type { AttemptOutcome, CommandResult } from './command-runner.js';
 
 export type JobResultPayload = NonNullable<JobFinished['result']>;
 
@@ -32,7 +32,7 @@ export interface RunOutcome {
 /** Why a run was stopped: the abort reason of its signal. */
 export class JobStop {
   constructor(
-    readonly outcome: Extract<JobOutcome, 'CANCELLED' | 'TIMED_OUT'>,
+    readonly outcome: Extract<AttemptOutcome, 'CANCELLED' | 'TIMED_OUT' | 'RELEASED'>,
     readonly reason: string,
   ) {}
 }
@@ -46,7 +46,10 @@ const USER_FACING = [JobError, PolicyError, DatasetError, TrainError, ModelFileE
 
 export interface InProcessOptions {
   timeoutSeconds: number | null;
-  /** When this aborts, the run stops as CANCELLED "agent stopped" (serve: a deployment never ends by itself). */
+  /**
+   * When this aborts (the agent begins to stop), the run is given back at once: RELEASED "agent
+   * stopping" (serve: a deployment never ends by itself, so it does not wait for the drain).
+   */
   stopWith?: AbortSignal;
   logger: Logger;
 }
@@ -68,7 +71,7 @@ export function startInProcess(
     timeoutSeconds === null
       ? undefined
       : setTimeout(() => stop('TIMED_OUT', `timed out after ${timeoutSeconds}s`), timeoutSeconds * 1000);
-  const onStop = () => stop('CANCELLED', 'agent stopped');
+  const onStop = () => stop('RELEASED', 'agent stopping');
   if (stopWith?.aborted) onStop();
   else stopWith?.addEventListener('abort', onStop, { once: true });
 
@@ -94,7 +97,7 @@ export function startInProcess(
   return {
     done,
     cancel: (_graceSeconds, reason = 'cancelled') => stop('CANCELLED', reason),
-    kill: (reason) => stop('CANCELLED', reason),
+    kill: (reason) => stop('RELEASED', reason),
   };
 }
 

@@ -172,6 +172,35 @@ describe('handleDispatch', () => {
     expect(counters.jobsRefused).toBe(1);
   });
 
+  it('gives back an attempt the agent kills as it stops: JobReleased instead of JobFinished, then the ack', async () => {
+    const { guard, deps } = setup();
+    const job = dispatch([
+      'node',
+      '-e',
+      "process.on('SIGTERM',()=>{});console.log('up');setInterval(()=>{},1000)",
+    ]);
+    const { msg, calls } = message(encode(JobDispatch, job));
+    const handled = handleDispatch(msg, deps);
+    const deadline = Date.now() + 10_000;
+    while (!deps.registry.runningJobs().length && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(deps.registry.killAll('agent stopped: drain timeout of 30s')).toBe(1);
+    await handled;
+    expect(finishedOf(guard.events)).toEqual([]);
+    expect(guard.events.filter((e) => e.type === 'job.released')).toEqual([
+      {
+        type: 'job.released',
+        v: 1,
+        jobId: job.jobId,
+        attemptId: job.attemptId,
+        fencingToken: 7,
+        reason: 'agent stopped: drain timeout of 30s',
+        releasedAt: expect.any(String),
+      },
+    ]);
+    expect(calls.at(-1)).toBe('ack');
+  });
+
   it('gives the message back (nak) when stopping before the claim succeeds', async () => {
     const { deps } = setup({ claimFailures: 100 });
     const stopping = new AbortController();

@@ -3,9 +3,11 @@
  * refuses is reported FAILED, never claimed), claim (the control plane must agree before anything
  * starts), run, ship the log tail, report JobFinished until the stream acks it,
  * and only then ack the dispatch message. The message is kept alive with working() throughout.
+ * An attempt the agent's own stop ended (a deployment, or a job the drain timeout killed) is
+ * reported as JobReleased instead: given back, for the control plane to run again.
  */
 import path from 'node:path';
-import { JobDispatch, decode, type JobFinished } from '@hearth/contracts';
+import { JobDispatch, decode, type JobFinished, type JobReleased } from '@hearth/contracts';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { JobBaseEnv } from '../config/config.js';
 import { backoffDelay, sleep } from '../connection/backoff.js';
@@ -123,7 +125,7 @@ async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): P
   if (lease?.ok) attempt.gpuEnv = lease.env;
   else if (lease) log.warn({ reason: lease.reason, gpus: attempt.job.gpus }, 'GPUs not assigned; job fails');
   const result: JobResult = stop
-    ? { outcome: 'CANCELLED', exitCode: null, signal: null, reason: `${stop.reason} before start` }
+    ? { outcome: stop.outcome, exitCode: null, signal: null, reason: `${stop.reason} before start` }
     : !lease!.ok
       ? { outcome: 'FAILED', exitCode: null, signal: null, reason: lease!.reason }
       : await start(attempt, verdict.verified, deps, log).finally(lease!.release);
@@ -237,15 +239,15 @@ async function execute(
   return result;
 }
 
-/** Publishes JobFinished until the stream acknowledges it; false only when a forced stop cuts it. */
-async function reportFinished(
-  attempt: Attempt,
-  result: JobResult,
-  deps: JobRunnerDeps,
-  log: Logger,
-): Promise<boolean> {
+/** How the attempt's end goes up: JobReleased when the agent's stop ended it, else JobFinished. */
+function endOf(attempt: Attempt, result: JobResult): JobFinished | JobReleased {
   const { jobId, attemptId, fencingToken } = attempt.job;
-  const finished: JobFinished = {
+  const at = new Date().toISOString();
+  if (result.outcome === 'RELEASED') {
+    const reason = (result.reason ?? 'agent stopped').slice(0, 512);
+    return { type: 'job.released', v: 1, jobId, attemptId, fencingToken, reason, releasedAt: at };
+  }
+  return {
     type: 'job.finished',
     v: 1,
     jobId,
@@ -255,23 +257,39 @@ async function reportFinished(
     exitCode: result.exitCode,
     signal: result.signal,
     reason: result.reason === null ? null : result.reason.slice(0, 512),
-    finishedAt: new Date().toISOString(),
+    finishedAt: at,
     ...(result.result ? { result: result.result } : {}),
   };
+}
+
+/**
+ * Publishes the attempt's end (JobFinished or JobReleased) until the stream acknowledges it; false
+ * only when a forced stop cuts it.
+ */
+async function reportFinished(
+  attempt: Attempt,
+  result: JobResult,
+  deps: JobRunnerDeps,
+  log: Logger,
+): Promise<boolean> {
+  const end = endOf(attempt, result);
   for (let i = 0; ; i++) {
     try {
-      await deps.guard.event(finished);
+      await deps.guard.event(end);
       return true;
     } catch (err) {
       deps.counters.sendFailures++;
       const delay = backoffDelay(i, FINISH_BACKOFF);
       log.warn(
-        { err: errorMessage(err), try: i + 1, retryInMs: delay },
-        'JobFinished not acknowledged; retrying',
+        { err: errorMessage(err), type: end.type, try: i + 1, retryInMs: delay },
+        "the attempt's end not acknowledged; retrying",
       );
       attempt.msg.working();
       if (!(await sleep(delay, deps.forced))) {
-        log.error('forced stop before JobFinished was acknowledged; the dispatch stays unacked');
+        log.error(
+          { type: end.type },
+          "forced stop before the attempt's end was acknowledged; the dispatch stays unacked",
+        );
         return false;
       }
     }

@@ -35,7 +35,11 @@ export class DeploymentModel {
   @Field() modelName!: string;
   @Field(() => ModelVersionModel) version!: ModelVersionModel;
   @Field(() => DeploymentState) state!: DeploymentState;
-  @Field(() => String, { nullable: true }) stateReason!: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description: 'FAILED: why. PENDING: what it waits for (an agent; one that stopped and gave it back).',
+  })
+  stateReason!: string | null;
   @Field(() => String, {
     nullable: true,
     description:

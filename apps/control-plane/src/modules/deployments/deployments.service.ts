@@ -220,7 +220,9 @@ export class DeploymentsService {
           stage_changed_at: r.version.stage_changed_at ? new Date(r.version.stage_changed_at) : null,
         }),
         state,
-        stateReason: state === DeploymentState.FAILED ? r.job_reason : null,
+        // FAILED: why; PENDING: what it waits for (an agent, or one that gave it back to come back).
+        stateReason:
+          state === DeploymentState.FAILED || state === DeploymentState.PENDING ? r.job_reason : null,
         endpoint: state === DeploymentState.READY ? (r.progress.endpoint ?? null) : null,
         executionProvider: state === DeploymentState.READY ? (r.progress.executionProvider ?? null) : null,
         jobId: r.job_id,

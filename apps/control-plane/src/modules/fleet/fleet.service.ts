@@ -203,7 +203,8 @@ export class FleetService {
           s.memoryBytes,
           JSON.stringify(s.gpus),
           s.agentVersion,
-          hb.freeSlots + hb.running.length,
+          // A stopping agent takes nothing: not even what it gives back while it drains.
+          hb.stopping ? 0 : hb.freeSlots + hb.running.length,
           this.config.fleet.leaseSeconds,
         ],
       )

@@ -173,6 +173,7 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     const e = event.value;
     if (e.type === 'job.log') await this.attempts.appendLog(a, e);
     else if (e.type === 'job.progress') await this.attempts.progress(a, e);
+    else if (e.type === 'job.released') await this.attempts.released(a, e);
     else await this.attempts.finished(a, e);
     msg.ack();
   }

@@ -14,6 +14,7 @@ import type {
   JobFinished,
   JobLog,
   JobProgress,
+  JobReleased,
 } from '@hearth/contracts';
 import { TRAIN_LIMITS } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
@@ -21,7 +22,7 @@ import { LOGGER } from '../../platform/logging/logging.module.js';
 import { jobTransitions, staleResultsRejected } from '../../platform/metrics/metrics.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ACTIVE, Dispatcher } from './dispatcher.service.js';
-import { JobEntity } from './job.entity.js';
+import { JobEntity, PROGRESS_REQUEUED } from './job.entity.js';
 import { JobKinds } from './job-kinds.js';
 import { JobUpdates } from './job-updates.service.js';
 
@@ -251,6 +252,49 @@ export class AttemptsService {
     if ('applied' in outcome) {
       this.updates.publish(a.tenantId, msg.jobId);
       this.dispatcher.kick(a.tenantId); // the agent has a free slot now
+    }
+  }
+
+  /**
+   * The agent gives an attempt back unfinished because it is stopping (a deployment it served, a job
+   * its drain timeout killed). The agent takes nothing more (capacity 0 until its heartbeats stop
+   * saying it is stopping); the attempt ends RELEASED and does not count against maxAttempts; the
+   * job is queued again and dispatched in the same transaction where another agent can take it. A
+   * job whose cancel was asked ends CANCELLED instead. Fenced and idempotent like every report.
+   */
+  async released(a: AgentAddress, msg: JobReleased): Promise<void> {
+    const outcome = await this.tx.tenant(a.tenantId, async (m) => {
+      const cur = await this.lockCurrent(m, msg);
+      const fenced = this.fenced(cur, msg, a.agentId);
+      if (fenced) return { rejected: fenced };
+      if (cur!.attempt_state !== 'DISPATCHED' && cur!.attempt_state !== 'RUNNING') return { duplicate: true };
+      // The agent row before the attempt's: the lock order of heartbeats and assignments.
+      await m.query(`UPDATE agents SET capacity = 0 WHERE id = $1`, [a.agentId]);
+      if (cur!.cancel_requested) {
+        await this.finish(m, a, msg, 'CANCELLED', null, `cancelled; its agent stopped first (${msg.reason})`);
+        return { applied: true };
+      }
+      const [[{ number }]] = (await m.query(
+        `UPDATE job_attempts SET state = 'RELEASED', reason = $2, finished_at = now() WHERE id = $1 RETURNING number`,
+        [msg.attemptId, msg.reason],
+      )) as [{ number: number }[], number];
+      await m.query(
+        `UPDATE jobs SET state = 'QUEUED', state_reason = $2, current_attempt_id = NULL, progress = ${PROGRESS_REQUEUED},
+                updated_at = clock_timestamp()
+          WHERE id = $1`,
+        [msg.jobId, `attempt ${number} given back by agent ${a.agentId} (${msg.reason}); queued again`],
+      );
+      jobTransitions.inc({ to: 'QUEUED' });
+      await this.dispatcher.tryAssign(m, await m.findOneByOrFail(JobEntity, { id: msg.jobId }));
+      return { applied: true };
+    });
+    if ('rejected' in outcome) return this.reject('job.released', a, msg, outcome.rejected!);
+    if ('applied' in outcome) {
+      this.log.info(
+        { ...a, jobId: msg.jobId, attemptId: msg.attemptId, reason: msg.reason },
+        'attempt released',
+      );
+      this.updates.publish(a.tenantId, msg.jobId);
     }
   }
 

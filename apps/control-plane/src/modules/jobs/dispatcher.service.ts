@@ -177,9 +177,10 @@ export class Dispatcher {
     ids: string[] | null,
   ): Promise<string> {
     const gpus = gpuNeedOf(job);
-    const [row]: { matching: string; online: string; with_gpus: string }[] = await m.query(
+    const [row]: { matching: string; online: string; taking: string; with_gpus: string }[] = await m.query(
       `SELECT count(*) AS matching,
               count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2)) AS online,
+              count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2) AND capacity > 0) AS taking,
               count(*) FILTER (WHERE last_heartbeat_at > now() - make_interval(secs => $2) AND ${hasGpus('$5', '$6')}) AS with_gpus
          FROM agents a WHERE tenant_id = $1 AND revoked_at IS NULL AND labels @> $3::jsonb
           AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[]))`,
@@ -187,6 +188,7 @@ export class Dispatcher {
     );
     if (Number(row.matching) === 0) return 'waiting: no agent matches the selector';
     if (Number(row.online) === 0) return 'waiting: no matching agent is online';
+    if (Number(row.taking) === 0) return 'waiting: every matching online agent is stopping';
     if (Number(row.with_gpus) === 0)
       return `waiting: no matching online agent has ${gpus.count} ${gpus.vendor ? `${gpus.vendor} ` : ''}GPU${gpus.count === 1 ? '' : 's'}`;
     return 'waiting: every matching agent is busy';

@@ -2,7 +2,7 @@ import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { bigintAsNumber } from '../../platform/database/columns.js';
 
 export type AttemptState =
-  'DISPATCHED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'TIMED_OUT' | 'LOST';
+  'DISPATCHED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED' | 'TIMED_OUT' | 'LOST' | 'RELEASED';
 
 /** One try of a job on one agent. Its fencing token is what makes a late result from it harmless. */
 @Entity('job_attempts')

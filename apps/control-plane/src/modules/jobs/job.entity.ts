@@ -22,6 +22,13 @@ export interface JobSpec {
   serve?: ServeSpec;
 }
 
+/**
+ * SQL: a job's progress once it is queued again. What its last attempt reported (the endpoint it
+ * served on, its backend and epochs) went with that attempt: a deployment is READY again only when
+ * the next attempt reports its own endpoint. A deployment's last request metrics stay until then.
+ */
+export const PROGRESS_REQUEUED = `jsonb_strip_nulls(jsonb_build_object('serveMetrics', progress->'serveMetrics'))`;
+
 /** The latest of what the agent reported while the job ran. */
 export interface JobProgressState {
   backend?: TrainBackend;

@@ -10,6 +10,7 @@ import { LOGGER } from '../../platform/logging/logging.module.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { jobTransitions } from '../../platform/metrics/metrics.js';
 import { Dispatcher } from './dispatcher.service.js';
+import { PROGRESS_REQUEUED } from './job.entity.js';
 import { JobUpdates } from './job-updates.service.js';
 
 interface Expired {
@@ -60,7 +61,9 @@ export class LeaseSweeper implements OnApplicationShutdown {
           max_attempts: number;
           cancel: boolean;
         }[] = await m.query(
-          `SELECT current_attempt_id, attempts, max_attempts, cancel_requested_at IS NOT NULL AS cancel
+          // Attempts given back by a stopping agent (RELEASED) do not count against max_attempts.
+          `SELECT current_attempt_id, max_attempts, cancel_requested_at IS NOT NULL AS cancel,
+                  attempts - (SELECT count(*) FROM job_attempts r WHERE r.job_id = jobs.id AND r.state = 'RELEASED')::int AS attempts
                FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED`,
           [e.job_id],
         );
@@ -82,12 +85,14 @@ export class LeaseSweeper implements OnApplicationShutdown {
         else
           [state, reason] = [
             'FAILED',
-            `attempt ${e.number} of ${job.max_attempts} lost with agent ${e.agent_id}; no attempts left`,
+            `attempt ${e.number} lost with agent ${e.agent_id}; no attempts left (${job.attempts} of ${job.max_attempts} used)`,
           ];
         const terminal = state !== 'QUEUED';
         await m.query(
           `UPDATE jobs SET state = $2, state_reason = $3, current_attempt_id = CASE WHEN $4 THEN current_attempt_id END,
-                  finished_at = CASE WHEN $4 THEN now() END, updated_at = clock_timestamp() WHERE id = $1`,
+                  finished_at = CASE WHEN $4 THEN now() END, updated_at = clock_timestamp(),
+                  progress = CASE WHEN $4 THEN progress ELSE ${PROGRESS_REQUEUED} END
+            WHERE id = $1`,
           [e.job_id, state, reason, terminal],
         );
         jobTransitions.inc({ to: state });
