@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encode, JobDispatch, type JobClaim, type JobClaimReply, type UpEvent } from '@hearth/contracts';
-import { jobDispatch } from '@hearth/testing';
+import { jobDispatch, waitFor } from '@hearth/testing';
 import type { JsMsg, PubAck } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { parseLocalPolicy } from '../policy/local-policy.js';
@@ -181,9 +181,11 @@ describe('handleDispatch', () => {
     ]);
     const { msg, calls } = message(encode(JobDispatch, job));
     const handled = handleDispatch(msg, deps);
-    const deadline = Date.now() + 10_000;
-    while (!deps.registry.runningJobs().length && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => deps.registry.runningJobs().length > 0, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      what: 'the command to start',
+    });
     expect(deps.registry.killAll('agent stopped: drain timeout of 30s')).toBe(1);
     await handled;
     expect(finishedOf(guard.events)).toEqual([]);

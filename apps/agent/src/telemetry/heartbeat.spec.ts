@@ -1,18 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
 import type { AgentHeartbeat } from '@hearth/contracts';
+import { waitFor } from '@hearth/testing';
 import { pino } from 'pino';
 import type { EgressGuard } from '../egress/guard.js';
 import { AgentCounters } from './counters.js';
 import { runHeartbeats } from './heartbeat.js';
 import { systemInfo } from './system-info.js';
-
-async function until(check: () => boolean, what: string) {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('runHeartbeats', () => {
   it('says at once, and in every heartbeat after, that the agent is stopping', async () => {
@@ -33,12 +26,16 @@ describe('runHeartbeats', () => {
       },
       shutdown.signal,
     );
-    await until(() => sent.length === 1, 'the first heartbeat');
+    await waitFor(() => sent.length === 1, { timeoutMs: 5000, intervalMs: 10, what: 'the first heartbeat' });
     expect(sent[0]).not.toHaveProperty('stopping');
     expect(sent[0].freeSlots).toBe(2);
 
     stopping.abort();
-    await until(() => sent.length === 2, 'the heartbeat that says the agent is stopping');
+    await waitFor(() => sent.length === 2, {
+      timeoutMs: 5000,
+      intervalMs: 10,
+      what: 'the heartbeat that says the agent is stopping',
+    });
     expect(sent[1]).toMatchObject({ stopping: true, freeSlots: 0 });
 
     shutdown.abort();
