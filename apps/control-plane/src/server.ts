@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import rateLimit from '@fastify/rate-limit';
 import { AppModule } from './app.module.js';
 import { AuthService } from './platform/auth/auth.service.js';
+import { requestError } from './platform/errors/error-formatter.js';
 import type { Config } from './config/config.js';
 import { FleetService } from './modules/fleet/fleet.service.js';
 import { AgentMessagesConsumer } from './modules/jobs/agent-messages.consumer.js';
@@ -75,6 +76,15 @@ export async function startServer(
     timeWindow: 60_000,
     allowList: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url),
     keyGenerator: (req) => auth.rateLimitKey(req.headers.authorization, req.ip),
+  });
+
+  // A request Fastify refuses before any route runs (a body that is not JSON or over the limit, a
+  // content type no parser takes) gets the REST routes' error shape. The GraphQL route has its own
+  // handler (Mercurius's), which goes through the GraphQL error formatter.
+  fastify.setErrorHandler((err, _req, reply) => {
+    const refused = requestError(err);
+    if (!refused) return reply.send(err); // to Fastify's default handler
+    return reply.status(refused.status).send({ error: { code: refused.code, message: refused.message } });
   });
 
   await app.get(NatsService).connect();

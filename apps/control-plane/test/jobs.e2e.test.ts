@@ -186,6 +186,20 @@ describe('jobs', () => {
     });
   });
 
+  it('keeps the log tail of a job that prints binary output (NUL bytes, bytes that are not UTF-8)', async () => {
+    const submitted = await submit(a, [
+      'node',
+      '-e',
+      'process.stdout.write(Buffer.from([0x62, 0x69, 0x6e, 0x00, 0xff, 0x0a])); console.log("after binary")',
+    ]);
+    const done = await until(a, submitted.id, ['SUCCEEDED', 'FAILED']);
+    expect(done.state).toBe('SUCCEEDED');
+    await waitFor(async () => (await job(a, submitted.id)).logTail.includes('after binary'), {
+      what: 'the log tail',
+    });
+    expect((await job(a, submitted.id)).logTail).toContain('bin\uFFFD\uFFFD\nafter binary');
+  });
+
   it('reports a program that does not exist as FAILED with a reason', async () => {
     const submitted = await submit(a, ['hearth-no-such-program-xyz']);
     const done = await until(a, submitted.id, ['SUCCEEDED', 'FAILED']);

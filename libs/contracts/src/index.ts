@@ -4,3 +4,4 @@ export * from './ml.js';
 export * from './telemetry.js';
 export * from './serving.js';
 export * from './nats-servers.js';
+export * from './text.js';

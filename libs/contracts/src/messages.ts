@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { TrainBackend, TrainEpochMetrics, TrainResult, TrainSpec } from './ml.js';
 import { parseNatsServers } from './nats-servers.js';
 import { BatchPredictResult, BatchPredictSpec, ServeMetrics, ServeSpec } from './serving.js';
+import { storableText } from './text.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Hard cap on any encoded message, checked before JSON parsing. */
@@ -16,7 +17,7 @@ export const LOG_TAIL = { maxLineChars: 1024, maxLinesPerMessage: 50 } as const;
 
 const id = z.uuid();
 const fencingToken = z.number().int().positive();
-const shortText = (max: number) => z.string().max(max);
+const shortText = storableText;
 const attemptRef = { jobId: id, attemptId: id, fencingToken };
 
 export const JobOutcome = z.enum(['SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT']);
@@ -298,9 +299,17 @@ export function decode<S extends z.ZodType>(schema: S, data: Uint8Array): ParseR
 }
 
 /** Validates before sending; a message we would not accept ourselves is a bug, so this throws. */
+/** A message over MAX_MESSAGE_BYTES once encoded: no receiver would accept it. */
+export class MessageTooLargeError extends Error {
+  override readonly name = 'MessageTooLargeError';
+  constructor(readonly bytes: number) {
+    super(`message too large: ${bytes} bytes`);
+  }
+}
+
 export function encode<S extends z.ZodType>(schema: S, message: z.input<S>): Uint8Array {
   const value = schema.parse(message);
   const bytes = new TextEncoder().encode(JSON.stringify(value));
-  if (bytes.byteLength > MAX_MESSAGE_BYTES) throw new Error(`message too large: ${bytes.byteLength} bytes`);
+  if (bytes.byteLength > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(bytes.byteLength);
   return bytes;
 }

@@ -5,6 +5,7 @@
  * TrainResult always fits in one message (MAX_MESSAGE_BYTES).
  */
 import { z } from 'zod';
+import { storableText } from './text.js';
 
 /** Bounds shared by the trainer (which enforces them on the data) and the schemas. */
 export const TRAIN_LIMITS = {
@@ -20,7 +21,7 @@ export const TRAIN_LIMITS = {
 
 const finite = z.number();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
-const columnName = z.string().min(1).max(TRAIN_LIMITS.maxColumnNameChars);
+const columnName = storableText(TRAIN_LIMITS.maxColumnNameChars).min(1);
 
 export const TrainTask = z.enum(['regression', 'binary', 'multiclass']);
 export type TrainTask = z.infer<typeof TrainTask>;
@@ -53,10 +54,10 @@ export const TrainSpec = z
     dataset: z
       .object({
         /** e.g. file:///srv/data/churn.csv; which schemes and paths are allowed is the agent's policy. */
-        uri: z
-          .string()
-          .max(TRAIN_LIMITS.maxUriChars)
-          .regex(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/, 'must be a URI such as file:///data/train.csv'),
+        uri: storableText(TRAIN_LIMITS.maxUriChars).regex(
+          /^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/,
+          'must be a URI such as file:///data/train.csv',
+        ),
         /** Taken from the file extension when absent (.csv; .jsonl or .ndjson). */
         format: z.enum(['csv', 'jsonl']).optional(),
       })
@@ -148,10 +149,7 @@ export type ModelFormat = z.infer<typeof ModelFormat>;
  */
 export const ModelArtifact = z
   .object({
-    uri: z
-      .string()
-      .max(TRAIN_LIMITS.maxUriChars)
-      .regex(/^file:\/\/\S+$/),
+    uri: storableText(TRAIN_LIMITS.maxUriChars).regex(/^file:\/\/\S+$/),
     sha256,
     sizeBytes: z.number().int().min(0),
     format: ModelFormat,
@@ -171,11 +169,7 @@ export const TrainResult = z
     /** The model's input columns, in input order. */
     featureNames: z.array(columnName).min(1).max(TRAIN_LIMITS.maxFeatures),
     /** Classification: the class names; output index i is labels[i] (binary: P(labels[1])). */
-    labels: z
-      .array(z.string().max(TRAIN_LIMITS.maxLabelChars))
-      .min(2)
-      .max(TRAIN_LIMITS.maxClasses)
-      .optional(),
+    labels: z.array(storableText(TRAIN_LIMITS.maxLabelChars)).min(2).max(TRAIN_LIMITS.maxClasses).optional(),
   })
   .strict();
 export type TrainResult = z.infer<typeof TrainResult>;

@@ -4,13 +4,11 @@
  * request counts and latencies, row counts and the output's hash; never a request, a response or a row.
  */
 import { z } from 'zod';
+import { storableText } from './text.js';
 import { TRAIN_LIMITS } from './ml.js';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
-const fileUri = z
-  .string()
-  .max(TRAIN_LIMITS.maxUriChars)
-  .regex(/^file:\/\/\S+$/, 'must be a file:// URI');
+const fileUri = storableText(TRAIN_LIMITS.maxUriChars).regex(/^file:\/\/\S+$/, 'must be a file:// URI');
 
 /** A name usable in an Open Inference Protocol path segment. */
 export const ServedModelName = z
@@ -38,16 +36,16 @@ export const BatchPredictSpec = z
     model: ModelRef,
     input: z
       .object({
-        uri: z
-          .string()
-          .max(TRAIN_LIMITS.maxUriChars)
-          .regex(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/, 'must be a URI such as file:///data/score.csv'),
+        uri: storableText(TRAIN_LIMITS.maxUriChars).regex(
+          /^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/,
+          'must be a URI such as file:///data/score.csv',
+        ),
         format: z.enum(['csv', 'jsonl']).optional(),
       })
       .strict(),
     /** The input columns in the model's input order; absent: the model's recorded feature names. */
     features: z
-      .array(z.string().min(1).max(TRAIN_LIMITS.maxColumnNameChars))
+      .array(storableText(TRAIN_LIMITS.maxColumnNameChars).min(1))
       .min(1)
       .max(TRAIN_LIMITS.maxFeatures)
       .optional(),

@@ -11,6 +11,7 @@
  * MAX_MESSAGE_BYTES. `buildAgentTelemetry` and `expandAgentTelemetry` convert between the two.
  */
 import { z } from 'zod';
+import { storableText } from './text.js';
 
 /** Bounds shared by the agent's parsers (which reject what falls outside) and the schema. */
 export const TELEMETRY_LIMITS = {
@@ -119,7 +120,7 @@ export const TelemetryGpu = z
     vendor: GpuVendorName,
     index: count(L.maxGpuIndex),
     uuid: z.string().max(L.maxUuidChars).regex(GPU_UUID).nullable(),
-    name: z.string().max(L.maxNameChars),
+    name: storableText(L.maxNameChars),
     memoryTotalMiB: gpuMiB.nullable(),
     powerLimitW: watts.nullable(),
     mig: z.boolean().nullable(),

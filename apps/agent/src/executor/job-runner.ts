@@ -7,7 +7,7 @@
  * reported as JobReleased instead: given back, for the control plane to run again.
  */
 import path from 'node:path';
-import { JobDispatch, decode, type JobFinished, type JobReleased } from '@hearth/contracts';
+import { JobDispatch, clipText, decode, type JobFinished, type JobReleased } from '@hearth/contracts';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { JobBaseEnv } from '../config/config.js';
 import { backoffDelay, sleep } from '../connection/backoff.js';
@@ -239,12 +239,15 @@ async function execute(
   return result;
 }
 
+/** The contract's bound on a reason; reasons may quote file names or tool output, so they are cleaned too. */
+const REASON_CHARS = 512;
+
 /** How the attempt's end goes up: JobReleased when the agent's stop ended it, else JobFinished. */
 function endOf(attempt: Attempt, result: JobResult): JobFinished | JobReleased {
   const { jobId, attemptId, fencingToken } = attempt.job;
   const at = new Date().toISOString();
   if (result.outcome === 'RELEASED') {
-    const reason = (result.reason ?? 'agent stopped').slice(0, 512);
+    const reason = clipText(result.reason ?? 'agent stopped', REASON_CHARS);
     return { type: 'job.released', v: 1, jobId, attemptId, fencingToken, reason, releasedAt: at };
   }
   return {
@@ -256,7 +259,7 @@ function endOf(attempt: Attempt, result: JobResult): JobFinished | JobReleased {
     outcome: result.outcome,
     exitCode: result.exitCode,
     signal: result.signal,
-    reason: result.reason === null ? null : result.reason.slice(0, 512),
+    reason: result.reason === null ? null : clipText(result.reason, REASON_CHARS),
     finishedAt: at,
     ...(result.result ? { result: result.result } : {}),
   };

@@ -64,6 +64,16 @@ describe('LogTail', () => {
     expect(truncateLine('short')).toBe('short');
   });
 
+  it('sends binary output as text the control plane can store: NUL and broken pairs become U+FFFD', () => {
+    const tail = new LogTail();
+    tail.push('stdout', 'ELF\u0000\u0000header');
+    // A long line cut where an emoji's two halves meet keeps neither half.
+    tail.push('stderr', `${'x'.repeat(LOG_TAIL.maxLineChars - 2)}📈 and more`);
+    const [batch] = drain(tail);
+    expect(batch.lines[0].text).toBe('ELF\uFFFD\uFFFDheader');
+    expect(batch.lines[1].text).toBe(`${'x'.repeat(LOG_TAIL.maxLineChars - 2)}…`);
+  });
+
   it('produces batches the contract accepts', () => {
     const tail = new LogTail();
     for (let i = 0; i < 260; i++) tail.push(i % 2 ? 'stderr' : 'stdout', 'b'.repeat(i * 20));

@@ -4,7 +4,7 @@
  * are dropped and counted, long lines are truncated, and batches never exceed the contract's
  * LOG_TAIL bounds.
  */
-import { LOG_TAIL } from '@hearth/contracts';
+import { clipText, LOG_TAIL } from '@hearth/contracts';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -36,10 +36,9 @@ export const DEFAULT_LOG_TAIL: LogTailOptions = {
   now: Date.now,
 };
 
-const ELLIPSIS = '…';
-
+/** A line as the tail carries it: at most `max` characters, NUL and broken UTF-16 replaced (U+FFFD). */
 export function truncateLine(text: string, max: number = LOG_TAIL.maxLineChars): string {
-  return text.length <= max ? text : `${text.slice(0, max - ELLIPSIS.length)}${ELLIPSIS}`;
+  return clipText(text, max);
 }
 
 export class LogTail {

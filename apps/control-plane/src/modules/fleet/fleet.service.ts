@@ -109,8 +109,9 @@ export class FleetService {
           },
         },
       );
-      await this.nats.ensureAgentConsumers(address);
+      // Credentials first: a key they cannot be issued for must not leave consumers behind.
       const natsJwt = await this.nats.issueAgentJwt({ ...address, publicKey: req.publicKey });
+      await this.nats.ensureAgentConsumers(address);
       return { address, natsJwt };
     });
     this.log.info({ tenantId: result.address.tenantId, agentId: result.address.agentId }, 'agent joined');

@@ -1,6 +1,7 @@
 import { Body, Controller, HttpCode, Inject, Post } from '@nestjs/common';
 import { JOIN_PATH, JoinRequest, type JoinResponse } from '@hearth/contracts';
 import { InvalidInputError } from '../../platform/errors/domain-error.js';
+import { isUserPublicKey } from '../../platform/messaging/nats-auth.js';
 import { FleetService } from './fleet.service.js';
 
 /** Agent enrollment over HTTPS. The one-time join token in the body is the credential. */
@@ -18,6 +19,9 @@ export class JoinController {
         `invalid join request: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
       );
     }
+    // The pattern above is only the shape; the checksum is checked before anything is written.
+    if (!isUserPublicKey(parsed.data.publicKey))
+      throw new InvalidInputError('invalid join request: publicKey: not a valid nkey user public key');
     return this.fleet.join(parsed.data);
   }
 }

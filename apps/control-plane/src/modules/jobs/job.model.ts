@@ -3,6 +3,7 @@ import {
   ArrayMaxSize,
   ArrayMinSize,
   IsInt,
+  IsNotEmpty,
   IsOptional,
   IsUUID,
   Matches,
@@ -301,6 +302,7 @@ export class SubmitJobInput {
     description: "The project to run it in; omitted: the token's project, else the organization.",
   })
   @IsOptional()
+  @IsNotEmpty({ message: 'projectId must not be empty: leave it out instead' })
   projectId?: string;
 }
 
@@ -308,6 +310,7 @@ export class SubmitJobInput {
 export class JobFilter {
   @Field(() => [JobState], { nullable: true })
   @IsOptional()
+  @ArrayMaxSize(20)
   states?: JobState[];
 
   @Field(() => ID, { nullable: true })

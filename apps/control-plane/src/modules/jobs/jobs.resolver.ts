@@ -53,9 +53,10 @@ export class JobsResolver {
     @CurrentPrincipal() p: Principal,
     @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
     @Args('after', { type: () => String, nullable: true }) after: string | null,
-    @Args('filter', { type: () => JobFilter, nullable: true }) filter: JobFilter | null,
+    // Optional, not `| null`: the declared type must be the class for the ValidationPipe to run.
+    @Args('filter', { type: () => JobFilter, nullable: true }) filter?: JobFilter,
   ): Promise<JobConnection> {
-    return this.jobsService.list(p, first, after, filter);
+    return this.jobsService.list(p, first, after, filter ?? null);
   }
 
   @Subscription(() => JobModel, { description: 'The job now, then each time it changes.' })

@@ -1,7 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { validate as isUuid, v7 as uuidv7 } from 'uuid';
 import type { EntityManager } from 'typeorm';
-import { encode, JobCancel, subjects, TrainSpec } from '@hearth/contracts';
+import { ZodError } from 'zod';
+import {
+  encode,
+  JobCancel,
+  JobDispatch,
+  MAX_MESSAGE_BYTES,
+  MessageTooLargeError,
+  subjects,
+  TrainSpec,
+} from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { allowsOn } from '../../platform/access/ability.js';
 import { PermissionDeniedError } from '../../platform/access/access.errors.js';
@@ -13,7 +22,7 @@ import { OutboxRelay } from '../../platform/messaging/outbox-relay.service.js';
 import { InvalidInputError } from '../../platform/errors/domain-error.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ProjectsService } from '../projects/projects.service.js';
-import { Dispatcher } from './dispatcher.service.js';
+import { Dispatcher, dispatchOf } from './dispatcher.service.js';
 import { JobKinds } from './job-kinds.js';
 import { JobEntity, TERMINAL_STATES, type JobKindName, type JobSpec } from './job.entity.js';
 import { JobUpdates } from './job-updates.service.js';
@@ -82,6 +91,37 @@ export class JobsService {
   }
 
   /**
+   * Each field has its bound, but together they could still make a dispatch no agent accepts
+   * (MAX_MESSAGE_BYTES): refused at submit, not when an agent is found. Measured with the widest
+   * fencing token, since an attempt given back does not count against maxAttempts.
+   */
+  private assertDispatchFits(job: JobEntity) {
+    try {
+      encode(
+        JobDispatch,
+        dispatchOf(job, {
+          attemptId: job.id,
+          fencingToken: 2 ** 31 - 1,
+          cancelGraceSeconds: this.config.jobs.cancelGraceSeconds,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ZodError) {
+        // The input types should refuse all of this first; if one misses a rule, the caller still
+        // learns what to fix.
+        const issue = err.issues[0];
+        throw new InvalidInputError(
+          `the job cannot be sent to an agent: ${issue.path.join('.')}: ${issue.message}`,
+        );
+      }
+      if (!(err instanceof MessageTooLargeError)) throw err;
+      throw new InvalidInputError(
+        `the job is too large to send to an agent: command, env and spec take ${err.bytes} bytes, at most ${MAX_MESSAGE_BYTES}`,
+      );
+    }
+  }
+
+  /**
    * In the caller's transaction: writes a job (audited as the caller) and dispatches it when an agent
    * is free. Call announce() after the transaction commits.
    */
@@ -104,6 +144,7 @@ export class JobsService {
       result: null,
       createdBy: p.userId,
     });
+    this.assertDispatchFits(row);
     const [{ created_at }]: { created_at: Date }[] = await m
       .createQueryBuilder()
       .insert()

@@ -5,6 +5,7 @@ import {
   ArrayMinSize,
   IsIn,
   IsInt,
+  IsNotEmpty,
   IsOptional,
   Matches,
   Max,
@@ -111,6 +112,7 @@ export class RegisterModelVersionInput {
   modelName!: string;
   @Field(() => ID, { nullable: true, description: 'For a new model: its project.' })
   @IsOptional()
+  @IsNotEmpty({ message: 'projectId must not be empty: leave it out instead' })
   projectId?: string;
   @Field({ description: "file:// URI of the .onnx file in the agent's artifact store." })
   @Matches(/^file:\/\/\S+\.onnx$/, { message: 'uri must be a file:// URI of an .onnx file' })
@@ -139,6 +141,7 @@ export class RegisterModelVersionInput {
   outputs?: TensorSpecInput[];
   @Field(() => ID, { nullable: true, description: 'The COMMAND job that exported it (lineage).' })
   @IsOptional()
+  @IsNotEmpty({ message: 'jobId must not be empty: leave it out instead' })
   jobId?: string;
   @Field({ nullable: true })
   @IsOptional()

@@ -112,11 +112,11 @@ export class ModelsService {
   async list(p: Principal, projectId: string | null): Promise<ModelModel[]> {
     const scope = scopeOf(p.grants, 'models:read');
     return this.tx.tenant(p.tenantId, async (m) => {
-      if (projectId) await this.projects.require(m, projectId);
+      if (typeof projectId === 'string') await this.projects.require(m, projectId); // "" too: NOT_FOUND
       const rows: ModelRow[] = await m.query(
         `SELECT * FROM models WHERE ($1::uuid IS NULL OR project_id = $1) AND ($2::uuid[] IS NULL OR project_id = ANY($2))
           ORDER BY name LIMIT 1000`,
-        [projectId, scope === 'organization' ? null : scope],
+        [projectId ?? null, scope === 'organization' ? null : scope],
       );
       return rows.map(toModel);
     });

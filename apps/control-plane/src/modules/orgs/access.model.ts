@@ -4,6 +4,7 @@ import {
   ArrayMinSize,
   IsEmail,
   IsInt,
+  IsNotEmpty,
   IsOptional,
   IsUUID,
   Length,
@@ -12,6 +13,7 @@ import {
   MaxLength,
   Min,
 } from 'class-validator';
+import { Trim } from '../../platform/graphql/trim.js';
 
 export enum PrincipalStatus {
   INVITED = 'INVITED',
@@ -114,6 +116,7 @@ export class InviteMemberInput {
 
   @Field(() => ID, { nullable: true, description: 'Bind the role in this project only.' })
   @IsOptional()
+  @IsNotEmpty({ message: 'projectId must not be empty: leave it out instead' })
   projectId?: string;
 }
 
@@ -128,12 +131,14 @@ export class ChangeRoleInput {
 
   @Field(() => ID, { nullable: true, description: 'The project; omitted: the organization.' })
   @IsOptional()
+  @IsNotEmpty({ message: 'projectId must not be empty: leave it out instead' })
   projectId?: string;
 }
 
 @InputType()
 export class CreateServiceAccountInput {
   @Field()
+  @Trim()
   @Length(1, 100, { message: 'name must be 1 to 100 characters' })
   name!: string;
 
@@ -181,6 +186,7 @@ export class UpdateRoleInput {
 @InputType()
 export class CreateApiTokenInput {
   @Field()
+  @Trim()
   @Length(1, 100, { message: 'name must be 1 to 100 characters' })
   name!: string;
 
@@ -195,6 +201,7 @@ export class CreateApiTokenInput {
 
   @Field(() => ID, { nullable: true, description: 'Confine the token to this project.' })
   @IsOptional()
+  @IsNotEmpty({ message: 'projectId must not be empty: leave it out instead' })
   projectId?: string;
 
   @Field(() => Int, {

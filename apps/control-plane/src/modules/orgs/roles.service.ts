@@ -59,6 +59,8 @@ export class RolesService {
 
   /** A custom role; defining it may not reach beyond the caller's own permissions. */
   async create(p: Principal, input: CreateRoleInput): Promise<RoleModel> {
+    if ((ROLE_NAMES as readonly string[]).includes(input.name))
+      throw new ConflictError(`${input.name} is a built-in role; give the custom role another name`);
     const permissions = catalogPermissions(input.permissions);
     assertMayConfer(p.grants, permissions, null, `the ${input.name} role`);
     return this.tx.tenant(p.tenantId, async (m) => {

@@ -35,7 +35,7 @@ export class ServiceAccountsService {
   ) {}
 
   async create(p: Principal, input: CreateServiceAccountInput): Promise<ServiceAccountModel> {
-    const name = input.name.trim();
+    const { name } = input; // trimmed by the input type
     return this.tx.tenant(p.tenantId, async (m) => {
       const id = uuidv7();
       const [row]: PrincipalRow[] = await m

@@ -79,7 +79,7 @@ export class TokensService {
           p.tenantId,
           principalId,
           hash,
-          input.name.trim(),
+          input.name, // trimmed by the input type
           scopes,
           projectId,
           p.userId,

@@ -1,5 +1,6 @@
 import { Field, ID, InputType, ObjectType } from '@nestjs/graphql';
 import { IsOptional, Length, MaxLength } from 'class-validator';
+import { Trim } from '../../platform/graphql/trim.js';
 
 @ObjectType('Project', {
   description: 'A group of jobs and models inside an organization, with its own role bindings.',
@@ -14,6 +15,7 @@ export class ProjectModel {
 @InputType()
 export class CreateProjectInput {
   @Field()
+  @Trim()
   @Length(1, 100, { message: 'name must be 1 to 100 characters' })
   name!: string;
 

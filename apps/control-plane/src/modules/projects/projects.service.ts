@@ -31,7 +31,7 @@ export class ProjectsService {
   ) {}
 
   async create(p: Principal, input: CreateProjectInput): Promise<ProjectModel> {
-    const name = input.name.trim();
+    const { name } = input; // trimmed by the input type
     return this.tx.tenant(p.tenantId, async (m) => {
       const id = uuidv7();
       const rows: ProjectRow[] = await m

@@ -67,7 +67,7 @@ export class TelemetrySettingsService {
   }
 
   async setGpuPrice(p: Principal, input: SetGpuPriceInput): Promise<TelemetrySettings> {
-    const model = input.model.trim();
+    const { model } = input; // trimmed by the input type
     return this.tx.tenant(p.tenantId, async (m) => {
       const before = await readSettings(m);
       const prices = { ...before.gpu_prices };

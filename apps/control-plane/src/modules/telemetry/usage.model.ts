@@ -1,5 +1,6 @@
 import { Field, Float, ID, InputType, Int, ObjectType, registerEnumType } from '@nestjs/graphql';
 import { IsIn, IsNumber, IsOptional, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { Trim } from '../../platform/graphql/trim.js';
 
 export enum IdleAction {
   /** Raise the alert only. */
@@ -94,6 +95,7 @@ export class UpdateTelemetrySettingsInput {
 @InputType()
 export class SetGpuPriceInput {
   @Field({ description: 'The GPU model as its telemetry names it, e.g. "NVIDIA H100 80GB HBM3".' })
+  @Trim()
   @MinLength(1)
   @MaxLength(128)
   model!: string;

@@ -39,19 +39,11 @@ export class AuditResolver {
     @CurrentPrincipal() p: Principal,
     @Args('first', { type: () => Int, nullable: true, defaultValue: 50 }) first: number,
     @Args('after', { type: () => String, nullable: true }) after: string | null,
-    @Args('filter', { type: () => AuditEventFilter, nullable: true }) filter: AuditEventFilter | null,
+    // Optional, not `| null`: the declared type must be the class for the ValidationPipe to run.
+    @Args('filter', { type: () => AuditEventFilter, nullable: true }) filter?: AuditEventFilter,
   ): Promise<AuditEventConnection> {
     if (first < 1 || first > 500) throw new InvalidInputError('first must be between 1 and 500');
-    const before =
-      after == null
-        ? null
-        : Number(
-            Buffer.from(after, 'base64url')
-              .toString()
-              .replace(/^audit:/, ''),
-          );
-    if (before !== null && !Number.isInteger(before))
-      throw new InvalidInputError('after is not a cursor returned by auditEvents');
+    const before = after == null ? null : cursorSeq(after);
     const rows: Row[] = await this.tx.tenant(p.tenantId, (m) =>
       m.query(
         `SELECT * FROM audit_events
@@ -102,4 +94,12 @@ export class AuditResolver {
   verifyAuditChain(@CurrentPrincipal() p: Principal): Promise<AuditChainVerification> {
     return this.audit.verify(p.tenantId);
   }
+}
+
+/** The sequence number in a cursor this resolver returned (base64url of `audit:<seq>`). */
+function cursorSeq(cursor: string): string {
+  const m = /^audit:([1-9][0-9]{0,17})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (!m || Buffer.from(`audit:${m[1]}`).toString('base64url') !== cursor)
+    throw new InvalidInputError('after is not a cursor returned by auditEvents');
+  return m[1];
 }

@@ -3,6 +3,8 @@
  * error codes and HTTP statuses. Anything that is not a DomainError is a bug: logged with an id, and
  * the caller sees only that id.
  */
+import { clipText } from '@hearth/contracts';
+
 export type ErrorCode =
   'BAD_USER_INPUT' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND' | 'CONFLICT' | 'UNAVAILABLE';
 
@@ -28,7 +30,7 @@ export class DomainError extends Error {
 /** Also what another tenant's ids get: an error must not reveal that a record exists. */
 export class NotFoundError extends DomainError {
   constructor(what: string, id: string) {
-    super('NOT_FOUND', `${what} ${id} not found`);
+    super('NOT_FOUND', `${what} ${clipText(id, 100)} not found`); // a 1 MB "id" is not echoed whole
   }
 }
 

@@ -9,6 +9,8 @@ import { AuthModule } from '../auth/auth.module.js';
 import { AuthService } from '../auth/auth.service.js';
 import { graphqlErrorFormatter } from '../errors/error-formatter.js';
 import { LOGGER } from '../logging/logging.module.js';
+import { DateTimeScalar } from './date-time.scalar.js';
+import { assertStorableInput } from './storable-input.js';
 
 /** Code-first GraphQL on Mercurius at POST /graphql, subscriptions over graphql-ws on the same path. */
 @Module({
@@ -20,9 +22,11 @@ import { LOGGER } from '../logging/logging.module.js';
       useFactory: (log: Logger, auth: AuthService, config: Config) => ({
         autoSchemaFile: true,
         sortSchema: true,
+        buildSchemaOptions: { scalarsMap: [{ type: Date, scalar: DateTimeScalar }] },
         path: '/graphql',
         graphiql: false,
-        // Abuse limits, refused before execution: depth, and a cost of one point per field.
+        // Refused before execution: depth and a cost of one point per field (abuse limits), and
+        // strings Postgres cannot store.
         queryDepth: config.limits.graphqlMaxDepth,
         // Cost is checked once the variables are known and before anything executes (a validation
         // rule would need variables too, which would turn off Mercurius's document cache).
@@ -34,6 +38,7 @@ import { LOGGER } from '../logging/logging.module.js';
               _context: unknown,
               variables: Record<string, unknown>,
             ) => {
+              assertStorableInput(document, variables);
               let cost: number;
               try {
                 cost = getComplexity({

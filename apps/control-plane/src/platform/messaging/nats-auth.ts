@@ -94,14 +94,18 @@ function keyFromSeed(seed: string, prefix: 'O' | 'A', what: string): KeyPair {
 }
 
 /** Checks that a key an agent sent us is a well-formed user public key (U…, valid checksum). */
-function userPublicKey(publicKey: string): string {
+/** Whether `publicKey` is an nkey user public key: the right prefix and a valid checksum. */
+export function isUserPublicKey(publicKey: string): boolean {
   try {
-    const kp = fromPublic(publicKey);
-    if (kp.getPublicKey().startsWith('U')) return kp.getPublicKey();
+    return fromPublic(publicKey).getPublicKey().startsWith('U');
   } catch {
-    // reported below
+    return false;
   }
-  throw new Error('agent public key must be an nkey user public key (U…)');
+}
+
+function userPublicKey(publicKey: string): string {
+  if (!isUserPublicKey(publicKey)) throw new Error('agent public key must be an nkey user public key (U…)');
+  return publicKey;
 }
 
 interface ClaimsUpdateReply {
