@@ -8,6 +8,7 @@
  * Clients such as tritonclient send inputs this way by default; for large tensors it also spares the
  * per-number JSON parse. No library implements it for Node, so it is written here.
  */
+import { isUtf8 } from 'node:buffer';
 import type { Tensor } from 'onnxruntime-node';
 import type { OipDatatype } from './model-session.js';
 import { badRequest } from './serve.errors.js';
@@ -110,7 +111,14 @@ function byteStrings(name: string, bytes: Buffer, count: number): string[] {
     const length = bytes.readUInt32LE(at);
     at += 4;
     if (at + length > bytes.length) throw badRequest(`input '${name}': a BYTES element runs past its data`);
-    out.push(bytes.toString('utf8', at, at + length));
+    // onnxruntime-node holds strings, not bytes: refuse what it would change rather than change it.
+    const element = bytes.subarray(at, at + length);
+    if (!isUtf8(element) || element.includes(0)) {
+      throw badRequest(
+        `input '${name}': BYTES element ${out.length} is not UTF-8 text without NUL bytes, which is all onnxruntime string tensors hold`,
+      );
+    }
+    out.push(element.toString('utf8'));
     at += length;
   }
   if (out.length !== count) {

@@ -115,8 +115,9 @@ function inputTensor(input: Record<string, unknown>, spec: TensorSpec, binary?: 
     );
   }
   const shape = input.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw badRequest(`input '${name}': 'shape' must be an array of non-negative integers`);
+  // onnxruntime takes dimensions below 2^31 (a larger one fails inside run(), a 500).
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0 && d <= MAX_DIM)) {
+    throw badRequest(`input '${name}': 'shape' must be an array of integers from 0 to ${MAX_DIM}`);
   }
   const dims = shape as number[];
   checkShape(name, dims, spec.shape);
@@ -197,6 +198,9 @@ const INT_RANGES = {
   UINT64: [0, Number.MAX_SAFE_INTEGER],
 } as const;
 const FP16_MAX = 65504;
+const MAX_DIM = 2 ** 31 - 1;
+/** onnxruntime's string tensors are C strings: a NUL would cut the element short, silently. */
+export const NO_NUL = 'a string without NUL characters (onnxruntime string tensors cannot hold them)';
 
 // Plain indexed loops into a preallocated array: TypedArray.from with a map function is an order
 // of magnitude slower, and this runs once per element of every request.
@@ -206,7 +210,11 @@ function typedData(name: string, datatype: OipDatatype, elements: ArrayLike<unkn
   const n = elements.length;
   switch (datatype) {
     case 'BYTES':
-      for (let i = 0; i < n; i++) if (typeof elements[i] !== 'string') throw fail(i, 'a string');
+      for (let i = 0; i < n; i++) {
+        const v = elements[i];
+        if (typeof v !== 'string') throw fail(i, 'a string');
+        if (v.includes('\u0000')) throw fail(i, NO_NUL);
+      }
       return elements as string[];
     case 'BOOL': {
       const out = new Uint8Array(n);

@@ -6,8 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import {
   identityModel,
   linearRegressionModel,
@@ -78,7 +80,10 @@ async function call(method: string, urlPath: string, body?: unknown, headers: Re
   const res = await fetch(`${server.url}${urlPath}`, {
     method,
     headers: { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    body:
+      body === undefined || typeof body === 'string' || body instanceof Uint8Array
+        ? body
+        : JSON.stringify(body),
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : {}, headers: res.headers } as Reply;
@@ -409,6 +414,13 @@ describe('OIP v2 server: binary tensor data extension', () => {
       error: "input 'text': a BYTES element runs past its data",
     });
     expect((await types(Buffer.from([1, 0]), strings('x'))).status).toBe(200);
+    // onnxruntime's strings are C strings of UTF-8: bytes it would change are refused, not changed.
+    for (const text of [strings('ab\u0000cd'), Buffer.from([2, 0, 0, 0, 0xff, 0xfe])]) {
+      expect((await types(Buffer.from([1, 0]), text)).body).toEqual({
+        error:
+          "input 'text': BYTES element 0 is not UTF-8 text without NUL bytes, which is all onnxruntime string tensors hold",
+      });
+    }
   });
 });
 
@@ -458,7 +470,12 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
     [
       'a negative dimension',
       linearInput([1, 2, 4], [-1, 3]),
-      "input 'float_input': 'shape' must be an array of non-negative integers",
+      "input 'float_input': 'shape' must be an array of integers from 0 to 2147483647",
+    ],
+    [
+      'a dimension onnxruntime cannot take, even with no data',
+      linearInput([], [2 ** 32, 0, 1]),
+      "input 'float_input': 'shape' must be an array of integers from 0 to 2147483647",
     ],
     [
       'nested data that does not match the shape',
@@ -548,6 +565,120 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
       duplex: 'half',
     } as RequestInit);
     expect(res.status).toBe(413);
+  });
+
+  it('400 for a BYTES element with a NUL character, which onnxruntime would cut short', async () => {
+    const reply = await infer('types', {
+      inputs: [
+        { name: 'i64', shape: [1], datatype: 'INT64', data: [1] },
+        { name: 'flag', shape: [2], datatype: 'BOOL', data: [true, false] },
+        { name: 'text', shape: [1], datatype: 'BYTES', data: ['ab\u0000cd'] },
+        { name: 'half', shape: [3], datatype: 'FP16', data: [0, 0, 0] },
+        { name: 'byte', shape: [], datatype: 'UINT8', data: [1] },
+      ],
+    });
+    expect(reply).toEqual(
+      expect.objectContaining({
+        status: 400,
+        body: {
+          error:
+            "input 'text': element 0 is not a string without NUL characters (onnxruntime string tensors cannot hold them) (datatype BYTES)",
+        },
+      }),
+    );
+  });
+
+  it('takes gzip and deflate bodies, as Triton clients send them, within the same limit', async () => {
+    const body = Buffer.from(JSON.stringify(valid));
+    for (const [encoding, data] of [
+      ['gzip', zlib.gzipSync(body)],
+      ['deflate', zlib.deflateSync(body)],
+    ] as const) {
+      const reply = await call('POST', '/v2/models/linear/infer', new Uint8Array(data), {
+        'content-encoding': encoding,
+      });
+      expect({ encoding, status: reply.status, outputs: reply.body.outputs }).toEqual({
+        encoding,
+        status: 200,
+        outputs: [{ name: 'variable', datatype: 'FP32', shape: [1, 1], data: [3] }],
+      });
+    }
+    const broken = await call('POST', '/v2/models/linear/infer', new Uint8Array(body), {
+      'content-encoding': 'gzip',
+    });
+    expect(broken).toMatchObject({ status: 400, body: { error: 'the request body is not valid gzip data' } });
+    // A small body that inflates past the limit (a "zip bomb") is refused by its inflated size.
+    const bomb = zlib.gzipSync(Buffer.alloc(MAX_BODY * 4, 0x20));
+    expect(bomb.length).toBeLessThan(MAX_BODY);
+    const refused = await call('POST', '/v2/models/linear/infer', new Uint8Array(bomb), {
+      'content-encoding': 'gzip',
+    });
+    expect(refused).toMatchObject({
+      status: 413,
+      body: { error: `the request body is larger than the ${MAX_BODY}-byte limit` },
+    });
+    const br = await call('POST', '/v2/models/linear/infer', JSON.stringify(valid), {
+      'content-encoding': 'br',
+    });
+    expect(br).toMatchObject({
+      status: 400,
+      body: { error: 'content-encoding br is not supported; send gzip, deflate or identity' },
+    });
+  });
+
+  it('503 with Retry-After when the bytes of requests in flight would pass the budget', async () => {
+    // The budget is 2 × MAX_BODY. Two requests that have announced 60 KiB and sent part of it hold 120 KiB.
+    const size = 60 * 1024;
+    const padded = JSON.stringify(valid).padEnd(size, ' ');
+    const { hostname, port } = new URL(server.url);
+    const holders = await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            const socket = net.connect(Number(port), hostname, () => {
+              socket.write(
+                `POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${size}\r\n\r\n${padded.slice(0, 100)}`,
+              );
+              setTimeout(() => resolve(socket), 100);
+            });
+          }),
+      ),
+    );
+    const busy = await call('POST', '/v2/models/linear/infer', padded);
+    expect(busy).toMatchObject({
+      status: 503,
+      body: { error: 'the server is busy with other large requests; retry in a moment (see Retry-After)' },
+    });
+    expect(busy.headers.get('retry-after')).toBe('1');
+    expect((await call('GET', '/v2/health/live')).status).toBe(200); // small requests still pass
+    for (const socket of holders) socket.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await call('POST', '/v2/models/linear/infer', padded)).status).toBe(200);
+  });
+
+  it('answers requests node:http cannot parse as Node would, with the error body; takes absolute-form targets', async () => {
+    const raw = (request: string) =>
+      new Promise<string>((resolve) => {
+        const { hostname, port } = new URL(server.url);
+        const socket = net.connect(Number(port), hostname, () => socket.write(request));
+        let reply = '';
+        socket.on('data', (d: Buffer) => (reply += d.toString()));
+        socket.on('close', () => resolve(reply));
+        socket.on('error', () => resolve(reply));
+      });
+    const headers = await raw(
+      `GET /v2/health/live HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(headers).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    expect(headers.endsWith('{"error":"the request line or headers are too large"}')).toBe(true);
+    const garbage = await raw('NOT HTTP AT ALL\r\n\r\n');
+    expect(garbage).toMatch(
+      /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*\{"error":"the request is not valid HTTP\/1\.1"\}$/,
+    );
+    const absolute = await raw(
+      `GET ${server.url}/v2/health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`,
+    );
+    expect(absolute).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\{"live":true\}$/);
   });
 
   it('404 for an unknown model, version or path; 405 for a wrong method', async () => {

@@ -9,9 +9,12 @@
  *   POST /v2/models/{name}[/versions/{version}]/infer
  *
  * Errors are {"error": "…"}: 400 malformed request, 403 no client certificate from the trusted CA
- * (mutual TLS), 404 unknown path/model/version, 405 wrong method, 413 body over the limit, 503
- * model not ready, 500 inference failure. Request bodies are read only into memory for the one
- * request; nothing of them is logged or counted but its size. With `tls`, the server speaks HTTPS
+ * (mutual TLS), 404 unknown path/model/version, 405 wrong method, 408/431 a request too slow or
+ * with headers too large, 413 body over the limit, 503 model not ready or too many request bytes
+ * in flight (with Retry-After), 500 inference failure. Bodies may be gzip or deflate encoded, as
+ * Triton's clients can send them. Request bodies are read only into memory for the one request;
+ * nothing of them is logged or counted but its size, except that onnxruntime's own message for a
+ * failed run (logged on this machine only) may quote an input value. With `tls`, the server speaks HTTPS
  * (serve-tls.ts) and serves a rotated certificate from the next connection on.
  */
 import http from 'node:http';
@@ -19,6 +22,8 @@ import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { errorMessage, type Logger } from '../logger.js';
 import { AGENT_VERSION } from '../version.js';
 import type { ModelLease, ModelRepository } from './model-repository.js';
@@ -41,8 +46,15 @@ export interface OipServerOptions {
   repository: ModelRepository;
   metrics: MetricsSink;
   logger: Logger;
-  /** The largest request body accepted; default 32 MiB. */
+  /** The largest request body accepted (after decompression); default 32 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Request bytes held at once by requests being answered; beyond it a request gets 503 and
+   * Retry-After. Parsing and running take several times a body's size in memory and block this
+   * process's event loop (with one serve worker, the agent's own): the budget bounds both.
+   * Default: 2 × maxBodyBytes.
+   */
+  maxInFlightBytes?: number;
   /** HTTPS with these files (checked at start: a ServeTlsError); null or absent: plain HTTP. */
   tls?: ServeTlsPolicy | null;
   /** How often the TLS files are looked at for a rotation; default DEFAULT_TLS_RELOAD_MS. */
@@ -71,6 +83,7 @@ const HTTP_STATUS: Readonly<Record<ServeErrorCode, number>> = {
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   NOT_READY: 503,
+  BUSY: 503,
   INFERENCE_FAILED: 500,
   MODEL_LOAD_FAILED: 500,
   INVALID_OPERATION: 500,
@@ -83,6 +96,7 @@ type Route =
 export async function startOipServer(options: OipServerOptions): Promise<OipServer> {
   const { repository, metrics, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const budget = new ByteBudget(options.maxInFlightBytes ?? 2 * maxBodyBytes);
   let closing = false;
 
   const tlsMaterial = options.tls ? loadServeTls(options.tls) : null;
@@ -153,15 +167,17 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     const started = performance.now();
     let lease: ModelLease | null = null;
     let status = 500;
+    const held = budget.hold();
     try {
       repository.check(name, version); // refuse an unknown or unready model before reading its body
-      const encoding = req.headers['content-encoding'];
-      if (encoding !== undefined && encoding !== 'identity') {
+      const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+      if (!(encoding in DECODERS)) {
         throw badRequest(
-          `content-encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`,
+          `content-encoding ${encoding.slice(0, 32)} is not supported; send gzip, deflate or identity`,
         );
       }
-      const raw = await readBody(req, maxBodyBytes);
+      held.grow(Number(req.headers['content-length']) || 0);
+      const raw = await decode(encoding, await readBody(req, maxBodyBytes, held), maxBodyBytes, held);
       const headerLength = req.headers['inference-header-content-length'];
       const split = headerLength === undefined ? null : splitBinaryBody(raw, [headerLength].flat().join(','));
       const body = parseJson(split ? split.json : raw);
@@ -192,6 +208,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     } catch (err) {
       status = sendError(res, err);
     } finally {
+      held.release();
       lease?.release();
       const ms = performance.now() - started;
       const served = lease?.version ?? targetVersion(name, version);
@@ -211,7 +228,8 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     if (err instanceof ServeError) {
       const status = HTTP_STATUS[err.code];
       // The rest of a body over the limit may still be arriving: close rather than read it all.
-      if (err.code === 'PAYLOAD_TOO_LARGE') res.setHeader('connection', 'close');
+      if (err.code === 'PAYLOAD_TOO_LARGE' || err.code === 'BUSY') res.setHeader('connection', 'close');
+      if (err.code === 'BUSY') res.setHeader('retry-after', '1');
       if (status >= 500) logger.warn({ code: err.code, err: err.message }, 'inference server error');
       send(res, status, { error: err.message });
       return status;
@@ -228,9 +246,22 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const server: http.Server = tlsMaterial
     ? https.createServer(secureContextOptions(tlsMaterial), onRequest)
     : http.createServer(onRequest);
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else socket.destroy(err);
+  // A request node:http could not parse: answered as Node's own handler would (the status by the
+  // parser's error, nothing written over a response already started), with the protocol's body.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent) {
+      const [status, reason, message] =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', 'the request line or headers are too large']
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'Request Timeout', 'the request took too long to arrive']
+            : [400, 'Bad Request', 'the request is not valid HTTP/1.1'];
+      const body = JSON.stringify({ error: message });
+      socket.end(
+        `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    } else socket.destroy(err);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -282,7 +313,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
 
 /** The route of a request path; null for a path outside the protocol. */
 export function matchRoute(url: string): Route | null {
-  const parts = pathOf(url).replace(/\/+$/, '').split('/').slice(1);
+  const parts = pathOf(url, Infinity).replace(/\/+$/, '').split('/').slice(1);
   let segments: string[];
   try {
     segments = parts.map((p) => decodeURIComponent(p));
@@ -316,13 +347,19 @@ export function matchRoute(url: string): Route | null {
   }
 }
 
-const pathOf = (url: string | undefined) => (url ?? '/').split('?')[0].slice(0, 256);
+/** The path of a request target, in origin form or absolute form (RFC 9112 §3.2), cut for messages. */
+function pathOf(url: string | undefined, max = 256): string {
+  const path = (url ?? '/').split('?')[0];
+  const absolute = /^https?:\/\/[^/]*/i.exec(path);
+  return (absolute ? path.slice(absolute[0].length) || '/' : path).slice(0, max);
+}
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const tooLarge = () =>
-    new ServeError('PAYLOAD_TOO_LARGE', `the request body is larger than the ${limit}-byte limit`);
+const tooLarge = (limit: number) =>
+  new ServeError('PAYLOAD_TOO_LARGE', `the request body is larger than the ${limit}-byte limit`);
+
+function readBody(req: http.IncomingMessage, limit: number, held: HeldBytes): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > limit) return Promise.reject(tooLarge());
+  if (declared > limit) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -330,9 +367,12 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
     req.on('data', (chunk: Buffer) => {
       if (done) return;
       size += chunk.length;
-      if (size > limit) {
+      try {
+        if (size > limit) throw tooLarge(limit);
+        held.grow(size); // a chunked body holds what has arrived
+      } catch (err) {
         done = true;
-        reject(tooLarge());
+        reject(err);
         return;
       }
       chunks.push(chunk);
@@ -349,6 +389,74 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
       reject(badRequest('the request body ended early'));
     });
   });
+}
+
+const inflate = {
+  gzip: promisify(zlib.gunzip),
+  deflate: promisify(zlib.inflate),
+};
+const DECODERS: Readonly<Record<string, typeof inflate.gzip | null>> = {
+  identity: null,
+  gzip: inflate.gzip,
+  'x-gzip': inflate.gzip,
+  deflate: inflate.deflate,
+};
+
+/** The body decompressed (off the event loop, in libuv's pool), held and bounded like any body. */
+async function decode(encoding: string, raw: Buffer, limit: number, held: HeldBytes): Promise<Buffer> {
+  const decoder = DECODERS[encoding];
+  if (!decoder) return raw;
+  let body: Buffer;
+  try {
+    body = await decoder(raw, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
+    throw badRequest(`the request body is not valid ${encoding} data`);
+  }
+  held.grow(raw.length + body.length);
+  return body;
+}
+
+/**
+ * Request bytes held by requests being answered, against one budget. A request holds what it has
+ * declared or received so far; growing past the budget is refused (BUSY), except for the only
+ * request in flight, which may always proceed up to the body limit.
+ */
+class ByteBudget {
+  private used = 0;
+  private holders = 0;
+  constructor(private readonly max: number) {}
+
+  hold(): HeldBytes {
+    this.holders += 1;
+    let mine = 0;
+    let released = false;
+    return {
+      grow: (total: number) => {
+        if (released || total <= mine) return;
+        if (this.holders > 1 && this.used + (total - mine) > this.max) {
+          throw new ServeError(
+            'BUSY',
+            'the server is busy with other large requests; retry in a moment (see Retry-After)',
+          );
+        }
+        this.used += total - mine;
+        mine = total;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        this.used -= mine;
+        this.holders -= 1;
+      },
+    };
+  }
+}
+
+interface HeldBytes {
+  /** Holds `total` bytes for this request in all (not more on top); throws BUSY over budget. */
+  grow(total: number): void;
+  release(): void;
 }
 
 function parseJson(body: Buffer): unknown {

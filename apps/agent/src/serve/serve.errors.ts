@@ -13,6 +13,8 @@ export const SERVE_ERROR_CODES = [
   'METHOD_NOT_ALLOWED',
   /** The model (version) exists but is loading, failed to load, or the server is stopping. */
   'NOT_READY',
+  /** Too many request bytes in flight: the client should retry shortly. */
+  'BUSY',
   /** onnxruntime failed on a request that passed validation. */
   'INFERENCE_FAILED',
   /** The model file could not be loaded or cannot be served. */
