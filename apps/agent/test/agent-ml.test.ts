@@ -316,8 +316,7 @@ describe('hearth-agent: train, batch_predict and serve jobs', () => {
       const job = await trainJob({ target: 'churned' });
       expect(await cp.waitFinished(job.attemptId)).toMatchObject({
         outcome: 'FAILED',
-        reason:
-          'the target column "churned" is not in the dataset; its columns are "x1", "x2", "note", "label"',
+        reason: `the target column "churned" is not in the dataset's header (line 1, 4 columns; the agent's log lists them). Does the file start with a header row?`,
       });
     });
 

@@ -107,6 +107,8 @@ function failure(err: unknown, signal: AbortSignal, logger: Logger): JobResult {
   const stopped = err instanceof JobStop ? err : signal.reason instanceof JobStop ? signal.reason : null;
   if (stopped) return { ...base, outcome: stopped.outcome, reason: stopped.reason };
   if (USER_FACING.some((type) => err instanceof type)) {
+    // What may name the data (a headerless file's first row) is logged here, on the agent only.
+    if (err instanceof DatasetError && err.localDetail) logger.warn({ detail: err.localDetail }, err.message);
     return { ...base, outcome: 'FAILED', reason: errorMessage(err) };
   }
   const id = randomUUID();

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { parseLocalPolicy } from '../policy/local-policy.js';
 import { ServeHost } from '../serve/serve-host.js';
 import { AgentCounters } from '../telemetry/counters.js';
+import { EgressRefusedError } from '../egress/guard.js';
 import { AttemptRegistry } from './attempts.js';
 import { handleDispatch, type JobRunnerDeps } from './job-runner.js';
 
@@ -47,6 +48,8 @@ interface FakeGuard {
   events: UpEvent[];
   claimFailures: number;
   eventFailures: number;
+  /** The egress guard refuses a SUCCEEDED end, as it does a result over the contract's bounds. */
+  refuseSucceeded?: boolean;
   reply: JobClaimReply;
 }
 
@@ -82,6 +85,8 @@ function setup(fake: Partial<FakeGuard> = {}) {
       },
       event: async (event) => {
         if (event.type === 'job.finished' && guard.eventFailures-- > 0) throw new Error('TIMEOUT');
+        if (event.type === 'job.finished' && event.outcome === 'SUCCEEDED' && guard.refuseSucceeded)
+          throw new EgressRefusedError('refused to send an invalid job.finished message: message too large');
         guard.events.push(event);
         return { stream: 'HEARTH_UP', seq: guard.events.length, duplicate: false } as PubAck;
       },
@@ -137,6 +142,21 @@ describe('handleDispatch', () => {
       { outcome: 'FAILED', exitCode: 4, reason: 'exited with code 4' },
     ]);
     expect(calls).toEqual(['working', 'working', 'ack']);
+  });
+
+  it('fails an attempt whose result the contract refuses, instead of retrying it forever', async () => {
+    const { guard, deps } = setup({ refuseSucceeded: true });
+    const { msg, calls } = message(encode(JobDispatch, dispatch(['true'])));
+    await handleDispatch(msg, deps);
+    expect(finishedOf(guard.events)).toMatchObject([
+      {
+        outcome: 'FAILED',
+        exitCode: 0,
+        reason:
+          "the job's result cannot be reported to the control plane: refused to send an invalid job.finished message: message too large",
+      },
+    ]);
+    expect(calls).toEqual(['ack']);
   });
 
   it('reports a job the local policy refuses as FAILED without claiming it, and acks it', async () => {

@@ -11,7 +11,7 @@ import { JobDispatch, clipText, decode, type JobFinished, type JobReleased } fro
 import type { JsMsg } from '@nats-io/jetstream';
 import type { JobBaseEnv } from '../config/config.js';
 import { backoffDelay, sleep } from '../connection/backoff.js';
-import type { EgressGuard } from '../egress/guard.js';
+import { EgressRefusedError, type EgressGuard } from '../egress/guard.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { LocalPolicy } from '../policy/local-policy.js';
 import type { ServeHost } from '../serve/serve-host.js';
@@ -275,12 +275,24 @@ async function reportFinished(
   deps: JobRunnerDeps,
   log: Logger,
 ): Promise<boolean> {
-  const end = endOf(attempt, result);
+  let end = endOf(attempt, result);
   for (let i = 0; ; i++) {
     try {
       await deps.guard.event(end);
       return true;
     } catch (err) {
+      if (err instanceof EgressRefusedError && end.type === 'job.finished' && end.outcome !== 'FAILED') {
+        // The result does not fit the contract (e.g. a model whose column names together pass the
+        // message size): no retry will send it, so the attempt fails without it, saying why.
+        log.error({ err: err.message }, 'the result cannot be reported; the attempt fails without it');
+        end = endOf(attempt, {
+          outcome: 'FAILED',
+          exitCode: result.exitCode,
+          signal: result.signal,
+          reason: `the job's result cannot be reported to the control plane: ${err.message}`,
+        });
+        continue;
+      }
       deps.counters.sendFailures++;
       const delay = backoffDelay(i, FINISH_BACKOFF);
       log.warn(

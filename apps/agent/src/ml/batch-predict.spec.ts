@@ -125,11 +125,11 @@ describe('batchPredict', () => {
     ]);
   });
 
-  it('refuses a dataset whose width is not the model input width, naming the columns', async () => {
+  it('refuses a dataset whose width is not the model input width, naming the columns locally only', async () => {
     const file = input('narrow.csv', 'a,b\n1,2\n');
     await expect(batchPredict(spec(file), context(verified(linearRegressionModel()), file))).rejects.toThrow(
       new DatasetError(
-        'the model takes 3 features per row, but 2 columns were chosen ("a", "b"): ' +
+        'the model takes 3 features per row, but 2 columns were chosen (every column of the file): ' +
           `name the model's 3 input columns, in order, with "features"`,
       ),
     );

@@ -23,7 +23,7 @@ import { artifactPathFor, type LocalPolicy } from '../policy/local-policy.js';
 import { recordedFeatureNames, type VerifiedModel } from '../serve/model-file.js';
 import { loadModelSession, type ModelSession, type TensorSpec } from '../serve/model-session.js';
 import { halfToFloat } from '../serve/oip-codec.js';
-import { DatasetError } from './dataset.js';
+import { DatasetError, listColumns } from './dataset.js';
 import { loadFeatureTable, type FeatureTable } from './feature-table.js';
 
 export const PREDICTIONS_FILE = 'predictions.jsonl';
@@ -117,11 +117,12 @@ function modelInput(session: ModelSession): TensorSpec {
 function checkWidth(input: TensorSpec, table: FeatureTable, named: boolean): void {
   const width = input.shape[1];
   if (width === -1 || width === table.featureNames.length) return;
-  const chosen = table.featureNames.slice(0, 20).map((n) => JSON.stringify(n.slice(0, 64)));
+  // The chosen names stay in the local log: without "features" they are the file's first line.
   throw new DatasetError(
     `the model takes ${width} features per row, but ${table.featureNames.length} columns were ` +
-      `${named ? 'named in "features"' : 'chosen'} (${chosen.join(', ')}${table.featureNames.length > 20 ? ', …' : ''})` +
+      `${named ? 'named in "features"' : 'chosen (every column of the file)'}` +
       (named ? '' : `: name the model's ${width} input columns, in order, with "features"`),
+    `the columns chosen are ${listColumns(table.featureNames)}`,
   );
 }
 

@@ -63,6 +63,12 @@ describe('loadDataset: CSV', () => {
     const classes = await loadDataset(numeric, { target: 'y', task: 'multiclass', maxBytes: 1000 });
     expect(classes.labels).toEqual(['0', '2', '10']);
     expect(Array.from(classes.targets)).toEqual([2, 1, 0, 1]);
+
+    // A number written two ways in a CSV is one class, as it is in JSON Lines.
+    const mixed = write('m.csv', 'x,y\n1,2\n2,2.0\n3,02\n4,-0\n5,0\n6,1e0\n7,1\n');
+    const same = await loadDataset(mixed, { target: 'y', task: 'multiclass', maxBytes: 1000 });
+    expect(same.labels).toEqual(['0', '1', '2']);
+    expect(Array.from(same.targets)).toEqual([2, 2, 2, 0, 0, 1, 1]);
   });
 });
 
@@ -88,10 +94,18 @@ describe('loadDataset: JSON Lines', () => {
 });
 
 describe('loadDataset: bad input gets a clear error', () => {
-  it('a missing target column, naming the columns there are', async () => {
+  it("a missing target column, with the header's size; its names stay on the agent", async () => {
     expect(await failure(write('d.csv', 'a,b\n1,2\n'))).toBe(
-      'the target column "price" is not in the dataset; its columns are "a", "b"',
+      `the target column "price" is not in the dataset's header (line 1, 2 columns; the agent's log lists them). Does the file start with a header row?`,
     );
+    // A file without a header: its first row would be the "names", so they are never in the message.
+    const headerless = write('h.csv', '35,alice@example.com,1\n41,bob@example.com,0\n');
+    const err = await loadDataset(headerless, { target: 'price', task: 'regression', maxBytes: 1000 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DatasetError);
+    expect((err as DatasetError).message).not.toContain('alice');
+    expect((err as DatasetError).localDetail).toBe(`the header's columns are "35", "alice@example.com", "1"`);
     expect(await failure(write('d.jsonl', '{"a":1}\n'))).toMatch(
       /^the target column "price" is not in the dataset/,
     );
@@ -142,7 +156,7 @@ describe('loadDataset: bad input gets a clear error', () => {
       'line 2 lacks the field "a" that the first line has (ragged rows)',
     );
     expect(await failure(write('d.jsonl', '{"a":1,"price":2}\n{"a":1,"price":3,"b":4}\n'))).toBe(
-      'line 2 has a field "b" that the first line has not (ragged rows)',
+      'line 2 has 1 field(s) that the first line has not (ragged rows)',
     );
   });
 

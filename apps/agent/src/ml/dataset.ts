@@ -14,9 +14,29 @@ import { CsvSyntaxError, parseCsv } from './csv-parser.js';
 
 export type DatasetFormat = 'csv' | 'jsonl';
 
-/** Bad input the user must fix; the message says what and where, and is shown as is. */
+/**
+ * Bad input the user must fix; the message says what and where, and goes to the control plane as
+ * the job's reason, so it never quotes the file's content. `localDetail` may (the header's names,
+ * which are the first row's values when a file has no header): the agent logs it on its own
+ * machine only.
+ */
 export class DatasetError extends Error {
   override readonly name = 'DatasetError';
+  constructor(
+    message: string,
+    readonly localDetail?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A column the header does not have. Its names stay local: in a file without a header they are data. */
+export function missingColumn(what: string, name: string, columns: readonly string[], line: number) {
+  return new DatasetError(
+    `the ${what} column "${name}" is not in the dataset's header (line ${line}, ${columns.length} ` +
+      `column${columns.length === 1 ? '' : 's'}; the agent's log lists them). Does the file start with a header row?`,
+    `the header's columns are ${listColumns(columns)}`,
+  );
 }
 
 export interface DatasetOptions {
@@ -65,7 +85,9 @@ export async function readDatasetText(
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_STRING_TOO_LONG' || err instanceof RangeError)
+      throw new DatasetError(`the dataset (${bytes.length} bytes) is too large to load as one text`);
     throw new DatasetError('the dataset is not UTF-8 text');
   }
   if (text.trim() === '') throw new DatasetError('the dataset file is empty');
@@ -138,6 +160,7 @@ function readCsv(text: string, builder: TableSink): void {
 
 function readJsonLines(text: string, builder: TableSink): void {
   let keys: string[] | null = null;
+  let firstKeys: Set<string> | null = null;
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
@@ -158,6 +181,7 @@ function readJsonLines(text: string, builder: TableSink): void {
     const recordKeys = Object.keys(record);
     if (keys === null) {
       keys = recordKeys;
+      firstKeys = new Set(keys);
       builder.setColumns(keys, lineNo);
     } else {
       const first = keys;
@@ -167,10 +191,12 @@ function readJsonLines(text: string, builder: TableSink): void {
           `line ${lineNo} lacks the field "${absent}" that the first line has (ragged rows)`,
         );
       }
-      const extra = recordKeys.find((k) => !first.includes(k));
-      if (extra !== undefined) {
+      // Every key of the first line is here (above): another key exists exactly when the counts differ.
+      if (recordKeys.length !== first.length) {
+        const extra = recordKeys.find((k) => !firstKeys!.has(k));
         throw new DatasetError(
-          `line ${lineNo} has a field "${extra}" that the first line has not (ragged rows)`,
+          `line ${lineNo} has ${recordKeys.length - first.length} field(s) that the first line has not (ragged rows)`,
+          `the first of them is ${JSON.stringify(extra?.slice(0, 64))}`,
         );
       }
     }
@@ -203,9 +229,7 @@ class DatasetBuilder implements TableSink {
     };
     this.targetIndex = find(target);
     if (this.targetIndex === -1) {
-      throw new DatasetError(
-        `the target column "${target}" is not in the dataset; its columns are ${listColumns(columns)}`,
-      );
+      throw missingColumn('target', target, columns, line);
     }
     const names = this.options.features ?? columns.filter((c) => c !== target);
     if (names.length === 0)
@@ -227,9 +251,7 @@ class DatasetBuilder implements TableSink {
       if (name === target) throw new DatasetError(`the target column "${target}" cannot also be a feature`);
       const at = find(name);
       if (at === -1) {
-        throw new DatasetError(
-          `the feature column "${name}" is not in the dataset; its columns are ${listColumns(columns)}`,
-        );
+        throw missingColumn('feature', name, columns, line);
       }
       return at;
     });
@@ -341,7 +363,7 @@ export function toNumber(raw: unknown, column: string, line: number, what: strin
 
 function toLabel(raw: unknown, column: string, line: number): string {
   let label: string;
-  if (typeof raw === 'string') label = raw.trim();
+  if (typeof raw === 'string') label = canonicalNumber(raw.trim());
   else if (typeof raw === 'boolean' || typeof raw === 'number') label = String(raw);
   else if (raw === null || raw === undefined) throw missing(column, line);
   else
@@ -362,6 +384,18 @@ function sortLabels(labels: string[]): string[] {
   if (labels.every((l) => NUMBER.test(l)))
     return [...labels].sort((a, b) => Number(a) - Number(b) || (a < b ? -1 : 1));
   return [...labels].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+const NUMERIC = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * A label written as a number, in its one canonical form: "2.0", "02" and "2" are one class, as
+ * they are when JSON Lines carries them as numbers (and "-0" is "0"). Other text is left as is.
+ */
+function canonicalNumber(label: string): string {
+  if (!NUMERIC.test(label)) return label;
+  const n = Number(label);
+  return Number.isFinite(n) ? String(n) : label;
 }
 
 function missing(column: string, line: number): DatasetError {

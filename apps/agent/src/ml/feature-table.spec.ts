@@ -56,7 +56,7 @@ describe('loadFeatureTable', () => {
 
   it('refuses a missing column, ragged rows, an empty file and a header without rows', async () => {
     await expect(load(file('m.csv', 'a,b\n1,2\n'), ['a', 'c'])).rejects.toThrow(
-      'the feature column "c" is not in the dataset; its columns are "a", "b"',
+      `the feature column "c" is not in the dataset's header (line 1, 2 columns; the agent's log lists them). Does the file start with a header row?`,
     );
     await expect(load(file('r.csv', 'a,b\n1,2\n3\n'))).rejects.toThrow(
       'line 3 has 1 fields but the header has 2 (ragged rows)',

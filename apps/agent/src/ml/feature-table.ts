@@ -11,7 +11,7 @@ import {
   DatasetError,
   formatFromExtension,
   isNumericCell,
-  listColumns,
+  missingColumn,
   readDatasetText,
   readRows,
   toNumber,
@@ -63,9 +63,7 @@ class FeatureBuilder implements TableSink {
     this.featureIndex = this.named.map((name) => {
       const at = columns.indexOf(name);
       if (at === -1) {
-        throw new DatasetError(
-          `the feature column "${name}" is not in the dataset; its columns are ${listColumns(columns)}`,
-        );
+        throw missingColumn('feature', name, columns, line);
       }
       if (columns.indexOf(name, at + 1) !== -1) {
         throw new DatasetError(`the column "${name}" appears more than once in the header (line ${line})`);

@@ -169,7 +169,7 @@ describe('train', () => {
         () => ({ target: 'churn' }),
         null,
         DatasetError,
-        /^the target column "churn" is not in the dataset; its columns are "tenure", "monthly_spend", "churned"$/,
+        /^the target column "churn" is not in the dataset's header \(line 1, 3 columns; the agent's log lists them\)/,
       ],
       [
         'non-numeric values',

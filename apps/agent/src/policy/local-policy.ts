@@ -11,6 +11,7 @@ import { z } from 'zod';
 
 export const POLICY_FILE_NAME = 'policy.json';
 export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
+export const MAX_DATASET_BYTES = 2 ** 29 - 24;
 export const DEFAULT_SERVE = Object.freeze({
   host: '127.0.0.1',
   port: 8600,
@@ -103,11 +104,15 @@ const PolicyFile = z
   .object({
     dataRoots: z.array(absolutePath).max(64).default([]),
     artifactRoot: absolutePath.nullable().default(null),
+    // A dataset is read whole, as one string: V8's longest is 2^29 - 24 characters (Node 20).
     maxDatasetBytes: z
       .number()
       .int()
       .positive()
-      .max(Number.MAX_SAFE_INTEGER)
+      .max(
+        MAX_DATASET_BYTES,
+        `at most ${MAX_DATASET_BYTES} (about 512 MiB): a dataset is read into memory whole`,
+      )
       .default(DEFAULT_MAX_DATASET_BYTES),
     serve: z
       .object({
