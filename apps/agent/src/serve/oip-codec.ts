@@ -200,7 +200,7 @@ const INT_RANGES = {
 const FP16_MAX = 65504;
 const MAX_DIM = 2 ** 31 - 1;
 /** onnxruntime's string tensors are C strings: a NUL would cut the element short, silently. */
-export const NO_NUL = 'a string without NUL characters (onnxruntime string tensors cannot hold them)';
+const NO_NUL = 'a string without NUL characters (onnxruntime string tensors cannot hold them)';
 
 // Plain indexed loops into a preallocated array: TypedArray.from with a map function is an order
 // of magnitude slower, and this runs once per element of every request.

@@ -93,7 +93,6 @@ function keyFromSeed(seed: string, prefix: 'O' | 'A', what: string): KeyPair {
   return kp;
 }
 
-/** Checks that a key an agent sent us is a well-formed user public key (U…, valid checksum). */
 /** Whether `publicKey` is an nkey user public key: the right prefix and a valid checksum. */
 export function isUserPublicKey(publicKey: string): boolean {
   try {
@@ -103,6 +102,7 @@ export function isUserPublicKey(publicKey: string): boolean {
   }
 }
 
+/** Checks that a key an agent sent us is a well-formed user public key (U…, valid checksum). */
 function userPublicKey(publicKey: string): string {
   if (!isUserPublicKey(publicKey)) throw new Error('agent public key must be an nkey user public key (U…)');
   return publicKey;
