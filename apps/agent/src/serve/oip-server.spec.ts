@@ -624,6 +624,14 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
       status: 400,
       body: { error: 'content-encoding br is not supported; send gzip, deflate or identity' },
     });
+    // A name that is a key of every JavaScript object is no encoding either.
+    const proto = await call('POST', '/v2/models/linear/infer', JSON.stringify(valid), {
+      'content-encoding': 'constructor',
+    });
+    expect(proto).toMatchObject({
+      status: 400,
+      body: { error: 'content-encoding constructor is not supported; send gzip, deflate or identity' },
+    });
   });
 
   it('503 with Retry-After when the bytes of requests in flight would pass the budget', async () => {

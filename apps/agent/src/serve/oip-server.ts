@@ -171,7 +171,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     try {
       repository.check(name, version); // refuse an unknown or unready model before reading its body
       const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
-      if (!(encoding in DECODERS)) {
+      if (!DECODERS.has(encoding)) {
         throw badRequest(
           `content-encoding ${encoding.slice(0, 32)} is not supported; send gzip, deflate or identity`,
         );
@@ -391,20 +391,18 @@ function readBody(req: http.IncomingMessage, limit: number, held: HeldBytes): Pr
   });
 }
 
-const inflate = {
-  gzip: promisify(zlib.gunzip),
-  deflate: promisify(zlib.inflate),
-};
-const DECODERS: Readonly<Record<string, typeof inflate.gzip | null>> = {
-  identity: null,
-  gzip: inflate.gzip,
-  'x-gzip': inflate.gzip,
-  deflate: inflate.deflate,
-};
+const gunzip = promisify(zlib.gunzip);
+/** The content encodings taken, by name (a Map: a header value must not match a prototype key). */
+const DECODERS = new Map([
+  ['identity', null],
+  ['gzip', gunzip],
+  ['x-gzip', gunzip],
+  ['deflate', promisify(zlib.inflate)],
+]);
 
 /** The body decompressed (off the event loop, in libuv's pool), held and bounded like any body. */
 async function decode(encoding: string, raw: Buffer, limit: number, held: HeldBytes): Promise<Buffer> {
-  const decoder = DECODERS[encoding];
+  const decoder = DECODERS.get(encoding);
   if (!decoder) return raw;
   let body: Buffer;
   try {
