@@ -24,7 +24,8 @@ import { recordedFeatureNames, type VerifiedModel } from '../serve/model-file.js
 import { loadModelSession, type ModelSession, type TensorSpec } from '../serve/model-session.js';
 import { halfToFloat } from '../serve/oip-codec.js';
 import { DatasetError, listColumns } from './dataset.js';
-import { loadFeatureTable, type FeatureTable } from './feature-table.js';
+import type { FeatureTable } from './feature-table.js';
+import { loadFeatureTableOffThread } from './table-loader.js';
 
 export const PREDICTIONS_FILE = 'predictions.jsonl';
 const DEFAULT_BATCH_ROWS = 1024;
@@ -57,11 +58,11 @@ export async function batchPredict(
   try {
     const input = modelInput(session);
     const features = spec.features ?? recordedFeatureNames(ctx.model.metadata) ?? undefined;
-    const table = await loadFeatureTable(ctx.inputPath, {
-      features,
-      format: spec.input.format,
-      maxBytes: ctx.policy.maxDatasetBytes,
-    });
+    const table = await loadFeatureTableOffThread(
+      ctx.inputPath,
+      { features, format: spec.input.format, maxBytes: ctx.policy.maxDatasetBytes },
+      { signal: ctx.signal },
+    );
     checkWidth(input, table, spec.features !== undefined);
     ctx.logger.info(
       { rows: table.rows, features: table.featureNames.length, sha256: table.fingerprint.sha256 },

@@ -29,6 +29,12 @@ describe('parseCsv', () => {
     ]);
   });
 
+  it('reads a field of many thousand doubled quotes whole, in order', () => {
+    const inner = Array.from({ length: 20_000 }, (_, k) => `${k}""`).join('');
+    const [[fields]] = records(`"${inner}",end\n`);
+    expect(fields).toEqual([inner.replaceAll('""', '"'), 'end']);
+  });
+
   it('reports malformed quoting with the line', () => {
     expect(() => records('a,b\n1,"open\n2,3\n')).toThrow(
       new CsvSyntaxError(2, 'a quoted field is never closed'),

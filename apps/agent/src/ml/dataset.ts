@@ -161,10 +161,14 @@ function readCsv(text: string, builder: TableSink): void {
 function readJsonLines(text: string, builder: TableSink): void {
   let keys: string[] | null = null;
   let firstKeys: Set<string> | null = null;
-  const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const lineNo = i + 1;
-    const raw = lines[i].trim();
+  // Line by line with indexOf, not split(): an array of every line of a large file held them all.
+  let lineNo = 0;
+  for (let at = 0; at < text.length;) {
+    const end = text.indexOf('\n', at);
+    const stop = end === -1 ? text.length : end;
+    const raw = text.slice(at, stop).trim(); // and the \r of a CRLF
+    at = stop + 1;
+    lineNo++;
     if (raw === '') continue;
     let value: unknown;
     try {

@@ -21,8 +21,8 @@ import { artifactPathFor, resolveDatasetUri, type LocalPolicy } from '../policy/
 import { AGENT_VERSION } from '../version.js';
 import { denseSignature, describeArtifact } from './artifacts.js';
 import { ensureBackend, selectBackend, type ModuleImporter } from './backend.js';
-import { loadDataset } from './dataset.js';
 import { exportOnnx } from './onnx-export.js';
+import { loadDatasetOffThread } from './table-loader.js';
 import { directorySaver, MODEL_JSON, WEIGHTS_BIN } from './tfjs-save.js';
 import { TrainError, trainModel } from './trainer.js';
 
@@ -55,13 +55,17 @@ export async function train(input: TrainSpecInput, ctx: TrainJobContext): Promis
   const attemptDir = path.dirname(onnxPath);
   try {
     const tfjsDir = artifactPathFor(policy, ctx.jobId, ctx.attemptId, TFJS_DIR);
-    const data = await loadDataset(dataset.path, {
-      target: spec.target,
-      features: spec.features,
-      task: spec.task,
-      format: spec.dataset.format,
-      maxBytes: policy.maxDatasetBytes,
-    });
+    const data = await loadDatasetOffThread(
+      dataset.path,
+      {
+        target: spec.target,
+        features: spec.features,
+        task: spec.task,
+        format: spec.dataset.format,
+        maxBytes: policy.maxDatasetBytes,
+      },
+      { signal: ctx.signal },
+    );
     log.info(
       {
         rows: data.rows,

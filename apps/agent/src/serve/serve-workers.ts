@@ -15,8 +15,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import net, { type AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtScript } from '../built-script.js';
 import type { LogLevel } from '../config/config.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { ExecutionProvider } from './model-session.js';
@@ -83,7 +82,7 @@ export class ServeWorkers {
   /** Starts every worker; the port they share. */
   async start(): Promise<number> {
     cluster.setupPrimary({
-      exec: this.options.workerScript ?? defaultWorkerScript(),
+      exec: this.options.workerScript ?? builtScript(import.meta.url, 'serve-worker.js'),
       serialization: 'advanced',
     });
     // The files once here, before any worker starts: one ServeTlsError, not one failed init per worker.
@@ -307,13 +306,4 @@ function freePort(host: string): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
-}
-
-/** serve-worker.js beside this module; under jest, which runs the TypeScript sources, the build's. */
-function defaultWorkerScript(): string {
-  const here = fileURLToPath(import.meta.url);
-  const dir = path.dirname(here);
-  return here.endsWith('.ts')
-    ? path.join(dir, '..', '..', 'dist', 'serve', 'serve-worker.js')
-    : path.join(dir, 'serve-worker.js');
 }
