@@ -9,6 +9,7 @@ import rateLimit from '@fastify/rate-limit';
 import { AppModule } from './app.module.js';
 import { AuthService } from './platform/auth/auth.service.js';
 import { requestError } from './platform/errors/error-formatter.js';
+import { CanonicalIdsPipe } from './platform/graphql/canonical-ids.pipe.js';
 import type { Config } from './config/config.js';
 import { FleetService } from './modules/fleet/fleet.service.js';
 import { AgentMessagesConsumer } from './modules/jobs/agent-messages.consumer.js';
@@ -39,7 +40,10 @@ export async function startServer(
   });
   const log = app.get<Logger>(LOGGER);
   app.useLogger(new NestPinoLogger(log.child({ component: 'nest' })));
-  app.useGlobalPipes(new ValidationPipe({ transform: true, forbidUnknownValues: false }));
+  app.useGlobalPipes(
+    new CanonicalIdsPipe(),
+    new ValidationPipe({ transform: true, forbidUnknownValues: false }),
+  );
   app.enableShutdownHooks();
   const fastify = app.getHttpAdapter().getInstance();
   fastify.addHook('onRequest', (req, reply, done) => {

@@ -600,6 +600,32 @@ describe('authorization matrix', () => {
     }
   });
 
+  it('takes a project id written in capitals as the same project, for a project-bound role', async () => {
+    const upper = ids.ownProject.projectId.toUpperCase();
+    const { submitJob } = await clients.project.ml_engineer.ok<{ submitJob: { projectId: string } }>(
+      `mutation($p: ID) { submitJob(input: { kind: COMMAND, command: ["true"], projectId: $p,
+        agentSelector: { labels: [{ key: "pool", value: "none" }] } }) { projectId } }`,
+      { p: upper },
+    );
+    expect(submitJob.projectId).toBe(ids.ownProject.projectId);
+    const { jobs } = await clients.project.ml_engineer.ok<{
+      jobs: { edges: { node: { projectId: string } }[] };
+    }>(`query($p: ID) { jobs(first: 50, filter: { projectId: $p }) { edges { node { projectId } } } }`, {
+      p: upper,
+    });
+    expect(jobs.edges.length).toBeGreaterThan(0);
+    expect(new Set(jobs.edges.map((e) => e.node.projectId))).toEqual(new Set([ids.ownProject.projectId]));
+    // Still only that project: another one's id in capitals is refused as before.
+    expect(
+      (
+        await clients.project.ml_engineer.request(
+          `mutation($p: ID) { submitJob(input: { kind: COMMAND, command: ["true"], projectId: $p }) { id } }`,
+          { p: ids.otherProject.projectId.toUpperCase() },
+        )
+      ).errors?.[0]?.extensions?.code,
+    ).toBe('FORBIDDEN');
+  });
+
   it('audits every denial, the guard’s and the services’', async () => {
     const since = new Date(Date.now() - 1).toISOString();
     expect(await outcome(clients.organization.viewer, MATRIX.submitJob, 'ownProject')).toBe('FORBIDDEN');

@@ -178,6 +178,62 @@ describe('arguments each operation must check', () => {
     );
   });
 
+  it('refuses a job with no program, or an env name or selector label given twice', async () => {
+    const submit = `mutation($i: SubmitJobInput!) { submitJob(input: $i) { id } }`;
+    const seen = await expectRefused('BAD_USER_INPUT', [
+      [submit, { i: { kind: 'COMMAND', command: ['', 'arg'] } }],
+      [submit, { i: { kind: 'COMMAND', command: ['  '] } }],
+      [
+        submit,
+        {
+          i: {
+            kind: 'COMMAND',
+            command: ['env'],
+            env: [
+              { name: 'A', value: '1' },
+              { name: 'A', value: '2' },
+            ],
+          },
+        },
+      ],
+      [
+        submit,
+        {
+          i: {
+            kind: 'COMMAND',
+            command: ['true'],
+            agentSelector: {
+              labels: [
+                { key: 'zone', value: 'a' },
+                { key: 'zone', value: 'b' },
+              ],
+            },
+          },
+        },
+      ],
+    ]);
+    expect(seen.map((s) => s.message)).toEqual([
+      'command[0] must name a program',
+      'command[0] must name a program',
+      expect.stringContaining('env names must be unique'),
+      expect.stringContaining('agentSelector label keys must be unique'),
+    ]);
+    // An empty argument after the program is the user's to pass.
+    const ok = await admin.request(
+      `mutation { submitJob(input: { kind: COMMAND, command: ["echo", ""] }) { id } }`,
+    );
+    expect(ok.errors).toBeUndefined();
+  });
+
+  it('refuses a model file size that is not a whole number of bytes', async () => {
+    const [seen] = await expectRefused('BAD_USER_INPUT', [
+      [
+        `mutation { registerModelVersion(input: { modelName: "m", uri: "file:///a/m.onnx", sha256: "${'a'.repeat(64)}", sizeBytes: 1.5 }) { id } }`,
+      ],
+    ]);
+    expect(seen.message).toContain('sizeBytes must be a whole number of bytes');
+  });
+
   it('takes DateTime values only as RFC 3339 strings that Postgres can store', async () => {
     const seen = await expectRefused('GRAPHQL_VALIDATION_FAILED', [
       [`{ usageReport(from: 5, to: "2026-11-21T00:00:00Z") { currency } }`],

@@ -74,6 +74,9 @@ describe('TrainSpec', () => {
     expect(issues({ task: 'binary', model: { type: 'logistic' }, features: ['a', 'y'] })).toEqual([
       'features: the target column cannot also be a feature',
     ]);
+    expect(issues({ task: 'binary', model: { type: 'logistic' }, features: ['a', 'b', 'a'] })).toEqual([
+      'features: names a column more than once',
+    ]);
     expect(issues({ task: 'binary', model: { type: 'mlp', hiddenLayers: [] } })).toHaveLength(1);
     expect(issues({ task: 'binary', model: { type: 'mlp', hiddenLayers: [4], dropout: 0.5 } })).toHaveLength(
       1,

@@ -64,7 +64,12 @@ export const TrainSpec = z
       .strict(),
     target: columnName,
     /** The feature columns; absent means every column but the target. */
-    features: z.array(columnName).min(1).max(TRAIN_LIMITS.maxFeatures).optional(),
+    features: z
+      .array(columnName)
+      .min(1)
+      .max(TRAIN_LIMITS.maxFeatures)
+      .refine((names) => new Set(names).size === names.length, 'names a column more than once')
+      .optional(),
     task: TrainTask,
     model: ModelSpec,
     epochs: z.number().int().min(1).max(TRAIN_LIMITS.maxEpochs).default(20),

@@ -2,6 +2,7 @@ import { Field, Float, ID, InputType, Int, ObjectType, registerEnumType } from '
 import {
   ArrayMaxSize,
   ArrayMinSize,
+  ArrayUnique,
   IsInt,
   IsNotEmpty,
   IsOptional,
@@ -224,6 +225,7 @@ export class AgentSelectorInput {
   @ValidateNested({ each: true })
   @Type(() => LabelInput)
   @ArrayMaxSize(32)
+  @ArrayUnique((l: LabelInput) => l?.key, { message: 'agentSelector label keys must be unique' })
   labels?: LabelInput[];
 }
 
@@ -261,6 +263,7 @@ export class SubmitJobInput {
   @ValidateNested({ each: true })
   @Type(() => EnvVarInput)
   @ArrayMaxSize(256)
+  @ArrayUnique((e: EnvVarInput) => e?.name, { message: 'env names must be unique' })
   env?: EnvVarInput[];
 
   @Field(() => Int, { nullable: true, defaultValue: 3600 })

@@ -194,6 +194,8 @@ export class JobsService {
     switch (input.kind) {
       case JobKind.COMMAND:
         if (!input.command) throw new InvalidInputError('command is required for COMMAND jobs');
+        // Arguments may be empty; the program may not (the agent could only fail to start it).
+        if (input.command[0].trim() === '') throw new InvalidInputError('command[0] must name a program');
         return { command: input.command, spec: null };
       case JobKind.TRAIN: {
         if (!input.train) throw new InvalidInputError('train is required for TRAIN jobs');

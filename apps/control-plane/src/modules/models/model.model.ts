@@ -121,7 +121,8 @@ export class RegisterModelVersionInput {
   @Field()
   @Matches(/^[0-9a-f]{64}$/, { message: 'sha256 must be 64 lowercase hex characters' })
   sha256!: string;
-  @Field(() => Float)
+  @Field(() => Float, { description: 'A whole number of bytes (Float only to go past 2^31).' })
+  @IsInt({ message: 'sizeBytes must be a whole number of bytes' })
   @Min(1)
   @Max(Number.MAX_SAFE_INTEGER)
   sizeBytes!: number;
