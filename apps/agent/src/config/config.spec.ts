@@ -23,6 +23,7 @@ describe('parseRunConfig', () => {
         dataRoots: [],
         artifactRoot: null,
         maxDatasetBytes: 256 * 1024 * 1024,
+        commandJobs: true,
         serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
         metrics: { host: '127.0.0.1', port: null, tls: null },
       },

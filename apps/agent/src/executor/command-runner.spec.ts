@@ -211,4 +211,47 @@ describe('startCommand', () => {
     expect(result.outcome).toBe('SUCCEEDED');
     expect(Date.now() - started).toBeLessThan(8000);
   });
+
+  it('keeps the outcome of a command that exited when a timeout, cancel or stop comes after it', async () => {
+    // The main process exits 0 at once; a process in a session of its own keeps stdout open for
+    // 1.5 s, so the run settles only then, and the timeout (1 s), a cancel or a stop land before.
+    const lingering = ['sh', '-c', 'setsid sleep 1.5 & echo done'];
+    const timedOut = startCommand(spec(lingering, { timeoutSeconds: 1 }), () => undefined);
+    const cancelled = startCommand(spec(lingering), () => undefined);
+    const stopped = startCommand(spec(lingering), () => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    cancelled.cancel(5);
+    stopped.kill('agent stopping');
+    for (const run of [timedOut, cancelled, stopped]) {
+      expect(await run.done).toEqual({ outcome: 'SUCCEEDED', exitCode: 0, signal: null, reason: null });
+    }
+  });
+
+  it('fails, without throwing, when the working directory cannot be made', async () => {
+    const blocked = spec(['true']);
+    fs.mkdirSync(path.dirname(blocked.cwd), { recursive: true });
+    fs.writeFileSync(blocked.cwd, 'a file where the directory should be');
+    const run = startCommand({ ...blocked, cwd: path.join(blocked.cwd, 'job') }, () => undefined);
+    expect(run.pid).toBeUndefined();
+    expect(await run.done).toEqual({
+      outcome: 'FAILED',
+      exitCode: null,
+      signal: null,
+      reason: "cannot create the job's working directory or log: ENOTDIR",
+    });
+    run.cancel(1); // nothing to stop: no effect
+  });
+
+  it('stops the log file at its limit and says so, while every line still reaches the tail', async () => {
+    const out = collect();
+    const s = spec(['sh', '-c', 'for i in $(seq 1 200); do echo "line $i of the output"; done'], {});
+    const result = await startCommand(s, out.onLine, 1000).done;
+    expect(result.outcome).toBe('SUCCEEDED');
+    const log = fs.readFileSync(s.logFile, 'utf8');
+    expect(log.startsWith('line 1 of the output\n')).toBe(true);
+    expect(log).toContain("\n[hearth-agent: the log stops here, at 1000 bytes; the job's output goes on]\n");
+    expect(Buffer.byteLength(log)).toBeLessThan(1100);
+    expect(out.lines.map((l) => l.text)).toHaveLength(200);
+    expect(out.lines.at(-1)?.text).toBe('line 200 of the output');
+  });
 });

@@ -1,11 +1,14 @@
 /**
  * Runs a `command` job: no shell, its own process group (so a timeout or cancel reaches every
  * process it started), stdin closed, the full output appended to a log file and each line handed
- * to onLine. Never throws: a command that cannot start is a FAILED result with a short reason.
+ * to onLine (the file stops at maxLogBytes). Never throws: a command that cannot start, or whose
+ * working directory cannot be made, is a FAILED result with a short reason.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { finished } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobOutcome } from '@hearth/contracts';
 import { LineSplitter } from './line-splitter.js';
 import type { OutputStream } from './log-tail.js';
@@ -45,15 +48,26 @@ export interface CommandRun {
 
 /** After the main process exits, how long its output pipes may stay open before we stop reading. */
 const CLOSE_GRACE_MS = 5000;
+/** The full log on disk stops here (the tail still flows): a chatty job must not fill the disk. */
+export const MAX_LOG_FILE_BYTES = 1024 ** 3;
+const LOG_FLUSH_WAIT_MS = 5000;
 
 export function startCommand(
   spec: CommandSpec,
   onLine: (stream: OutputStream, text: string) => void,
+  maxLogBytes = MAX_LOG_FILE_BYTES,
 ): CommandRun {
-  fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
-  fs.mkdirSync(path.dirname(spec.logFile), { recursive: true, mode: 0o700 });
+  try {
+    fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.dirname(spec.logFile), { recursive: true, mode: 0o700 });
+  } catch (err) {
+    // A full disk or a broken data dir: the attempt is claimed, so it must still get an outcome.
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    return notStarted(`cannot create the job's working directory or log: ${code}`);
+  }
   const log = fs.createWriteStream(spec.logFile, { flags: 'a', mode: 0o600 });
-  log.on('error', () => undefined); // a full disk must not crash the agent; the tail still flows
+  let logBytes = 0;
+  let logFailed = false;
 
   const [file, ...args] = spec.command;
   const child = spawn(file, args, {
@@ -72,11 +86,30 @@ export function startCommand(
   let resolveDone!: (result: CommandResult) => void;
   const done = new Promise<CommandResult>((resolve) => (resolveDone = resolve));
 
+  // Backpressure: while the log file is behind, both pipes pause and the job blocks on its
+  // writes, instead of its output piling up in the agent's memory.
+  const pipes = [child.stdout, child.stderr];
+  const resume = () => pipes.forEach((pipe) => pipe.resume());
+  log.on('drain', resume);
+  // A full disk must not crash the agent, nor hold the job: the log stops, the tail still flows.
+  log.on('error', () => {
+    logFailed = true;
+    resume();
+  });
+  const writeLog = (chunk: Buffer) => {
+    if (logFailed || logBytes >= maxLogBytes) return;
+    logBytes += chunk.length;
+    const full = logBytes >= maxLogBytes;
+    const behind = !log.write(full ? chunk.subarray(0, chunk.length - (logBytes - maxLogBytes)) : chunk);
+    if (full)
+      log.write(`\n[hearth-agent: the log stops here, at ${maxLogBytes} bytes; the job's output goes on]\n`);
+    else if (behind) pipes.forEach((pipe) => pipe.pause());
+  };
   const splitters = (['stdout', 'stderr'] as const).map((stream) => {
     const splitter = new LineSplitter((text) => onLine(stream, text));
     const pipe = child[stream];
     pipe.on('data', (chunk: Buffer) => {
-      log.write(chunk);
+      writeLog(chunk);
       splitter.push(chunk);
     });
     pipe.on('error', () => undefined);
@@ -93,7 +126,8 @@ export function startCommand(
   };
 
   const terminate = (outcome: JobOutcome, reason: string, graceSeconds: number) => {
-    if (settled || stopping) return;
+    // Once the main process has exited the job is over, however it ends: its outcome stands.
+    if (settled || stopping || exit) return;
     stopping = { outcome, reason };
     signalGroup('SIGTERM');
     killTimer = setTimeout(() => signalGroup('SIGKILL'), graceSeconds * 1000);
@@ -115,8 +149,11 @@ export function startCommand(
     clearTimeout(killTimer);
     clearTimeout(closeTimer);
     for (const splitter of splitters) splitter.end();
-    log.end();
-    resolveDone(result);
+    // Done means the log is on disk too (a disk that hangs holds the result a few seconds at most).
+    const flushed = finished(log.end()).catch(() => undefined);
+    void Promise.race([flushed, sleep(LOG_FLUSH_WAIT_MS, undefined, { ref: false })]).then(() =>
+      resolveDone(result),
+    );
   };
 
   const classify = (code: number | null, signal: NodeJS.Signals | null): CommandResult => {
@@ -138,6 +175,7 @@ export function startCommand(
 
   child.on('exit', (code, signal) => {
     exit = { code, signal };
+    clearTimeout(timeoutTimer);
     // The job is over when its main process is: whatever it left behind in its group goes too.
     signalGroup('SIGKILL');
     closeTimer = setTimeout(() => {
@@ -156,9 +194,19 @@ export function startCommand(
     done,
     cancel: (graceSeconds, reason = 'cancelled') => terminate('CANCELLED', reason, graceSeconds),
     kill: (reason) => {
-      if (settled) return;
+      if (settled || exit) return; // exited: the group was killed then, and the outcome stands
       stopping ??= { outcome: 'RELEASED', reason };
       signalGroup('SIGKILL');
     },
+  };
+}
+
+/** A run that never started: FAILED at once, with the reason. */
+function notStarted(reason: string): CommandRun {
+  return {
+    pid: undefined,
+    done: Promise.resolve({ outcome: 'FAILED', exitCode: null, signal: null, reason }),
+    cancel: () => undefined,
+    kill: () => undefined,
   };
 }

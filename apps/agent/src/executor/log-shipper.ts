@@ -1,9 +1,11 @@
 /**
  * Sends a job's log tail up in batches about every 250 ms. Each batch is retried a few times
  * (same seq, so the stream deduplicates); a batch that still fails is counted as dropped and
- * reported in the next batch's `dropped`, never silently lost.
+ * reported in the next batch's `dropped`, never silently lost. A batch the egress guard refuses
+ * is a bug, not a hiccup: logged, counted as dropped, never retried.
  */
 import { backoffDelay, sleep } from '../connection/backoff.js';
+import { EgressRefusedError } from '../egress/guard.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { LogTail, TailBatch } from './log-tail.js';
 
@@ -39,20 +41,40 @@ export class LogShipper {
     while (await sleep(this.options.intervalMs ?? 250, this.ticking.signal)) await this.flush();
   }
 
+  /**
+   * Sends the lines waiting when it starts, and no more. A failed batch comes back as a drop
+   * count, so "until take() is null" would never end while sends fail; and after a forced stop
+   * (no backoff, a closed connection rejecting at once) it would spin without ever yielding to a
+   * timer. So under a forced stop the first failure ends it: what is left counts as dropped.
+   */
   private async flush(): Promise<void> {
-    for (let batch = this.options.tail.take(); batch; batch = this.options.tail.take()) {
-      await this.sendOne(batch);
-    }
+    const { tail, signal, logger } = this.options;
+    let left = tail.pendingLines;
+    do {
+      const batch = tail.take();
+      if (!batch) return;
+      left -= batch.lines.length;
+      if (!(await this.sendOne(batch)) && signal.aborted) {
+        const lost = tail.dropPending();
+        if (lost > 0) logger.warn({ lost }, 'log lines not sent: agent stopping');
+        return;
+      }
+    } while (left > 0);
   }
 
-  private async sendOne(batch: TailBatch): Promise<void> {
+  /** False when the batch could not be sent; its lines then count as dropped. */
+  private async sendOne(batch: TailBatch): Promise<boolean> {
     const seq = this.seq++;
     const attempts = this.options.attempts ?? 3;
     for (let i = 0; i < attempts; i++) {
       try {
         await this.options.send(batch, seq);
-        return;
+        return true;
       } catch (err) {
+        if (err instanceof EgressRefusedError) {
+          this.options.logger.error({ err: err.message, seq }, 'log batch refused by the egress guard');
+          break;
+        }
         this.options.logger.warn({ err: errorMessage(err), seq, try: i + 1 }, 'log batch not acknowledged');
         if (
           i + 1 < attempts &&
@@ -63,5 +85,6 @@ export class LogShipper {
       }
     }
     this.options.tail.restore(batch);
+    return false;
   }
 }

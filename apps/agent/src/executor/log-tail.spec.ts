@@ -1,6 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { JobLog, LOG_TAIL } from '@hearth/contracts';
-import { LineSplitter } from './line-splitter.js';
+import { encode, JobLog, LOG_TAIL, MAX_MESSAGE_BYTES } from '@hearth/contracts';
 import { LogTail, truncateLine, type TailBatch } from './log-tail.js';
 
 function clock(start = 1_000_000) {
@@ -92,24 +91,41 @@ describe('LogTail', () => {
     expect(tail.take()).toBeNull();
     expect(tail.totalDropped).toBe(2);
   });
-});
 
-describe('LineSplitter', () => {
-  it('splits across chunks, keeps multi-byte characters whole and strips CR', () => {
-    const lines: string[] = [];
-    const splitter = new LineSplitter((l) => lines.push(l));
-    const bytes = Buffer.from('héllo\r\nwörld\nlast');
-    for (let i = 0; i < bytes.length; i++) splitter.push(bytes.subarray(i, i + 1));
-    splitter.end();
-    expect(lines).toEqual(['héllo', 'wörld', 'last']);
+  it('keeps each batch under the message size, whatever the lines encode to', () => {
+    const bar = '█'.repeat(1000); // 3 bytes each in UTF-8
+    const control = Array.from({ length: 1024 }, (_, i) => String.fromCharCode(1 + (i % 31))).join('');
+    const pushed = [...Array.from({ length: 60 }, (_, i) => `${bar} ${i}`), ...Array(60).fill(control)];
+    const tail = new LogTail({ burst: 1000, maxPending: 1000 });
+    for (const text of pushed) tail.push('stderr', text);
+    const batches = drain(tail);
+    expect(batches.flatMap((b) => b.lines.map((l) => l.text))).toEqual(pushed);
+    // Each with the envelope at its largest: a 16-digit fencing token, 10-digit seq and drop count.
+    const big = Number.MAX_SAFE_INTEGER;
+    const int32 = 2 ** 31 - 1;
+    for (const batch of batches) {
+      const message = {
+        type: 'job.log',
+        v: 1,
+        ...ref,
+        fencingToken: big,
+        ...batch,
+        seq: int32,
+        dropped: int32,
+      } as const;
+      expect(encode(JobLog, message).byteLength).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    }
+    expect(batches.length).toBeGreaterThan(3);
   });
 
-  it('cuts a line that never ends instead of buffering it forever', () => {
-    const lines: string[] = [];
-    const splitter = new LineSplitter((l) => lines.push(l), 100);
-    splitter.push(Buffer.from('x'.repeat(250)));
-    expect(lines).toEqual(['x'.repeat(100), 'x'.repeat(100)]);
-    splitter.end();
-    expect(lines[2]).toBe('x'.repeat(50));
+  it('gives up lines it will not send as dropped', () => {
+    const tail = new LogTail();
+    tail.push('stdout', 'one');
+    tail.push('stdout', 'two');
+    expect(tail.pendingLines).toBe(2);
+    expect(tail.dropPending()).toBe(2);
+    expect(tail.pendingLines).toBe(0);
+    expect(tail.take()).toEqual({ lines: [], dropped: 2 });
+    expect(tail.totalDropped).toBe(2);
   });
 });

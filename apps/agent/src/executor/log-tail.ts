@@ -2,9 +2,9 @@
  * The bounded, rate-limited tail of a job's output that may go up to the control plane (the full
  * log stays on disk). A token bucket admits lines; lines over the rate or over the pending cap
  * are dropped and counted, long lines are truncated, and batches never exceed the contract's
- * LOG_TAIL bounds.
+ * LOG_TAIL bounds nor its message size.
  */
-import { clipText, LOG_TAIL } from '@hearth/contracts';
+import { clipText, INT32_MAX, LOG_TAIL, MAX_MESSAGE_BYTES } from '@hearth/contracts';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -35,6 +35,13 @@ export const DEFAULT_LOG_TAIL: LogTailOptions = {
   maxPending: 400,
   now: Date.now,
 };
+
+/**
+ * Encoded bytes a batch's lines may take. The cap is on bytes, not characters: a line of 1024
+ * units is up to 3 KiB in UTF-8 (U+2588 bars, CJK) or 6 KiB of JSON escapes (control characters),
+ * so 50 of them can pass 64 KiB. The rest is room for the envelope (ids, seq, dropped).
+ */
+const LINES_BUDGET_BYTES = MAX_MESSAGE_BYTES - 8 * 1024;
 
 /** A line as the tail carries it: at most `max` characters, NUL and broken UTF-16 replaced (U+FFFD). */
 export function truncateLine(text: string, max: number = LOG_TAIL.maxLineChars): string {
@@ -68,9 +75,18 @@ export class LogTail {
   /** The next batch to send, or null when there is nothing (no lines and nothing dropped). */
   take(): TailBatch | null {
     if (this.pending.length === 0 && this.dropped === 0) return null;
-    const lines = this.pending.splice(0, LOG_TAIL.maxLinesPerMessage);
-    const dropped = this.dropped;
-    this.dropped = 0;
+    // At least one line per batch: one clipped line is at most ~6 KiB encoded, so it always fits.
+    let count = 0;
+    let bytes = 2; // the array's brackets
+    while (count < this.pending.length && count < LOG_TAIL.maxLinesPerMessage) {
+      bytes += Buffer.byteLength(JSON.stringify(this.pending[count])) + 1; // and a comma
+      if (count > 0 && bytes > LINES_BUDGET_BYTES) break;
+      count++;
+    }
+    const lines = this.pending.splice(0, count);
+    // A count past what the control plane stores goes in the next batch (billions: `yes` offline).
+    const dropped = Math.min(this.dropped, INT32_MAX);
+    this.dropped -= dropped;
     return { lines, dropped };
   }
 
@@ -78,6 +94,19 @@ export class LogTail {
   restore(batch: TailBatch): void {
     this.dropped += batch.dropped;
     this.addDropped(batch.lines.length);
+  }
+
+  /** Counts every line still waiting as dropped (the shipper gave up on them); returns how many. */
+  dropPending(): number {
+    const count = this.pending.length;
+    this.pending = [];
+    this.addDropped(count);
+    return count;
+  }
+
+  /** Lines waiting to be sent. */
+  get pendingLines(): number {
+    return this.pending.length;
   }
 
   private addDropped(count: number): void {

@@ -91,6 +91,21 @@ describe('verifyJob', () => {
     expect(await reason(serveJob(goodModel), noArtifacts)).toMatch(/so no model may be loaded/);
   });
 
+  it('refuses command jobs where the policy turns them off, and only them', async () => {
+    const noCommands = parseLocalPolicy(
+      { dataRoots: [dataRoot], artifactRoot, commandJobs: false },
+      filePath,
+    );
+    expect(await reason(jobDispatch({ kind: 'command', command: ['true'] }), noCommands)).toBe(
+      'this agent\'s local policy does not allow command jobs ("commandJobs": false in policy.json); ' +
+        'it runs train, batch_predict and serve jobs only',
+    );
+    expect(await verifyJob(trainJob(dataset), noCommands)).toMatchObject({ ok: true });
+    expect(() => parseLocalPolicy({ commandJobs: 'no' }, filePath)).toThrow(
+      /invalid at commandJobs: Invalid input: expected boolean/,
+    );
+  });
+
   it('refuses a model outside the artifact root, with another sha256, or not ONNX', async () => {
     const stray = path.join(dataRoot, 'stray.onnx');
     fs.writeFileSync(stray, modelBytes);

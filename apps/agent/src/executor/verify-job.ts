@@ -1,7 +1,7 @@
 /**
  * Verify before run: a job is checked against the customer's local policy before it is claimed,
  * so that nothing starts (and the control plane is not told it did) for a job this machine must
- * not run. Checks: datasets inside the data roots; an artifact root for the kinds that write;
+ * not run. Checks: command jobs allowed at all; datasets inside the data roots; an artifact root for the kinds that write;
  * models inside the artifact root, with the sha256 the job pins, and decodable as ONNX. A refusal
  * carries a reason for the user; the model bytes that passed are the ones the job then loads.
  */
@@ -36,6 +36,12 @@ export async function verifyJob(job: JobDispatch, policy: LocalPolicy): Promise<
 async function verify(job: JobDispatch, policy: LocalPolicy): Promise<VerifiedJob> {
   switch (job.kind) {
     case 'command':
+      if (!policy.commandJobs) {
+        throw new PolicyError(
+          `this agent's local policy does not allow command jobs ("commandJobs": false in ${policy.file}); ` +
+            'it runs train, batch_predict and serve jobs only',
+        );
+      }
       return { kind: 'command', job };
     case 'train':
       resolveDatasetUri(job.train.dataset.uri, policy);

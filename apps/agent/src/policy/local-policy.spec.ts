@@ -51,6 +51,7 @@ describe('loadLocalPolicy', () => {
       dataRoots: [],
       artifactRoot: null,
       maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
+      commandJobs: true,
       serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
       metrics: { host: '127.0.0.1', port: null, tls: null },
     });
@@ -73,6 +74,7 @@ describe('loadLocalPolicy', () => {
         dataRoots: ['/srv/data/'],
         artifactRoot: '/srv/models',
         maxDatasetBytes: 1000,
+        commandJobs: false,
         serve: {
           port: 9000,
           threads: 1,
@@ -95,6 +97,7 @@ describe('loadLocalPolicy', () => {
       dataRoots: ['/srv/data'],
       artifactRoot: '/srv/models',
       maxDatasetBytes: 1000,
+      commandJobs: false,
       serve: {
         host: '127.0.0.1',
         port: 9000,

@@ -1,8 +1,10 @@
 /**
  * The customer's local policy: a JSON file that the customer's IT writes on the agent's machine
- * (`<data-dir>/policy.json` by default) and that no job can change. It says where datasets may be
- * read from and where models may be written. Parsed once into a frozen, typed object; a missing
- * file means the safe defaults: no data roots (so train jobs are refused) and no artifact root.
+ * (`<data-dir>/policy.json` by default). It says where datasets may be read from, where models may
+ * be written, and whether command jobs may run at all. Parsed once, at start, into a frozen, typed
+ * object; a missing file means no data roots (so train jobs are refused) and no artifact root.
+ * A command job runs as the agent's user, so the file must not be writable by that user for the
+ * policy to hold against such jobs (README: installing the agent).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -76,6 +78,11 @@ export interface LocalPolicy {
   /** Absolute directory models and predictions are written to; null: nothing may be written. */
   readonly artifactRoot: string | null;
   readonly maxDatasetBytes: number;
+  /**
+   * Whether `command` jobs may run. They run any program as the agent's user: dataRoots and
+   * artifactRoot do not confine them (they bound what train, batch_predict and serve touch).
+   */
+  readonly commandJobs: boolean;
   readonly serve: ServePolicy;
   readonly metrics: MetricsPolicy;
 }
@@ -114,6 +121,7 @@ const PolicyFile = z
         `at most ${MAX_DATASET_BYTES} (about 512 MiB): a dataset is read into memory whole`,
       )
       .default(DEFAULT_MAX_DATASET_BYTES),
+    commandJobs: z.boolean().default(true),
     serve: z
       .object({
         host: z.string().min(1).max(255).default(DEFAULT_SERVE.host),
@@ -176,6 +184,7 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     dataRoots: Object.freeze(p.dataRoots.map((r) => path.resolve(r))),
     artifactRoot: p.artifactRoot === null ? null : path.resolve(p.artifactRoot),
     maxDatasetBytes: p.maxDatasetBytes,
+    commandJobs: p.commandJobs,
     serve: Object.freeze({ ...p.serve, tls: tlsPolicy(p.serve.tls) }),
     metrics: Object.freeze({ ...p.metrics, tls: tlsPolicy(p.metrics.tls) }),
   });
