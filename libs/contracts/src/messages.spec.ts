@@ -57,6 +57,29 @@ describe('wire messages', () => {
     expect(!result.ok && result.error).toContain('lines.0.text');
   });
 
+  it('refuses integers the control plane cannot store (Postgres integer, GraphQL Int), which would never apply', () => {
+    const over = 2 ** 31;
+    const log = { type: 'job.log', v: 1, ...ids, seq: 0, lines: [], dropped: 0 };
+    const progress = {
+      type: 'job.progress',
+      v: 1,
+      ...ids,
+      seq: 0,
+      progress: { kind: 'train.backend', backend: 'cpu' },
+    };
+    for (const ok of [log, progress, finished, { ...finished, exitCode: -(2 ** 31) }])
+      expect(decode(UpEvent, bytes(ok)).ok).toBe(true);
+    for (const bad of [
+      { ...log, seq: over },
+      { ...log, dropped: over },
+      { ...progress, seq: over },
+      { ...finished, exitCode: over },
+      { ...finished, exitCode: -over - 1 },
+    ]) {
+      expect(decode(UpEvent, bytes(bad)).ok).toBe(false);
+    }
+  });
+
   it('carries a release: an attempt given back by a stopping agent, with a bounded reason and nothing else', () => {
     const released = {
       type: 'job.released',

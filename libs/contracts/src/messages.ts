@@ -17,6 +17,12 @@ export const LOG_TAIL = { maxLineChars: 1024, maxLinesPerMessage: 50 } as const;
 
 const id = z.uuid();
 const fencingToken = z.number().int().positive();
+/**
+ * Integers the control plane stores in Postgres `integer` columns or serves as GraphQL `Int`: one
+ * beyond them would fail every try to apply its message (a poison message), so the contract stops it.
+ */
+export const INT32_MAX = 2 ** 31 - 1;
+const count32 = z.number().int().min(0).max(INT32_MAX);
 const shortText = storableText;
 const attemptRef = { jobId: id, attemptId: id, fencingToken };
 
@@ -147,14 +153,14 @@ export const JobLog = z
     type: z.literal('job.log'),
     v: z.literal(1),
     ...attemptRef,
-    seq: z.number().int().min(0),
+    seq: count32,
     lines: z
       .array(
         z.object({ stream: z.enum(['stdout', 'stderr']), text: shortText(LOG_TAIL.maxLineChars) }).strict(),
       )
       .max(LOG_TAIL.maxLinesPerMessage),
     /** Lines the agent's rate limit dropped since the previous message. */
-    dropped: z.number().int().min(0),
+    dropped: count32,
   })
   .strict();
 export type JobLog = z.infer<typeof JobLog>;
@@ -165,7 +171,12 @@ export const JobFinished = z
     v: z.literal(1),
     ...attemptRef,
     outcome: JobOutcome,
-    exitCode: z.number().int().nullable(),
+    exitCode: z
+      .number()
+      .int()
+      .min(-(2 ** 31))
+      .max(INT32_MAX)
+      .nullable(),
     signal: shortText(16).nullable(),
     /** Short, agent-written explanation (e.g. "timed out after 5s", "spawn ENOENT"). Never output. */
     reason: shortText(512).nullable(),
@@ -205,7 +216,7 @@ export const JobProgress = z
     type: z.literal('job.progress'),
     v: z.literal(1),
     ...attemptRef,
-    seq: z.number().int().min(0),
+    seq: count32,
     progress: z.discriminatedUnion('kind', [
       z.object({ kind: z.literal('train.backend'), backend: TrainBackend }).strict(),
       z.object({ kind: z.literal('train.epoch'), metrics: TrainEpochMetrics }).strict(),

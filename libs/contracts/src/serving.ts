@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { storableText } from './text.js';
-import { TRAIN_LIMITS } from './ml.js';
+import { DatasetFingerprint, TRAIN_LIMITS } from './ml.js';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
 const fileUri = storableText(TRAIN_LIMITS.maxUriChars).regex(/^file:\/\/\S+$/, 'must be a file:// URI');
@@ -55,9 +55,13 @@ export type BatchPredictSpec = z.infer<typeof BatchPredictSpec>;
 
 export const BatchPredictResult = z
   .object({
-    rows: z.number().int().min(0),
+    rows: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1),
     durationMs: z.number().min(0),
-    input: z.object({ sha256, rows: z.number().int().min(0) }).strict(),
+    input: DatasetFingerprint,
     output: z
       .object({ uri: fileUri, sha256, sizeBytes: z.number().int().min(0), format: z.literal('jsonl') })
       .strict(),

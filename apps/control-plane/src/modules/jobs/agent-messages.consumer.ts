@@ -25,13 +25,15 @@ import {
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
 import { agentMessagesRejected } from '../../platform/metrics/metrics.js';
-import { NatsService } from '../../platform/messaging/nats.service.js';
+import { NatsService, UP_MAX_DELIVER } from '../../platform/messaging/nats.service.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { FleetService } from '../fleet/fleet.service.js';
 import { AttemptsService } from './attempts.service.js';
 import { Dispatcher } from './dispatcher.service.js';
 
 const EVENT_CONCURRENCY = 32;
+/** Postgres data exceptions (22) and integrity violations (23): this message, not the database, is the problem. */
+const DATA_ERROR = /^2[23]/;
 
 @Injectable()
 export class AgentMessagesConsumer implements OnApplicationShutdown {
@@ -150,7 +152,19 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       const task = (perJob.get(key) ?? Promise.resolve())
         .then(() => this.onEvent(msg, event))
         .catch((err: unknown) => {
-          this.log.error({ err, subject: msg.subject }, 'event handling failed; will be redelivered');
+          const code = (err as { code?: unknown }).code;
+          if (typeof code === 'string' && DATA_ERROR.test(code)) {
+            // This message, not the database, is the problem: every redelivery would fail the same.
+            this.rejected('event', msg.subject, `not storable: ${code}`);
+            return msg.term();
+          }
+          const last = msg.info.deliveryCount >= UP_MAX_DELIVER;
+          this.log.error(
+            { err, subject: msg.subject, deliveries: msg.info.deliveryCount },
+            last
+              ? 'event handling failed for the last time; the event is dropped'
+              : 'event handling failed; will be redelivered',
+          );
           msg.nak(1000);
         });
       perJob.set(key, task);

@@ -32,6 +32,8 @@ import { NatsAuthority } from './nats-auth.js';
 
 const DUPLICATE_WINDOW_MS = 10 * 60_000;
 const AGENT_ACK_WAIT_MS = 30_000;
+/** Tries of an agent's event before JetStream gives up on it (the consumer logs the last one). */
+export const UP_MAX_DELIVER = 20;
 
 @Injectable()
 export class NatsService implements OnApplicationShutdown {
@@ -149,7 +151,7 @@ export class NatsService implements OnApplicationShutdown {
       durable_name: UP_CONSUMER,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(30_000),
-      max_deliver: 20,
+      max_deliver: UP_MAX_DELIVER,
       max_ack_pending: 10_000,
     });
   }
