@@ -2,11 +2,13 @@
  * Listens to what agents send: heartbeats and claims over core NATS (queue group shared by
  * replicas), job events from the UP stream (one durable consumer shared by replicas). Every message
  * is validated against the contract; anything malformed, oversized, unknown or from a revoked agent
- * is rejected, counted and logged, and the control plane keeps serving.
+ * is rejected, counted and logged, and the control plane keeps serving. Agent traffic is bounded
+ * (per agent, and in what it may take of the database pool): see `agentWork`.
  */
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Msg, Subscription } from '@nats-io/transport-node';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import {
   AgentHeartbeat,
@@ -24,14 +26,21 @@ import {
 } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { LOGGER } from '../../platform/logging/logging.module.js';
-import { agentMessagesRejected } from '../../platform/metrics/metrics.js';
+import { agentMessagesRejected, agentMessagesShed } from '../../platform/metrics/metrics.js';
 import { NatsService, UP_MAX_DELIVER } from '../../platform/messaging/nats.service.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { FleetService } from '../fleet/fleet.service.js';
+import { AgentRateLimiter } from '../telemetry/rate-limiter.js';
 import { AttemptsService } from './attempts.service.js';
 import { Dispatcher } from './dispatcher.service.js';
 
 const EVENT_CONCURRENCY = 32;
+/** Heartbeats and claims waiting for the database beyond this are dropped. */
+const MAX_QUEUED = 2000;
+/** Per agent: a heartbeat is due every heartbeatSeconds; a stop sends one more at once. */
+const HEARTBEAT_BURST = 5;
+/** Per agent: claims come one per dispatched attempt (a 64-slot agent fills up in one go). */
+const CLAIM_RATE = { burst: 512, perSecond: 256 };
 /** Postgres data exceptions (22) and integrity violations (23): this message, not the database, is the problem. */
 const DATA_ERROR = /^2[23]/;
 
@@ -40,6 +49,14 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
   private subs: Subscription[] = [];
   private events: ConsumerMessages | null = null;
   private loop: Promise<void> | null = null;
+  /**
+   * Agents' heartbeats, claims and events take at most half the database pool at once, so a flood
+   * from one agent (broken or compromised) leaves the API and the other tenants the rest; and each
+   * agent's heartbeats and claims beyond its rate are dropped before they cost a decode or a query.
+   */
+  private readonly agentWork: LimitFunction;
+  private readonly heartbeatRate: AgentRateLimiter;
+  private readonly claimRate = new AgentRateLimiter(CLAIM_RATE);
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -49,7 +66,13 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     @Inject(FleetService) private readonly fleet: FleetService,
     @Inject(AttemptsService) private readonly attempts: AttemptsService,
     @Inject(Dispatcher) private readonly dispatcher: Dispatcher,
-  ) {}
+  ) {
+    this.agentWork = pLimit(Math.max(1, Math.floor(config.database.poolSize / 2)));
+    this.heartbeatRate = new AgentRateLimiter({
+      burst: HEARTBEAT_BURST,
+      perSecond: Math.max(1, 2 / config.fleet.heartbeatSeconds),
+    });
+  }
 
   async start() {
     const nc = this.nats.nc;
@@ -57,19 +80,35 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       nc.subscribe(subjects.wildcard.heartbeat, {
         queue: CONTROL_PLANE_QUEUE,
         callback: (err, msg) => {
-          if (!err) void this.onHeartbeat(msg);
+          if (!err) this.admit('heartbeat', msg, this.heartbeatRate, () => this.onHeartbeat(msg));
         },
       }),
       nc.subscribe(subjects.wildcard.claim, {
         queue: CONTROL_PLANE_QUEUE,
         callback: (err, msg) => {
-          if (!err) void this.onClaim(msg);
+          if (!err) this.admit('claim', msg, this.claimRate, () => this.onClaim(msg));
         },
       }),
     ];
     const consumer = await this.nats.js.consumers.get(UP_STREAM, UP_CONSUMER);
     this.events = await consumer.consume({ max_messages: 256 });
     this.loop = this.consumeEvents(this.events);
+  }
+
+  /** Runs `handle` in the agent-work queue, unless the agent is over its rate or the queue is full. */
+  private admit(kind: string, msg: Msg, rate: AgentRateLimiter, handle: () => Promise<void>) {
+    // The subject names the sender (NATS permissions hold each agent to its own); a bad one is
+    // rejected by the handler, which logs it.
+    const agentId = subjects.parse(msg.subject)?.agentId;
+    if (agentId !== undefined && !rate.take(agentId, 1)) {
+      agentMessagesShed.inc({ kind, reason: 'rate limited' });
+      return;
+    }
+    if (this.agentWork.pendingCount >= MAX_QUEUED) {
+      agentMessagesShed.inc({ kind, reason: 'overloaded' });
+      return;
+    }
+    void this.agentWork(handle);
   }
 
   private rejected(kind: string, subject: string, reason: string) {
@@ -150,7 +189,7 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       const event = decode(UpEvent, msg.data);
       const key = event.ok ? event.value.jobId : '';
       const task = (perJob.get(key) ?? Promise.resolve())
-        .then(() => this.onEvent(msg, event))
+        .then(() => this.agentWork(() => this.onEvent(msg, event)))
         .catch((err: unknown) => {
           const code = (err as { code?: unknown }).code;
           if (typeof code === 'string' && DATA_ERROR.test(code)) {

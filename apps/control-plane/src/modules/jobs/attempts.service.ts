@@ -35,9 +35,16 @@ interface Current {
   attempt_agent: string | null;
   fencing_token: string | null;
   is_current: boolean;
+  agent_revoked: boolean | null;
 }
 
 type Ref = { jobId: string; attemptId: string; fencingToken: number };
+
+/**
+ * Nothing a revoked agent sends is applied, even what it sent before the revocation and still
+ * waits in the stream: its attempts are lost and run again, and its results are not trusted.
+ */
+const AGENT_NOT_REVOKED = `NOT EXISTS (SELECT 1 FROM agents g WHERE g.id = $3 AND g.revoked_at IS NOT NULL)`;
 
 /**
  * Starts an attempt ($1 job, $2 attempt, $3 agent, $4 fencing token, $5 lease seconds) only if it is
@@ -48,6 +55,7 @@ const START_ATTEMPT = `WITH attempt AS (
     UPDATE job_attempts SET state = 'RUNNING', started_at = now(), lease_expires_at = now() + make_interval(secs => $5)
      WHERE id = $2 AND job_id = $1 AND state = 'DISPATCHED' AND agent_id = $3 AND fencing_token = $4
        AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2 AND j.cancel_requested_at IS NULL)
+       AND ${AGENT_NOT_REVOKED}
     RETURNING id)
   UPDATE jobs SET state = 'RUNNING', state_reason = NULL, started_at = coalesce(started_at, now()),
          updated_at = clock_timestamp()
@@ -62,6 +70,7 @@ const FINISH_ATTEMPT = `WITH attempt AS (
     UPDATE job_attempts SET state = $5, exit_code = $6, reason = $7, finished_at = now()
      WHERE id = $2 AND job_id = $1 AND state IN ${ACTIVE} AND agent_id = $3 AND fencing_token = $4
        AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2)
+       AND ${AGENT_NOT_REVOKED}
     RETURNING id)
   UPDATE jobs SET state = $5, exit_code = $6, state_reason = $7, finished_at = now(), updated_at = clock_timestamp()
    WHERE id = $1 AND EXISTS (SELECT 1 FROM attempt) RETURNING id`;
@@ -84,8 +93,10 @@ export class AttemptsService {
   private async lockCurrent(m: EntityManager, ref: Ref): Promise<Current | null> {
     const [row]: Current[] = await m.query(
       `SELECT j.state, j.cancel_requested_at IS NOT NULL AS cancel_requested, a.state AS attempt_state,
-              a.agent_id AS attempt_agent, a.fencing_token, j.current_attempt_id = a.id AS is_current
+              a.agent_id AS attempt_agent, a.fencing_token, j.current_attempt_id = a.id AS is_current,
+              g.revoked_at IS NOT NULL AS agent_revoked
          FROM jobs j LEFT JOIN job_attempts a ON a.id = $2 AND a.job_id = j.id
+              LEFT JOIN agents g ON g.id = a.agent_id
         WHERE j.id = $1 FOR UPDATE OF j`,
       [ref.jobId, ref.attemptId],
     );
@@ -95,6 +106,7 @@ export class AttemptsService {
   private fenced(cur: Current | null, ref: Ref, agentId: string): string | null {
     if (!cur || !cur.attempt_state) return 'unknown job or attempt';
     if (cur.attempt_agent !== agentId) return 'attempt belongs to another agent';
+    if (cur.agent_revoked) return 'agent revoked';
     if (!cur.is_current || Number(cur.fencing_token) !== ref.fencingToken)
       return 'stale attempt (superseded)';
     return null;

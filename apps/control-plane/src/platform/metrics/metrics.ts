@@ -4,6 +4,15 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
 
+export const agentMessagesShed = new Counter({
+  name: 'hearth_agent_messages_shed_total',
+  help:
+    "Heartbeats and claims dropped before any work: over the agent's rate (rate limited) or with the " +
+    "control plane's queue for agent work full (overloaded). Agents send heartbeats again and retry claims.",
+  labelNames: ['kind', 'reason'] as const,
+  registers: [registry],
+});
+
 export const agentMessagesRejected = new Counter({
   name: 'hearth_agent_messages_rejected_total',
   help: 'Messages from agents that were rejected (malformed, oversized, unknown, or from a revoked agent).',
