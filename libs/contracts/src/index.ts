@@ -4,4 +4,5 @@ export * from './ml.js';
 export * from './telemetry.js';
 export * from './serving.js';
 export * from './nats-servers.js';
+export * from './numbers.js';
 export * from './text.js';

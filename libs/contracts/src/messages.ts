@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { TrainBackend, TrainEpochMetrics, TrainResult, TrainSpec } from './ml.js';
 import { parseNatsServers } from './nats-servers.js';
+import { INT32_MAX, storableCount } from './numbers.js';
 import { BatchPredictResult, BatchPredictSpec, ServeMetrics, ServeSpec } from './serving.js';
 import { storableText } from './text.js';
 
@@ -17,12 +18,6 @@ export const LOG_TAIL = { maxLineChars: 1024, maxLinesPerMessage: 50 } as const;
 
 const id = z.uuid();
 const fencingToken = z.number().int().positive();
-/**
- * Integers the control plane stores in Postgres `integer` columns or serves as GraphQL `Int`: one
- * beyond them would fail every try to apply its message (a poison message), so the contract stops it.
- */
-export const INT32_MAX = 2 ** 31 - 1;
-const count32 = z.number().int().min(0).max(INT32_MAX);
 const shortText = storableText;
 const attemptRef = { jobId: id, attemptId: id, fencingToken };
 
@@ -153,14 +148,14 @@ export const JobLog = z
     type: z.literal('job.log'),
     v: z.literal(1),
     ...attemptRef,
-    seq: count32,
+    seq: storableCount,
     lines: z
       .array(
         z.object({ stream: z.enum(['stdout', 'stderr']), text: shortText(LOG_TAIL.maxLineChars) }).strict(),
       )
       .max(LOG_TAIL.maxLinesPerMessage),
     /** Lines the agent's rate limit dropped since the previous message. */
-    dropped: count32,
+    dropped: storableCount,
   })
   .strict();
 export type JobLog = z.infer<typeof JobLog>;
@@ -216,7 +211,7 @@ export const JobProgress = z
     type: z.literal('job.progress'),
     v: z.literal(1),
     ...attemptRef,
-    seq: count32,
+    seq: storableCount,
     progress: z.discriminatedUnion('kind', [
       z.object({ kind: z.literal('train.backend'), backend: TrainBackend }).strict(),
       z.object({ kind: z.literal('train.epoch'), metrics: TrainEpochMetrics }).strict(),

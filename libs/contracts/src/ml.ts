@@ -5,6 +5,7 @@
  * TrainResult always fits in one message (MAX_MESSAGE_BYTES).
  */
 import { z } from 'zod';
+import { INT32_MAX, storableCount } from './numbers.js';
 import { storableText } from './text.js';
 
 /** Bounds shared by the trainer (which enforces them on the data) and the schemas. */
@@ -122,17 +123,7 @@ export const TrainEpochMetrics = z
 export type TrainEpochMetrics = z.infer<typeof TrainEpochMetrics>;
 
 /** Identifies the training data without revealing it: computed on the agent. */
-/** Rows up to 2^31 - 1 (GraphQL's Int): a dataset an agent can read (maxDatasetBytes) holds fewer. */
-export const DatasetFingerprint = z
-  .object({
-    sha256,
-    rows: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 31 - 1),
-  })
-  .strict();
+export const DatasetFingerprint = z.object({ sha256, rows: storableCount }).strict();
 export type DatasetFingerprint = z.infer<typeof DatasetFingerprint>;
 
 export const TensorSignature = z
@@ -141,15 +132,7 @@ export const TensorSignature = z
     /** Open Inference Protocol v2 datatype names. */
     datatype: z.enum(['FP32', 'FP64', 'INT32', 'INT64', 'BOOL', 'BYTES']),
     /** -1 for a dimension of any size (the batch). */
-    shape: z
-      .array(
-        z
-          .number()
-          .int()
-          .min(-1)
-          .max(2 ** 31 - 1),
-      )
-      .max(8),
+    shape: z.array(z.number().int().min(-1).max(INT32_MAX)).max(8),
   })
   .strict();
 export type TensorSignature = z.infer<typeof TensorSignature>;

@@ -4,6 +4,7 @@
  * request counts and latencies, row counts and the output's hash; never a request, a response or a row.
  */
 import { z } from 'zod';
+import { storableCount } from './numbers.js';
 import { storableText } from './text.js';
 import { DatasetFingerprint, TRAIN_LIMITS } from './ml.js';
 
@@ -55,11 +56,7 @@ export type BatchPredictSpec = z.infer<typeof BatchPredictSpec>;
 
 export const BatchPredictResult = z
   .object({
-    rows: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 31 - 1),
+    rows: storableCount,
     durationMs: z.number().min(0),
     input: DatasetFingerprint,
     output: z

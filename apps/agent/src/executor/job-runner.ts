@@ -6,10 +6,10 @@
  * An attempt the agent's own stop ended (a deployment, or a job the drain timeout killed) is
  * reported as JobReleased instead: given back, for the control plane to run again.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { JobDispatch, clipText, decode, type JobFinished, type JobReleased } from '@hearth/contracts';
 import type { JsMsg } from '@nats-io/jetstream';
+import { removeAttemptDir } from '../attempt-dir.js';
 import type { JobBaseEnv } from '../config/config.js';
 import { backoffDelay, sleep } from '../connection/backoff.js';
 import { EgressRefusedError, type EgressGuard } from '../egress/guard.js';
@@ -239,10 +239,9 @@ async function execute(
   deps.counters.logLinesDropped += tail.totalDropped;
   // Scratch space only (models go to the artifact root, the full log stays): what a job copied
   // or wrote there must not stay on the disk, nor be left for later jobs to read.
-  await fs.promises.rm(workDir, { recursive: true, force: true }).catch((err: unknown) => {
+  await removeAttemptDir(workDir).catch((err: unknown) => {
     log.warn({ err: errorMessage(err), workDir }, "could not remove the job's working directory");
   });
-  await fs.promises.rmdir(path.dirname(workDir)).catch(() => undefined); // the job's, when now empty
   return result;
 }
 

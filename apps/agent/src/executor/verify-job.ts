@@ -1,9 +1,10 @@
 /**
  * Verify before run: a job is checked against the customer's local policy before it is claimed,
  * so that nothing starts (and the control plane is not told it did) for a job this machine must
- * not run. Checks: command jobs allowed at all; datasets inside the data roots; an artifact root for the kinds that write;
- * models inside the artifact root, with the sha256 the job pins, and decodable as ONNX. A refusal
- * carries a reason for the user; the model bytes that passed are the ones the job then loads.
+ * not run. Checks: command jobs allowed at all; datasets inside the data roots; an artifact root
+ * for the kinds that write; models inside the artifact root, with the sha256 the job pins, and
+ * decodable as ONNX. A refusal carries a reason for the user; the model bytes that passed are the
+ * ones the job then loads.
  */
 import type { JobDispatch } from '@hearth/contracts';
 import { errorMessage } from '../logger.js';

@@ -18,6 +18,7 @@ import { pathToFileURL } from 'node:url';
 import ort from 'onnxruntime-node';
 import type { Tensor } from 'onnxruntime-node';
 import type { BatchPredictResult, BatchPredictSpec } from '@hearth/contracts';
+import { removeAttemptDir } from '../attempt-dir.js';
 import type { Logger } from '../logger.js';
 import { artifactPathFor, type LocalPolicy } from '../policy/local-policy.js';
 import { recordedFeatureNames, type VerifiedModel } from '../serve/model-file.js';
@@ -82,11 +83,7 @@ export async function batchPredict(
     );
     return result;
   } catch (err) {
-    if (outPath !== null) {
-      const attemptDir = path.dirname(outPath);
-      await fs.promises.rm(attemptDir, { recursive: true, force: true }).catch(() => undefined);
-      await fs.promises.rmdir(path.dirname(attemptDir)).catch(() => undefined); // the job's, when now empty
-    }
+    if (outPath !== null) await removeAttemptDir(path.dirname(outPath)).catch(() => undefined);
     throw err;
   } finally {
     await session.release();

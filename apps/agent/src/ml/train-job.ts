@@ -16,6 +16,7 @@ import {
   type TrainEpochMetrics,
   type TrainSpecInput,
 } from '@hearth/contracts';
+import { removeAttemptDir } from '../attempt-dir.js';
 import type { Logger } from '../logger.js';
 import { artifactPathFor, resolveDatasetUri, type LocalPolicy } from '../policy/local-policy.js';
 import { AGENT_VERSION } from '../version.js';
@@ -136,8 +137,7 @@ export async function train(input: TrainSpecInput, ctx: TrainJobContext): Promis
       trained.model.dispose();
     }
   } catch (err) {
-    await fs.promises.rm(attemptDir, { recursive: true, force: true }).catch(() => undefined);
-    await fs.promises.rmdir(path.dirname(attemptDir)).catch(() => undefined); // the job's, when now empty
+    await removeAttemptDir(attemptDir).catch(() => undefined);
     throw err;
   }
 }

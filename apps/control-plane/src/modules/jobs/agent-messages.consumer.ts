@@ -80,13 +80,13 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       nc.subscribe(subjects.wildcard.heartbeat, {
         queue: CONTROL_PLANE_QUEUE,
         callback: (err, msg) => {
-          if (!err) this.admit('heartbeat', msg, this.heartbeatRate, () => this.onHeartbeat(msg));
+          if (!err) this.admit('heartbeat', msg, this.heartbeatRate, (a) => this.onHeartbeat(msg, a));
         },
       }),
       nc.subscribe(subjects.wildcard.claim, {
         queue: CONTROL_PLANE_QUEUE,
         callback: (err, msg) => {
-          if (!err) this.admit('claim', msg, this.claimRate, () => this.onClaim(msg));
+          if (!err) this.admit('claim', msg, this.claimRate, (a) => this.onClaim(msg, a));
         },
       }),
     ];
@@ -95,12 +95,12 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     this.loop = this.consumeEvents(this.events);
   }
 
-  /** Runs `handle` in the agent-work queue, unless the agent is over its rate or the queue is full. */
-  private admit(kind: string, msg: Msg, rate: AgentRateLimiter, handle: () => Promise<void>) {
-    // The subject names the sender (NATS permissions hold each agent to its own); a bad one is
-    // rejected by the handler, which logs it.
-    const agentId = subjects.parse(msg.subject)?.agentId;
-    if (agentId !== undefined && !rate.take(agentId, 1)) {
+  /** Runs `handle` in the agent-work queue, unless the subject is bad, the agent over its rate or the queue full. */
+  private admit(kind: string, msg: Msg, rate: AgentRateLimiter, handle: (a: AgentAddress) => Promise<void>) {
+    // The subject names the sender: NATS permissions hold each agent to its own.
+    const a = this.address(kind, msg.subject);
+    if (!a) return;
+    if (!rate.take(a.agentId, 1)) {
       agentMessagesShed.inc({ kind, reason: 'rate limited' });
       return;
     }
@@ -108,7 +108,7 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       agentMessagesShed.inc({ kind, reason: 'overloaded' });
       return;
     }
-    void this.agentWork(handle);
+    void this.agentWork(() => handle(a));
   }
 
   private rejected(kind: string, subject: string, reason: string) {
@@ -122,9 +122,7 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     return a;
   }
 
-  private async onHeartbeat(msg: Msg) {
-    const a = this.address('heartbeat', msg.subject);
-    if (!a) return;
+  private async onHeartbeat(msg: Msg, a: AgentAddress) {
     const hb = decode(AgentHeartbeat, msg.data);
     if (!hb.ok) return this.rejected('heartbeat', msg.subject, hb.error);
     if (hb.value.agentId !== a.agentId)
@@ -158,9 +156,7 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     }
   }
 
-  private async onClaim(msg: Msg) {
-    const a = this.address('claim', msg.subject);
-    if (!a) return;
+  private async onClaim(msg: Msg, a: AgentAddress) {
     const claim = decode(JobClaim, msg.data);
     if (!claim.ok) {
       this.rejected('claim', msg.subject, claim.error);
