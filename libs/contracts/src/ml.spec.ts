@@ -1,6 +1,15 @@
 import { describe, expect, it } from '@jest/globals';
 import { decode, encode, MAX_MESSAGE_BYTES } from './messages.js';
-import { ModelArtifact, TRAIN_LIMITS, TrainEpochMetrics, TrainResult, TrainSpec } from './ml.js';
+import {
+  fileUriProblem,
+  ModelArtifact,
+  TRAIN_LIMITS,
+  TrainEpochMetrics,
+  TrainResult,
+  trainResultProblem,
+  TrainSpec,
+} from './ml.js';
+import { BatchPredictResult, batchPredictResultProblem } from './serving.js';
 
 const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const sha = 'a'.repeat(64);
@@ -141,5 +150,147 @@ describe('TrainEpochMetrics', () => {
     expect(TrainEpochMetrics.safeParse({ epoch: 1, loss: 1, valLoss: null, accuracy: 1.5 }).success).toBe(
       false,
     );
+  });
+});
+
+describe('fileUriProblem', () => {
+  it('accepts what pathToFileURL writes', () => {
+    for (const uri of [
+      'file:///srv/models/job/attempt/model.onnx',
+      'file:///srv/models/with%20space/%25percent/model.onnx',
+      'file:///srv/models/caf%C3%A9.onnx',
+    ])
+      expect([uri, fileUriProblem(uri)]).toEqual([uri, null]);
+  });
+
+  it('refuses a URI that names one file as stored and another as resolved', () => {
+    for (const uri of [
+      'file:///../../etc/shadow',
+      'file:///srv/models/../../etc/shadow',
+      'file:///srv/models/%2e%2e/%2E%2E/etc/shadow',
+      'file:///srv/models/./model.onnx',
+      'file:///srv/models/a%2Fb.onnx',
+      'file:///srv/models/model.onnx?x=1',
+      'file:///srv/models/model.onnx#frag',
+    ])
+      expect([uri, fileUriProblem(uri)]).toEqual([uri, expect.stringMatching(/normalized/)]);
+    for (const uri of ['file://localhost/srv/m.onnx', 'file://evil.example/srv/m.onnx', 'file://srv/m.onnx'])
+      expect([uri, fileUriProblem(uri)]).toEqual([uri, expect.stringMatching(/local file/)]);
+    expect(fileUriProblem('s3://bucket/m.onnx')).toMatch(/file:\/\//);
+    expect(ModelArtifact.safeParse({ ...artifact, uri: 'file:///../../etc/shadow' }).success).toBe(false);
+  });
+});
+
+describe("trainResultProblem: an agent's result checked against its job", () => {
+  const spec = TrainSpec.parse({
+    dataset: { uri: 'file:///srv/data/churn.csv' },
+    target: 'churned',
+    features: ['tenure', 'monthly_spend', 'age'],
+    task: 'binary',
+    model: { type: 'logistic' },
+    epochs: 3,
+  });
+  const regression = TrainSpec.parse({ ...spec, task: 'regression', model: { type: 'linear' } });
+  const multiclass = TrainSpec.parse({ ...spec, task: 'multiclass' });
+  const withOutputs = (units: number) =>
+    result.artifacts.map((a) => ({
+      ...a,
+      signature: { ...a.signature, outputs: [{ ...a.signature.outputs[0], shape: [-1, units] }] },
+    }));
+
+  it('accepts what the trainer produces, for each task', () => {
+    expect(trainResultProblem(spec, result, 'wasm')).toBeNull();
+    expect(trainResultProblem(spec, result)).toBeNull();
+    const reg = { epoch: 3, loss: 0.2, valLoss: 0.3, rmse: 0.4, mae: 0.3 };
+    expect(trainResultProblem(regression, { ...result, metrics: reg, labels: undefined })).toBeNull();
+    expect(
+      trainResultProblem(multiclass, {
+        ...result,
+        metrics: { epoch: 3, loss: 0.2, valLoss: 0.3, accuracy: 0.9 },
+        labels: ['a', 'b', 'c'],
+        artifacts: withOutputs(3),
+      }),
+    ).toBeNull();
+    const allColumns = TrainSpec.parse({ ...spec, features: undefined });
+    expect(trainResultProblem(allColumns, result)).toBeNull();
+  });
+
+  it('refuses features, labels and metrics that contradict the job', () => {
+    const refused: [Partial<TrainResult>, RegExp][] = [
+      [{ featureNames: ['ssn', 'ssn', 'salary'] }, /more than once/],
+      [{ featureNames: ['ssn', 'salary', 'age'] }, /not the job's features/],
+      [{ featureNames: ['tenure', 'age', 'monthly_spend'] }, /not the job's features/],
+      [{ labels: undefined }, /needs labels/],
+      [{ labels: ['a', 'b', 'c'] }, /2 labels, not 3/],
+      [{ labels: ['a', 'a'] }, /more than once/],
+      [{ metrics: { ...result.metrics, epoch: 1000 } }, /epoch 1000; the job ran 3/],
+      [{ metrics: { ...result.metrics, loss: -1e308 } }, /negative/],
+      [{ metrics: { ...result.metrics, valLoss: -1 } }, /negative/],
+      [
+        { metrics: { ...result.metrics, rmse: 0 } },
+        /reports accuracy and auc, not accuracy and auc and rmse/,
+      ],
+      [{ metrics: { epoch: 3, loss: 1, valLoss: 1 } }, /not nothing/],
+      [{ datasetFingerprint: { sha256: sha, rows: 0 } }, /no rows/],
+      [{ artifacts: [artifact, artifact] }, /more than one artifact/],
+      [{ artifacts: [result.artifacts[1]] }, /no ONNX/],
+      [{ artifacts: withOutputs(2) }, /output is not \[-1, 1\]/],
+      [
+        {
+          artifacts: [
+            {
+              ...artifact,
+              signature: {
+                ...artifact.signature,
+                inputs: [{ ...artifact.signature.inputs[0], shape: [-1, 2] }],
+              },
+            },
+          ],
+        },
+        /input is not \[-1, 3\]/,
+      ],
+    ];
+    for (const [patch, reason] of refused)
+      expect([patch, trainResultProblem(spec, { ...result, ...patch })]).toEqual([
+        patch,
+        expect.stringMatching(reason),
+      ]);
+    expect(
+      trainResultProblem(regression, {
+        ...result,
+        metrics: { epoch: 3, loss: 1, valLoss: 1, rmse: 1, mae: 1 },
+      }),
+    ).toMatch(/regression model has no labels/);
+    expect(
+      trainResultProblem(TrainSpec.parse({ ...spec, features: undefined }), {
+        ...result,
+        featureNames: ['churned'],
+      }),
+    ).toMatch(/target column/);
+    expect(trainResultProblem(TrainSpec.parse({ ...spec, validationSplit: 0 }), result)).toMatch(
+      /validation loss/,
+    );
+  });
+
+  it('refuses a backend other than the one the attempt reported', () => {
+    expect(trainResultProblem(spec, result, 'tfjs-node-gpu')).toMatch(
+      /trained on wasm, but the job reported tfjs-node-gpu/,
+    );
+  });
+});
+
+describe('batchPredictResultProblem', () => {
+  const ok: BatchPredictResult = {
+    rows: 10,
+    durationMs: 5,
+    input: { sha256: sha, rows: 10 },
+    output: { uri: 'file:///srv/out/predictions.jsonl', sha256: sha, sizeBytes: 100, format: 'jsonl' },
+  };
+  it('wants one prediction per input row, written to a normalized file URI', () => {
+    expect(batchPredictResultProblem(ok)).toBeNull();
+    expect(batchPredictResultProblem({ ...ok, rows: 11 })).toMatch(/11 predictions for 10 input rows/);
+    expect(
+      BatchPredictResult.safeParse({ ...ok, output: { ...ok.output, uri: 'file:///srv/../etc/x' } }).success,
+    ).toBe(false);
   });
 });

@@ -22,6 +22,32 @@ export const TRAIN_LIMITS = {
 
 const finite = z.number();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
+
+/**
+ * Why a file URI cannot be stored as the name of one file, or null. The agent writes them with
+ * pathToFileURL: absolute, already normalized, no host. A URI in any other form (`/../`, `%2e%2e`,
+ * `//localhost`, an encoded slash, a query) may name one file to whoever reads it and another to
+ * whoever resolves it, so it is refused rather than normalized.
+ */
+export function fileUriProblem(uri: string): string | null {
+  if (!/^file:\/\/\S+$/.test(uri)) return 'must be a file:// URI';
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return 'is not a valid URI';
+  }
+  if (url.host !== '' || !uri.startsWith('file:///')) return 'must name a local file (file:///…)';
+  if (url.search || url.hash || url.href !== uri || /%2f|%5c/i.test(uri))
+    return 'must be a normalized absolute path (no . or .. segments, no encoded slashes, no query)';
+  return null;
+}
+
+/** A file in the customer's artifact store, named as the agent names it (see fileUriProblem). */
+export const FileUri = storableText(TRAIN_LIMITS.maxUriChars).superRefine((uri, ctx) => {
+  const problem = fileUriProblem(uri);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 const columnName = storableText(TRAIN_LIMITS.maxColumnNameChars).min(1);
 
 export const TrainTask = z.enum(['regression', 'binary', 'multiclass']);
@@ -155,7 +181,7 @@ export type ModelFormat = z.infer<typeof ModelFormat>;
  */
 export const ModelArtifact = z
   .object({
-    uri: storableText(TRAIN_LIMITS.maxUriChars).regex(/^file:\/\/\S+$/),
+    uri: FileUri,
     sha256,
     sizeBytes: z.number().int().min(0),
     format: ModelFormat,
@@ -179,3 +205,58 @@ export const TrainResult = z
   })
   .strict();
 export type TrainResult = z.infer<typeof TrainResult>;
+
+/**
+ * Why an agent's TrainResult cannot be the model the job asked for, or null. The contract bounds
+ * each field alone; this checks them against the job's spec and each other, as the built-in trainer
+ * produces them (trainer.ts, artifacts.ts): the agent is untrusted, and what is registered here is
+ * what users compare, promote and serve. `reportedBackend` is what the attempt said it ran on.
+ */
+export function trainResultProblem(
+  spec: TrainSpec,
+  result: TrainResult,
+  reportedBackend?: TrainBackend,
+): string | null {
+  const { featureNames: names, labels, metrics } = result;
+  if (new Set(names).size !== names.length) return 'featureNames names a column more than once';
+  if (spec.features && names.join('\u0000') !== spec.features.join('\u0000'))
+    return `featureNames [${names.join(', ')}] are not the job's features [${spec.features.join(', ')}]`;
+  if (names.includes(spec.target)) return `featureNames include the target column ${spec.target}`;
+
+  if (spec.task === 'regression' ? labels !== undefined : labels === undefined)
+    return spec.task === 'regression'
+      ? 'a regression model has no labels'
+      : `a ${spec.task} model needs labels`;
+  if (labels && new Set(labels).size !== labels.length) return 'labels name a class more than once';
+  if (spec.task === 'binary' && labels?.length !== 2)
+    return `a binary model has 2 labels, not ${labels?.length}`;
+
+  const present = (['accuracy', 'auc', 'rmse', 'mae'] as const).filter((k) => metrics[k] !== undefined);
+  const expected = { regression: ['rmse', 'mae'], binary: ['accuracy', 'auc'], multiclass: ['accuracy'] }[
+    spec.task
+  ];
+  if (present.join() !== expected.join())
+    return `a ${spec.task} model reports ${expected.join(' and ')}, not ${present.join(' and ') || 'nothing'}`;
+  if (metrics.epoch !== spec.epochs)
+    return `metrics are of epoch ${metrics.epoch}; the job ran ${spec.epochs}`;
+  if (metrics.loss < 0 || (metrics.valLoss ?? 0) < 0) return 'a loss cannot be negative';
+  if (spec.validationSplit === 0 && metrics.valLoss !== null)
+    return 'a validation loss without validation rows (validationSplit is 0)';
+  if (result.datasetFingerprint.rows < 1) return 'a model trained on no rows';
+  if (reportedBackend && result.backend !== reportedBackend)
+    return `trained on ${result.backend}, but the job reported ${reportedBackend}`;
+
+  const formats = result.artifacts.map((a) => a.format);
+  if (new Set(formats).size !== formats.length) return 'more than one artifact of a format';
+  if (!formats.includes('onnx')) return 'no ONNX artifact';
+  const outputs = spec.task === 'multiclass' ? labels!.length : 1;
+  for (const { format, signature } of result.artifacts) {
+    const [input] = signature.inputs;
+    const [output] = signature.outputs;
+    if (signature.inputs.length !== 1 || input.shape.join() !== `-1,${names.length}`)
+      return `the ${format} artifact's input is not [-1, ${names.length}] (one value per feature)`;
+    if (signature.outputs.length !== 1 || output.shape.join() !== `-1,${outputs}`)
+      return `the ${format} artifact's output is not [-1, ${outputs}]`;
+  }
+  return null;
+}

@@ -6,10 +6,9 @@
 import { z } from 'zod';
 import { storableCount } from './numbers.js';
 import { storableText } from './text.js';
-import { DatasetFingerprint, TRAIN_LIMITS } from './ml.js';
+import { DatasetFingerprint, FileUri, TRAIN_LIMITS } from './ml.js';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
-const fileUri = storableText(TRAIN_LIMITS.maxUriChars).regex(/^file:\/\/\S+$/, 'must be a file:// URI');
 
 /** A name usable in an Open Inference Protocol path segment. */
 export const ServedModelName = z
@@ -21,7 +20,7 @@ export const ModelRef = z
   .object({
     name: ServedModelName,
     version: z.string().regex(/^[1-9][0-9]{0,8}$/),
-    uri: fileUri,
+    uri: FileUri,
     sha256,
   })
   .strict();
@@ -60,7 +59,7 @@ export const BatchPredictResult = z
     durationMs: z.number().min(0),
     input: DatasetFingerprint,
     output: z
-      .object({ uri: fileUri, sha256, sizeBytes: z.number().int().min(0), format: z.literal('jsonl') })
+      .object({ uri: FileUri, sha256, sizeBytes: z.number().int().min(0), format: z.literal('jsonl') })
       .strict(),
   })
   .strict();
@@ -78,3 +77,10 @@ export const ServeMetrics = z
   })
   .strict();
 export type ServeMetrics = z.infer<typeof ServeMetrics>;
+
+/** Why an agent's BatchPredictResult is not what the job asked for, or null (one line per input row). */
+export function batchPredictResultProblem(result: BatchPredictResult): string | null {
+  if (result.rows !== result.input.rows)
+    return `${result.rows} predictions for ${result.input.rows} input rows`;
+  return null;
+}

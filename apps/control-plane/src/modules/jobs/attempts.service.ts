@@ -22,14 +22,28 @@ import { LOGGER } from '../../platform/logging/logging.module.js';
 import { jobTransitions, staleResultsRejected } from '../../platform/metrics/metrics.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ACTIVE, Dispatcher } from './dispatcher.service.js';
-import { JobEntity, PROGRESS_REQUEUED } from './job.entity.js';
+import { JobEntity, PROGRESS_REQUEUED, type JobKindName } from './job.entity.js';
 import { JobKinds } from './job-kinds.js';
 import { JobUpdates } from './job-updates.service.js';
 
 const LOG_TAIL_CHARS = 64 * 1024;
+/**
+ * A job given back more often than this within an hour ends FAILED instead of being queued again:
+ * releases do not count against maxAttempts (they are the agent's doing, not the job's), so without
+ * a bound an agent that claims and releases in a loop would keep a job alive forever.
+ */
+export const MAX_RELEASES_PER_HOUR = 5;
+/** Which progress a job of each kind reports; anything else is not from a genuine attempt. */
+const PROGRESS_OF: Record<JobProgress['progress']['kind'], JobKindName> = {
+  'train.backend': 'TRAIN',
+  'train.epoch': 'TRAIN',
+  'serve.ready': 'SERVE',
+  'serve.metrics': 'SERVE',
+};
 
 interface Current {
   state: string;
+  kind: JobKindName;
   cancel_requested: boolean;
   attempt_state: string | null;
   attempt_agent: string | null;
@@ -64,12 +78,14 @@ const START_ATTEMPT = `WITH attempt AS (
 /**
  * Finishes an attempt and its job ($1 job, $2 attempt, $3 agent, $4 fencing token, $5 outcome,
  * $6 exit code, $7 reason) only if it is the job's current one, active, held by that agent with that
- * token. Returns the job's id when it did.
+ * token, and not a success of a kind whose success needs a checked result ($8, text[]: those kinds,
+ * see JobKinds.withResults). Returns the job's id when it did.
  */
 const FINISH_ATTEMPT = `WITH attempt AS (
     UPDATE job_attempts SET state = $5, exit_code = $6, reason = $7, finished_at = now()
      WHERE id = $2 AND job_id = $1 AND state IN ${ACTIVE} AND agent_id = $3 AND fencing_token = $4
-       AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2)
+       AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.current_attempt_id = $2
+                     AND ($5 <> 'SUCCEEDED' OR j.kind <> ALL($8::text[])))
        AND ${AGENT_NOT_REVOKED}
     RETURNING id)
   UPDATE jobs SET state = $5, exit_code = $6, state_reason = $7, finished_at = now(), updated_at = clock_timestamp()
@@ -92,7 +108,7 @@ export class AttemptsService {
   /** Locks the job and reads the attempt the message names. Job first, always: one lock order. */
   private async lockCurrent(m: EntityManager, ref: Ref): Promise<Current | null> {
     const [row]: Current[] = await m.query(
-      `SELECT j.state, j.cancel_requested_at IS NOT NULL AS cancel_requested, a.state AS attempt_state,
+      `SELECT j.state, j.kind, j.cancel_requested_at IS NOT NULL AS cancel_requested, a.state AS attempt_state,
               a.agent_id AS attempt_agent, a.fencing_token, j.current_attempt_id = a.id AS is_current,
               g.revoked_at IS NOT NULL AS agent_revoked
          FROM jobs j LEFT JOIN job_attempts a ON a.id = $2 AND a.job_id = j.id
@@ -158,30 +174,46 @@ export class AttemptsService {
     return result.reply;
   }
 
-  /** Appends a bounded log tail to the job. Logs of stale attempts are dropped. */
+  /**
+   * Appends a bounded log tail to the job, once per batch: a redelivered batch (same or older seq)
+   * changes nothing. Logs of stale or ended attempts are dropped: an attempt's lines come before
+   * its end, in order, so a line after it is not the job's.
+   */
   async appendLog(a: AgentAddress, msg: JobLog): Promise<void> {
     const stale = await this.tx.tenant(a.tenantId, async (m) => {
-      const fenced = this.fenced(await this.lockCurrent(m, msg), msg, a.agentId);
+      const cur = await this.lockCurrent(m, msg);
+      const fenced = this.fenced(cur, msg, a.agentId) ?? this.ended(cur!, ['DISPATCHED', 'RUNNING']);
       if (fenced) return fenced;
       const text = msg.lines.map((l) => (l.stream === 'stderr' ? `[stderr] ${l.text}` : l.text)).join('\n');
       await m.query(
-        `UPDATE jobs SET log_tail = right(log_tail || $2, ${LOG_TAIL_CHARS}), log_dropped_lines = log_dropped_lines + $3
-          WHERE id = $1`,
-        [msg.jobId, text ? `${text}\n` : '', msg.dropped],
+        `WITH seen AS (UPDATE job_attempts SET log_seq = $5 WHERE id = $4 AND log_seq < $5 RETURNING id)
+         UPDATE jobs SET log_tail = right(log_tail || $2, ${LOG_TAIL_CHARS}),
+                log_dropped_lines = log_dropped_lines + least($3, 9223372036854775807 - log_dropped_lines)
+          WHERE id = $1 AND EXISTS (SELECT 1 FROM seen)`,
+        [msg.jobId, text ? `${text}\n` : '', msg.dropped, msg.attemptId, msg.seq],
       );
       return null;
     });
     if (stale) this.reject('job.log', a, msg, stale);
   }
 
+  /** Why a report cannot apply to an attempt in its state (or to a job of its kind), or null. */
+  private ended(cur: Current, states: readonly string[]): string | null {
+    return states.includes(cur.attempt_state!) ? null : `attempt is ${cur.attempt_state}`;
+  }
+
   /**
    * Records what a running attempt reports (backend, epochs, serving endpoint and metrics) on the job.
-   * Fenced like every report, and applied once: a redelivered message (same or older seq) changes nothing.
+   * Fenced like every report, only while the attempt runs, only of the job's kind (train.* for TRAIN,
+   * serve.* for SERVE), and applied once: a redelivered message (same or older seq) changes nothing.
    */
   async progress(a: AgentAddress, msg: JobProgress): Promise<void> {
     const stale = await this.tx.tenant(a.tenantId, async (m) => {
-      const fenced = this.fenced(await this.lockCurrent(m, msg), msg, a.agentId);
+      const cur = await this.lockCurrent(m, msg);
+      const fenced = this.fenced(cur, msg, a.agentId) ?? this.ended(cur!, ['RUNNING']);
       if (fenced) return fenced;
+      if (PROGRESS_OF[msg.progress.kind] !== cur!.kind)
+        return `a ${cur!.kind} job does not report ${msg.progress.kind}`;
       const [{ applied }]: { applied: boolean }[] = await m.query(
         `WITH seen AS (UPDATE job_attempts SET progress_seq = $2 WHERE id = $1 AND progress_seq < $2 RETURNING id)
          SELECT EXISTS (SELECT 1 FROM seen) AS applied`,
@@ -219,14 +251,18 @@ export class AttemptsService {
   }
 
   /**
-   * The common case of a result in one round trip: a result without a payload (a command's), the job
-   * locked, then FINISH_ATTEMPT. Returns false when it does not apply, having changed nothing.
+   * The common case of a result in one round trip: a result without a payload (a command's, or any
+   * job's failure), the job locked, then FINISH_ATTEMPT. Returns false when it does not apply (a
+   * success that needs a result takes the full path), having changed nothing.
    */
   private async finishFast(a: AgentAddress, msg: JobFinished): Promise<boolean> {
     if (msg.result) return false;
     const [, finished] = await this.tx.oneRoundTrip(a.tenantId, [
       { sql: LOCK_JOB, params: [msg.jobId] },
-      { sql: FINISH_ATTEMPT, params: finishParams(a, msg, msg.outcome, msg.exitCode, msg.reason) },
+      {
+        sql: FINISH_ATTEMPT,
+        params: [...finishParams(a, msg, msg.outcome, msg.exitCode, msg.reason), this.kinds.withResults()],
+      },
     ]);
     return finished.length === 1;
   }
@@ -245,15 +281,18 @@ export class AttemptsService {
       if (fenced) return { rejected: fenced };
       if (cur!.attempt_state !== 'DISPATCHED' && cur!.attempt_state !== 'RUNNING') return { duplicate: true };
       let reason = msg.reason;
-      if (msg.outcome === 'SUCCEEDED' && msg.result) {
+      if (msg.outcome === 'SUCCEEDED') {
         const job = await m.findOneByOrFail(JobEntity, { id: msg.jobId });
-        const expected =
-          job.kind === 'TRAIN' ? 'train' : job.kind === 'BATCH_PREDICT' ? 'batch_predict' : null;
-        if (msg.result.kind !== expected) {
-          this.reject('job.finished', a, msg, `a ${job.kind} job cannot report a ${msg.result.kind} result`);
-        } else {
+        const kind = this.kinds.get(job.kind);
+        const refused = this.refusedResult(job, msg);
+        if (refused) {
+          this.reject('job.finished', a, msg, refused);
+          await this.finish(m, a, msg, 'FAILED', msg.exitCode, `the agent's result was refused: ${refused}`);
+          return { applied: true };
+        }
+        if (kind?.result && msg.result) {
           await m.query(`UPDATE jobs SET result = $2 WHERE id = $1`, [msg.jobId, JSON.stringify(msg.result)]);
-          const note = await this.kinds.get(job.kind)?.onSucceeded?.(m, job, msg.result);
+          const note = await kind.onSucceeded?.(m, job, msg.result);
           if (note) reason = reason ? `${reason}; ${note}` : note;
         }
       }
@@ -268,11 +307,24 @@ export class AttemptsService {
   }
 
   /**
+   * Why a success's result cannot be accepted for this job, or null: a kind that produces a result
+   * needs one, of its kind, that its checks accept; a kind that produces none must not send one.
+   */
+  private refusedResult(job: JobEntity, msg: JobFinished): string | null {
+    const expected = this.kinds.get(job.kind)?.result;
+    if (!expected) return msg.result ? `a ${job.kind} job has no ${msg.result.kind} result` : null;
+    if (!msg.result) return `it reported success without a ${expected} result`;
+    if (msg.result.kind !== expected) return `a ${job.kind} job cannot report a ${msg.result.kind} result`;
+    return this.kinds.get(job.kind)?.verify?.(job, msg.result) ?? null;
+  }
+
+  /**
    * The agent gives an attempt back unfinished because it is stopping (a deployment it served, a job
    * its drain timeout killed). The agent takes nothing more (capacity 0 until its heartbeats stop
    * saying it is stopping); the attempt ends RELEASED and does not count against maxAttempts; the
    * job is queued again and dispatched in the same transaction where another agent can take it. A
-   * job whose cancel was asked ends CANCELLED instead. Fenced and idempotent like every report.
+   * job whose cancel was asked ends CANCELLED instead, and one given back more than
+   * MAX_RELEASES_PER_HOUR times within an hour ends FAILED. Fenced and idempotent like every report.
    */
   async released(a: AgentAddress, msg: JobReleased): Promise<void> {
     const outcome = await this.tx.tenant(a.tenantId, async (m) => {
@@ -284,6 +336,16 @@ export class AttemptsService {
       await m.query(`UPDATE agents SET capacity = 0 WHERE id = $1`, [a.agentId]);
       if (cur!.cancel_requested) {
         await this.finish(m, a, msg, 'CANCELLED', null, `cancelled; its agent stopped first (${msg.reason})`);
+        return { applied: true };
+      }
+      const [{ recent }]: { recent: number }[] = await m.query(
+        `SELECT count(*)::int AS recent FROM job_attempts
+          WHERE job_id = $1 AND state = 'RELEASED' AND finished_at > now() - interval '1 hour'`,
+        [msg.jobId],
+      );
+      if (recent >= MAX_RELEASES_PER_HOUR) {
+        const why = `given back by its agents ${recent + 1} times within an hour (last: ${msg.reason}); not queued again`;
+        await this.finish(m, a, msg, 'FAILED', null, why);
         return { applied: true };
       }
       const [[{ number }]] = (await m.query(
@@ -319,7 +381,8 @@ export class AttemptsService {
     exitCode: number | null,
     reason: string | null,
   ) {
-    await m.query(FINISH_ATTEMPT, finishParams(a, ref, outcome, exitCode, reason));
+    // Whatever a success needed was checked above, under the lock: no kind is held back here.
+    await m.query(FINISH_ATTEMPT, [...finishParams(a, ref, outcome, exitCode, reason), '{}']);
     jobTransitions.inc({ to: outcome });
   }
 

@@ -17,6 +17,13 @@ export type JobResult = NonNullable<JobFinished['result']>;
 export interface JobKindHandler {
   /** In the submit transaction: validate the request and build the job's spec; throw a DomainError to refuse. */
   prepare?(m: EntityManager, p: Principal, input: SubmitJobInput, projectId: string | null): Promise<JobSpec>;
+  /** The result a successful job of this kind reports; a success without it ends the job FAILED. */
+  result?: JobResult['kind'];
+  /**
+   * Checks a result of that kind against the job (the agent is untrusted): why it cannot be
+   * accepted, or null. A refused result ends the job FAILED with that reason.
+   */
+  verify?(job: JobEntity, result: JobResult): string | null;
   /**
    * In the transaction that marks the job SUCCEEDED: apply its result. Returns a note for the job's
    * state reason (e.g. "registered churn v3"), or null.
@@ -34,5 +41,13 @@ export class JobKinds {
 
   get(kind: JobKindName): JobKindHandler | undefined {
     return this.handlers.get(kind);
+  }
+
+  /** The kinds whose success must come with a result, as a Postgres text[] literal. */
+  withResults(): string {
+    return `{${[...this.handlers]
+      .filter(([, h]) => h.result)
+      .map(([kind]) => kind)
+      .join(',')}}`;
   }
 }

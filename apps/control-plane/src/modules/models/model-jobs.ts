@@ -1,10 +1,10 @@
 /**
- * What the registry adds to the job kinds: a TRAIN job checks its model name up front and registers
- * a version when it succeeds; a BATCH_PREDICT job resolves its model version to the ONNX file on the
+ * What the registry adds to the job kinds: a TRAIN job checks its model name up front, and when it
+ * succeeds its result is checked against the job (trainResultProblem) and registered as a version; a BATCH_PREDICT job resolves its model version to the ONNX file on the
  * agent (URI and hash, so the agent verifies what it loads).
  */
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { BatchPredictSpec } from '@hearth/contracts';
+import { BatchPredictSpec, batchPredictResultProblem, trainResultProblem } from '@hearth/contracts';
 import { InvalidInputError } from '../../platform/errors/domain-error.js';
 import { JobKinds } from '../jobs/job-kinds.js';
 import { ModelsService } from './models.service.js';
@@ -28,10 +28,18 @@ export class ModelJobs implements OnModuleInit {
         if (existing && existing.project_id !== projectId) throw new ModelInAnotherProjectError(name);
         return {};
       },
+      result: 'train',
+      verify: (job, result) =>
+        result.kind === 'train' && job.spec?.train
+          ? trainResultProblem(job.spec.train, result.train, job.progress.backend)
+          : 'the job has no train spec',
       onSucceeded: (m, job, result) =>
         result.kind === 'train' ? this.models.registerTrained(m, job, result.train) : Promise.resolve(null),
     });
     this.kinds.register('BATCH_PREDICT', {
+      result: 'batch_predict',
+      verify: (_job, result) =>
+        result.kind === 'batch_predict' ? batchPredictResultProblem(result.batchPredict) : null,
       prepare: async (m, p, input) => {
         const b = input.batchPredict!;
         const v = await this.models.requireVersion(m, p, b.modelVersionId, 'models:read');

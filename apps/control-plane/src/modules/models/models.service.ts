@@ -5,7 +5,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { validate as isUuid, v7 as uuidv7 } from 'uuid';
 import type { EntityManager } from 'typeorm';
-import type { ModelArtifact, TrainResult } from '@hearth/contracts';
+import { fileUriProblem, type ModelArtifact, type TrainResult } from '@hearth/contracts';
 import { allowsOn } from '../../platform/access/ability.js';
 import { PermissionDeniedError } from '../../platform/access/access.errors.js';
 import { scopeOf } from '../../platform/access/grants.js';
@@ -176,6 +176,8 @@ export class ModelsService {
 
   /** Registers an ONNX file a command job (or anything else) produced, as a new version. */
   async registerVersion(p: Principal, input: RegisterModelVersionInput): Promise<ModelVersionModel> {
+    const uriProblem = fileUriProblem(input.uri);
+    if (uriProblem) throw new InvalidInputError(`uri ${uriProblem}`);
     return this.tx.tenant(p.tenantId, async (m) => {
       const projectId = input.projectId ?? p.tokenProjectId;
       if (projectId) await this.projects.require(m, projectId);
