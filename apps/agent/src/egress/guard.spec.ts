@@ -12,12 +12,13 @@ import {
   type JobLog,
   type JobProgress,
 } from '@hearth/contracts';
-import type { PubAck } from '@nats-io/jetstream';
+import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
 import type { Msg } from '@nats-io/transport-node';
 import {
   EgressGuard,
   EgressRefusedError,
   InvalidReplyError,
+  StreamFullError,
   type CoreTransport,
   type StreamTransport,
 } from './guard.js';
@@ -62,6 +63,8 @@ let published: Sent[];
 let streamed: Sent[];
 let requested: Sent[];
 let replyWith: Uint8Array;
+/** What the stream answers a publish with instead of its PubAck. */
+let streamRefuses: Error | null;
 
 function guard(): EgressGuard {
   const nc: CoreTransport = {
@@ -73,6 +76,7 @@ function guard(): EgressGuard {
   };
   const js: StreamTransport = {
     publish: async (subject, data, opts) => {
+      if (streamRefuses) throw streamRefuses;
       streamed.push({ subject, data: data as Uint8Array, opts });
       return { stream: 'HEARTH_UP', seq: 1, duplicate: false } as PubAck;
     },
@@ -95,6 +99,7 @@ beforeEach(() => {
   streamed = [];
   requested = [];
   replyWith = encode(JobClaimReply, { type: 'job.claim.reply', v: 1, ok: true });
+  streamRefuses = null;
 });
 afterEach(() => {
   ledger.close();
@@ -205,6 +210,37 @@ describe('EgressGuard', () => {
     } as unknown as JobProgress;
     await expect(g.event(smuggled)).rejects.toThrow(EgressRefusedError);
     expect(streamed).toHaveLength(2);
+  });
+
+  it('tells a stream full for this agent from other publish failures', async () => {
+    const log: JobLog = { type: 'job.log', v: 1, ...ref, seq: 0, lines: [], dropped: 3 };
+    // What nats-server 2.9 answers when the agent's subject holds max_msgs_per_subject (discard new).
+    const full = { code: 503, err_code: 10077, description: 'maximum messages per subject exceeded' };
+    streamRefuses = new JetStreamApiError(full);
+    const refused = await guard()
+      .event(log)
+      .catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(StreamFullError);
+    expect((refused as Error).message).toBe(
+      'job.log refused by the stream: maximum messages per subject exceeded',
+    );
+    streamRefuses = new JetStreamApiError({
+      code: 503,
+      err_code: 10077,
+      description: 'maximum bytes exceeded',
+    });
+    await expect(guard().event(log)).rejects.toThrow(StreamFullError);
+    for (const other of [
+      new Error('TIMEOUT'),
+      new JetStreamApiError({
+        code: 400,
+        err_code: 10054,
+        description: 'message size exceeds maximum allowed',
+      }),
+    ]) {
+      streamRefuses = other;
+      await expect(guard().event(log)).rejects.toBe(other);
+    }
   });
 
   it('claims by request and returns the validated reply', async () => {

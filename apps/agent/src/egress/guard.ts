@@ -5,7 +5,7 @@
  * address: callers cannot send anywhere else. No other module publishes or requests.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
 import {
   AgentHeartbeat,
   AgentTelemetry,
@@ -25,6 +25,18 @@ import type { EgressLedger } from './ledger.js';
 export class EgressRefusedError extends Error {
   override readonly name = 'EgressRefusedError';
 }
+
+/**
+ * The stream refused an event for its limits: this agent's share of it is full (or the whole stream
+ * is), until the control plane has consumed what it holds. Not a hiccup to retry at once: what may
+ * be dropped is dropped (and counted), what must arrive is retried with backoff.
+ */
+export class StreamFullError extends Error {
+  override readonly name = 'StreamFullError';
+}
+
+/** nats-server's "stream store failed": maximum messages per subject, messages or bytes exceeded. */
+const STREAM_STORE_FAILED = 10077;
 
 /** The control plane answered a claim with something the contract does not allow. */
 export class InvalidReplyError extends Error {
@@ -71,7 +83,8 @@ export class EgressGuard {
 
   /**
    * JetStream publish to the events subject; resolves with the stream's PubAck, throws when it
-   * does not come. The message id makes retries of the same event idempotent in the stream.
+   * does not come: StreamFullError when the stream refused it for its limits. The message id makes
+   * retries of the same event idempotent in the stream.
    */
   async event(message: UpEvent): Promise<PubAck> {
     const subject = subjects.events(this.options.address);
@@ -83,7 +96,13 @@ export class EgressGuard {
         : message.type === 'job.progress'
           ? `${message.attemptId}.progress.${message.seq}`
           : `${message.attemptId}.log.${message.seq}`;
-    return this.options.js.publish(subject, bytes, { msgID, timeout: this.timeoutMs });
+    try {
+      return await this.options.js.publish(subject, bytes, { msgID, timeout: this.timeoutMs });
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === STREAM_STORE_FAILED)
+        throw new StreamFullError(`${message.type} refused by the stream: ${err.message}`, { cause: err });
+      throw err;
+    }
   }
 
   /**

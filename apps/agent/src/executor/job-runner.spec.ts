@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { parseLocalPolicy } from '../policy/local-policy.js';
 import { ServeHost } from '../serve/serve-host.js';
 import { AgentCounters } from '../telemetry/counters.js';
-import { EgressRefusedError } from '../egress/guard.js';
+import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { AttemptRegistry } from './attempts.js';
 import { handleDispatch, type JobRunnerDeps } from './job-runner.js';
 
@@ -50,6 +50,10 @@ interface FakeGuard {
   eventFailures: number;
   /** The egress guard refuses a SUCCEEDED end, as it does a result over the contract's bounds. */
   refuseSucceeded?: boolean;
+  /** The stream is full for this agent: it refuses log and progress events, and this many ends. */
+  fullFor?: number;
+  /** Log batches the runner tried to send. */
+  logTries: number;
   reply: JobClaimReply;
 }
 
@@ -59,6 +63,7 @@ function setup(fake: Partial<FakeGuard> = {}) {
     events: [],
     claimFailures: 0,
     eventFailures: 0,
+    logTries: 0,
     reply: { type: 'job.claim.reply', v: 1, ok: true },
     ...fake,
   };
@@ -84,6 +89,12 @@ function setup(fake: Partial<FakeGuard> = {}) {
         return guard.reply;
       },
       event: async (event) => {
+        if (event.type === 'job.log') guard.logTries++;
+        const full = () =>
+          new StreamFullError(`${event.type} refused by the stream: maximum messages per subject exceeded`);
+        if (guard.fullFor !== undefined && (event.type === 'job.log' || event.type === 'job.progress'))
+          throw full();
+        if (event.type === 'job.finished' && guard.fullFor !== undefined && guard.fullFor-- > 0) throw full();
         if (event.type === 'job.finished' && guard.eventFailures-- > 0) throw new Error('TIMEOUT');
         if (event.type === 'job.finished' && event.outcome === 'SUCCEEDED' && guard.refuseSucceeded)
           throw new EgressRefusedError('refused to send an invalid job.finished message: message too large');
@@ -141,6 +152,22 @@ describe('handleDispatch', () => {
     expect(finishedOf(guard.events)).toMatchObject([
       { outcome: 'FAILED', exitCode: 4, reason: 'exited with code 4' },
     ]);
+    expect(calls).toEqual(['working', 'working', 'ack']);
+  });
+
+  it('retries JobFinished while the stream is full, and drops and counts the log lines instead', async () => {
+    const { guard, counters, deps } = setup({ fullFor: 2 });
+    const { msg, calls } = message(
+      encode(JobDispatch, dispatch(['node', '-e', 'for (let i = 0; i < 30; i++) console.log("line", i)'])),
+    );
+    await handleDispatch(msg, deps);
+    expect(guard.events.filter((e) => e.type === 'job.log')).toEqual([]);
+    expect(counters.logLinesDropped).toBe(30);
+    // Once per flush (the lines come out within a tick or two), never retried while the stream is full.
+    expect(guard.logTries).toBeGreaterThanOrEqual(1);
+    expect(guard.logTries).toBeLessThanOrEqual(2);
+    expect(counters.sendFailures).toBe(2);
+    expect(finishedOf(guard.events)).toMatchObject([{ outcome: 'SUCCEEDED', exitCode: 0 }]);
     expect(calls).toEqual(['working', 'working', 'ack']);
   });
 

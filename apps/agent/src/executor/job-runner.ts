@@ -12,7 +12,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { removeAttemptDir } from '../attempt-dir.js';
 import type { JobBaseEnv } from '../config/config.js';
 import { backoffDelay, sleep } from '../connection/backoff.js';
-import { EgressRefusedError, type EgressGuard } from '../egress/guard.js';
+import { EgressRefusedError, StreamFullError, type EgressGuard } from '../egress/guard.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { LocalPolicy } from '../policy/local-policy.js';
 import type { ServeHost } from '../serve/serve-host.js';
@@ -273,7 +273,9 @@ function endOf(attempt: Attempt, result: JobResult): JobFinished | JobReleased {
 
 /**
  * Publishes the attempt's end (JobFinished or JobReleased) until the stream acknowledges it; false
- * only when a forced stop cuts it.
+ * only when a forced stop cuts it. That includes a stream full for this agent (the control plane
+ * has not consumed its share yet): an attempt ends once, so its end is never dropped for room, as
+ * log lines and progress are; it is retried with backoff, as for any other failed send.
  */
 async function reportFinished(
   attempt: Attempt,
@@ -303,7 +305,9 @@ async function reportFinished(
       const delay = backoffDelay(i, FINISH_BACKOFF);
       log.warn(
         { err: errorMessage(err), type: end.type, try: i + 1, retryInMs: delay },
-        "the attempt's end not acknowledged; retrying",
+        err instanceof StreamFullError
+          ? "the attempt's end refused: the stream is full for this agent; retrying until it has room"
+          : "the attempt's end not acknowledged; retrying",
       );
       attempt.msg.working();
       if (!(await sleep(delay, deps.forced))) {

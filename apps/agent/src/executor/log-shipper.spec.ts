@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
 import { encode, JobLog, MAX_MESSAGE_BYTES } from '@hearth/contracts';
-import { EgressRefusedError } from '../egress/guard.js';
+import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { LogShipper } from './log-shipper.js';
 import { LogTail, type TailBatch } from './log-tail.js';
 
@@ -112,6 +112,42 @@ describe('LogShipper', () => {
     expect(calls).toEqual([0, 1]);
     expect(sent).toEqual([{ seq: 1, batch: { lines: expect.any(Array), dropped: 50 } }]);
     expect(sent[0].batch.lines.map((l) => l.text)).toEqual(numbered(60).slice(50));
+  });
+
+  it('drops what waits while the stream is full, without retrying, and reports the count once it has room', async () => {
+    const tail = tailWith(numbered(120));
+    const { logger, lines } = capture();
+    const sent: { seq: number; batch: TailBatch }[] = [];
+    const calls: number[] = [];
+    let full = true;
+    const shipper = new LogShipper({
+      tail,
+      logger,
+      signal: new AbortController().signal,
+      intervalMs: 10_000, // ticks by hand (finish), not by the clock
+      send: async (batch, seq) => {
+        calls.push(seq);
+        if (full)
+          throw new StreamFullError('job.log refused by the stream: maximum messages per subject exceeded');
+        sent.push({ seq, batch });
+      },
+    });
+    await shipper.finish();
+    // One try for the first batch of 50; the other 70 lines waiting are dropped with it, not tried.
+    expect(calls).toEqual([0]);
+    expect(tail.totalDropped).toBe(120);
+    for (const line of numbered(3)) tail.push('stdout', `later ${line}`);
+    full = false;
+    await shipper.finish();
+    expect(sent).toEqual([
+      {
+        seq: 1,
+        batch: { lines: numbered(3).map((l) => ({ stream: 'stdout', text: `later ${l}` })), dropped: 120 },
+      },
+    ]);
+    expect(lines.map((l) => l.msg)).toEqual([
+      'the stream is full for this agent: log lines are dropped and counted until it has room',
+    ]);
   });
 
   it('delivers wide non-ASCII and binary lines in messages the contract accepts', async () => {

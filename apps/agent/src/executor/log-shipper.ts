@@ -2,10 +2,14 @@
  * Sends a job's log tail up in batches about every 250 ms. Each batch is retried a few times
  * (same seq, so the stream deduplicates); a batch that still fails is counted as dropped and
  * reported in the next batch's `dropped`, never silently lost. A batch the egress guard refuses
- * is a bug, not a hiccup: logged, counted as dropped, never retried.
+ * is a bug, not a hiccup: logged, counted as dropped, never retried. While the stream is full for
+ * this agent (the control plane has not consumed its share yet) nothing is retried either: the
+ * batch and every line waiting are dropped and counted, and each tick tries once more, so the
+ * count goes up with the first batch the stream takes again. The log tail is what may be dropped:
+ * the full log stays on disk, and the room is kept for what must arrive (the attempt's end).
  */
 import { backoffDelay, sleep } from '../connection/backoff.js';
-import { EgressRefusedError } from '../egress/guard.js';
+import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { LogTail, TailBatch } from './log-tail.js';
 
@@ -19,8 +23,12 @@ export interface LogShipperOptions {
   signal: AbortSignal;
 }
 
+type Sent = 'sent' | 'failed' | 'full';
+
 export class LogShipper {
   private seq = 0;
+  /** Whether the last send found the stream full (so that it is logged once, not every tick). */
+  private full = false;
   private readonly ticking = new AbortController();
   private loop: Promise<void> = Promise.resolve();
 
@@ -54,7 +62,12 @@ export class LogShipper {
       const batch = tail.take();
       if (!batch) return;
       left -= batch.lines.length;
-      if (!(await this.sendOne(batch)) && signal.aborted) {
+      const sent = await this.sendOne(batch);
+      if (sent === 'full') {
+        tail.dropPending(); // counted: the next batch the stream takes reports them
+        return;
+      }
+      if (sent === 'failed' && signal.aborted) {
         const lost = tail.dropPending();
         if (lost > 0) logger.warn({ lost }, 'log lines not sent: agent stopping');
         return;
@@ -62,15 +75,27 @@ export class LogShipper {
     } while (left > 0);
   }
 
-  /** False when the batch could not be sent; its lines then count as dropped. */
-  private async sendOne(batch: TailBatch): Promise<boolean> {
+  /** Whether the batch was sent; when not, its lines count as dropped. */
+  private async sendOne(batch: TailBatch): Promise<Sent> {
     const seq = this.seq++;
     const attempts = this.options.attempts ?? 3;
     for (let i = 0; i < attempts; i++) {
       try {
         await this.options.send(batch, seq);
-        return true;
+        if (this.full) this.options.logger.info({ seq }, 'log lines sent again: the stream has room');
+        this.full = false;
+        return 'sent';
       } catch (err) {
+        if (err instanceof StreamFullError) {
+          if (!this.full)
+            this.options.logger.warn(
+              { err: err.message, seq },
+              'the stream is full for this agent: log lines are dropped and counted until it has room',
+            );
+          this.full = true;
+          this.options.tail.restore(batch);
+          return 'full';
+        }
         if (err instanceof EgressRefusedError) {
           this.options.logger.error({ err: err.message, seq }, 'log batch refused by the egress guard');
           break;
@@ -85,6 +110,6 @@ export class LogShipper {
       }
     }
     this.options.tail.restore(batch);
-    return false;
+    return 'failed';
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { pino } from 'pino';
-import { EgressRefusedError } from '../egress/guard.js';
+import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { AgentCounters } from '../telemetry/counters.js';
 import { ProgressSender, type Progress } from './progress-sender.js';
 
@@ -71,6 +71,21 @@ describe('ProgressSender', () => {
     await sender.finish();
     expect(calls).toEqual([0]);
     expect(counters.progressDropped).toBe(1);
+  });
+
+  it('drops an event at once while the stream is full, but keeps trying one sent untilSent', async () => {
+    const full = () =>
+      new StreamFullError('job.progress refused by the stream: maximum messages per subject exceeded');
+    const { sender, sent, calls, counters } = setup((_p, seq, call) =>
+      seq < 2 || call <= 5 ? full() : null,
+    );
+    sender.send(epoch(1));
+    sender.send(epoch(2));
+    sender.send({ kind: 'serve.ready', endpoint: 'http://gpu-01:8600', executionProvider: 'cpu' }, true);
+    await sender.finish();
+    expect(calls).toEqual([0, 1, 2, 2, 2, 2]);
+    expect(counters.progressDropped).toBe(2);
+    expect(sent.map((s) => s.seq)).toEqual([2]);
   });
 
   it('keeps trying an event sent untilSent', async () => {

@@ -2,12 +2,15 @@
  * Sends one attempt's JobProgress events in order, without holding up the job: send() queues, a
  * chain publishes one at a time. Each event is retried with backoff under the same seq (the
  * stream deduplicates); one that still fails is counted and logged, and the chain moves on. A
- * message the contract refuses is a bug: logged and counted, never retried. finish() waits for the
- * queue, so the job's progress goes up before its JobFinished.
+ * message the contract refuses is a bug: logged and counted, never retried. An event the stream
+ * refuses because this agent's share of it is full is dropped and counted at once (retrying it
+ * would only hold up the events behind it, the attempt's end included), unless it must arrive
+ * (`untilSent`), which is retried until the stream has room. finish() waits for the queue, so the
+ * job's progress goes up before its JobFinished.
  */
 import type { JobProgress } from '@hearth/contracts';
 import { backoffDelay, sleep } from '../connection/backoff.js';
-import { EgressRefusedError } from '../egress/guard.js';
+import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { AgentCounters } from '../telemetry/counters.js';
 
@@ -46,6 +49,7 @@ export class ProgressSender {
   private async sendOne(progress: Progress, seq: number, untilSent: boolean): Promise<void> {
     const { logger, signal } = this.options;
     const attempts = untilSent ? Infinity : (this.options.attempts ?? 5);
+    let reason = 'not acknowledged';
     for (let i = 0; i < attempts; i++) {
       try {
         await this.options.send(progress, seq);
@@ -56,6 +60,11 @@ export class ProgressSender {
             { err: err.message, seq, kind: progress.kind },
             'progress event refused by the egress guard',
           );
+          reason = 'refused by the egress guard';
+          break;
+        }
+        if (err instanceof StreamFullError && !untilSent) {
+          reason = 'the stream is full';
           break;
         }
         logger.warn(
@@ -68,7 +77,7 @@ export class ProgressSender {
     }
     this.options.counters.progressDropped++;
     logger.warn(
-      { seq, kind: progress.kind, dropped: this.options.counters.progressDropped },
+      { seq, kind: progress.kind, reason, dropped: this.options.counters.progressDropped },
       'progress event dropped',
     );
   }

@@ -3,10 +3,11 @@
  * replicas), job events from the UP stream (one durable consumer shared by replicas). Every message
  * is validated against the contract; anything malformed, oversized, unknown or from a revoked agent
  * is rejected, counted and logged, and the control plane keeps serving. Agent traffic is bounded
- * (per agent, and in what it may take of the database pool): see `agentWork`.
+ * (per agent, and in what it may take of the database pool): see `agentWork`; and one agent's
+ * backlog of events does not hold up the others': see `AgentLanes`.
  */
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
@@ -31,10 +32,10 @@ import { NatsService, UP_MAX_DELIVER } from '../../platform/messaging/nats.servi
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { FleetService } from '../fleet/fleet.service.js';
 import { AgentRateLimiter } from '../telemetry/rate-limiter.js';
+import { AgentLanes, type UpMessage } from './agent-lanes.js';
 import { AttemptsService } from './attempts.service.js';
 import { Dispatcher } from './dispatcher.service.js';
 
-const EVENT_CONCURRENCY = 32;
 /** Heartbeats and claims waiting for the database beyond this are dropped. */
 const MAX_QUEUED = 2000;
 /** Per agent: a heartbeat is due every heartbeatSeconds; a stop sends one more at once. */
@@ -44,11 +45,17 @@ const CLAIM_RATE = { burst: 512, perSecond: 256 };
 /** Postgres data exceptions (22) and integrity violations (23): this message, not the database, is the problem. */
 const DATA_ERROR = /^2[23]/;
 
+/** Events pulled from the stream at once (the consumer's pull batch). */
+const PULL_BATCH = 256;
 @Injectable()
 export class AgentMessagesConsumer implements OnApplicationShutdown {
   private subs: Subscription[] = [];
   private events: ConsumerMessages | null = null;
   private loop: Promise<void> | null = null;
+  private readonly lanes: AgentLanes;
+  private jsm: JetStreamManager | null = null;
+  /** The last event started of each job: the next one of that job waits for it. */
+  private readonly perJob = new Map<string, Promise<void>>();
   /**
    * Agents' heartbeats, claims and events take at most half the database pool at once, so a flood
    * from one agent (broken or compromised) leaves the API and the other tenants the rest; and each
@@ -72,6 +79,15 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       burst: HEARTBEAT_BURST,
       perSecond: Math.max(1, 2 / config.fleet.heartbeatSeconds),
     });
+    this.lanes = new AgentLanes(
+      (msg, a) => this.handleEvent(msg, a),
+      {
+        read: async (seq) =>
+          (await (this.jsm ??= await this.nats.jsm()).streams.getMessage(UP_STREAM, { seq })) ?? null,
+        reply: (subject, payload) => this.nats.nc.publish(subject, payload),
+      },
+      log,
+    );
   }
 
   async start() {
@@ -91,7 +107,7 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
       }),
     ];
     const consumer = await this.nats.js.consumers.get(UP_STREAM, UP_CONSUMER);
-    this.events = await consumer.consume({ max_messages: 256 });
+    this.events = await consumer.consume({ max_messages: PULL_BATCH });
     this.loop = this.consumeEvents(this.events);
   }
 
@@ -173,48 +189,49 @@ export class AgentMessagesConsumer implements OnApplicationShutdown {
     }
   }
 
-  /**
-   * Handles events concurrently, up to EVENT_CONCURRENCY at once, but one at a time per job, so a
-   * job's log lines and its result are applied in the order the agent sent them.
-   */
+  /** Takes each event into its agent's lane (or defers it); the lanes run them. */
   private async consumeEvents(messages: ConsumerMessages) {
-    const perJob = new Map<string, Promise<void>>();
-    const inFlight = new Set<Promise<void>>();
     for await (const msg of messages) {
-      while (inFlight.size >= EVENT_CONCURRENCY) await Promise.race(inFlight);
-      const event = decode(UpEvent, msg.data);
-      const key = event.ok ? event.value.jobId : '';
-      const task = (perJob.get(key) ?? Promise.resolve())
-        .then(() => this.agentWork(() => this.onEvent(msg, event)))
-        .catch((err: unknown) => {
-          const code = (err as { code?: unknown }).code;
-          if (typeof code === 'string' && DATA_ERROR.test(code)) {
-            // This message, not the database, is the problem: every redelivery would fail the same.
-            this.rejected('event', msg.subject, `not storable: ${code}`);
-            return msg.term();
-          }
-          const last = msg.info.deliveryCount >= UP_MAX_DELIVER;
-          this.log.error(
-            { err, subject: msg.subject, deliveries: msg.info.deliveryCount },
-            last
-              ? 'event handling failed for the last time; the event is dropped'
-              : 'event handling failed; will be redelivered',
-          );
-          msg.nak(1000);
-        });
-      perJob.set(key, task);
-      inFlight.add(task);
-      void task.finally(() => {
-        inFlight.delete(task);
-        if (perJob.get(key) === task) perJob.delete(key);
-      });
+      await this.lanes.room();
+      const a = this.address('event', msg.subject);
+      if (a) this.lanes.offer(msg, a);
+      else msg.term();
     }
-    await Promise.all(inFlight);
+    await this.lanes.stop();
   }
 
-  private async onEvent(msg: JsMsg, event: ParseResult<UpEvent>) {
-    const a = this.address('event', msg.subject);
-    if (!a) return msg.term();
+  /**
+   * Handles one event, after the previous event of the same job is done: a job's log lines and its
+   * result are applied in the order the agent sent them. Never rejects.
+   */
+  private handleEvent(msg: UpMessage, a: AgentAddress): Promise<void> {
+    const event = decode(UpEvent, msg.data);
+    const key = event.ok ? event.value.jobId : '';
+    const task = (this.perJob.get(key) ?? Promise.resolve())
+      .then(() => this.agentWork(() => this.onEvent(msg, a, event)))
+      .catch((err: unknown) => {
+        const code = (err as { code?: unknown }).code;
+        if (typeof code === 'string' && DATA_ERROR.test(code)) {
+          // This message, not the database, is the problem: every redelivery would fail the same.
+          this.rejected('event', msg.subject, `not storable: ${code}`);
+          return msg.term();
+        }
+        const last = msg.deliveries >= UP_MAX_DELIVER;
+        this.log.error(
+          { err, subject: msg.subject, deliveries: msg.deliveries },
+          last
+            ? 'event handling failed for the last time; the event is dropped'
+            : 'event handling failed; will be redelivered',
+        );
+        msg.nak(1000);
+      });
+    this.perJob.set(key, task);
+    return task.finally(() => {
+      if (this.perJob.get(key) === task) this.perJob.delete(key);
+    });
+  }
+
+  private async onEvent(msg: UpMessage, a: AgentAddress, event: ParseResult<UpEvent>) {
     if (!event.ok) {
       this.rejected('event', msg.subject, event.error);
       return msg.term();

@@ -6,8 +6,11 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import {
   AckPolicy,
+  DiscardPolicy,
   jetstream,
   jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
   RetentionPolicy,
   StorageType,
   type JetStreamClient,
@@ -20,6 +23,7 @@ import {
   consumers,
   DOWN_STREAM,
   isNatsServerWithoutTls,
+  MAX_MESSAGE_BYTES,
   natsTlsRequired,
   subjects,
   UP_CONSUMER,
@@ -32,8 +36,43 @@ import { NatsAuthority } from './nats-auth.js';
 
 const DUPLICATE_WINDOW_MS = 10 * 60_000;
 const AGENT_ACK_WAIT_MS = 30_000;
-/** Tries of an agent's event before JetStream gives up on it (the consumer logs the last one). */
-export const UP_MAX_DELIVER = 20;
+/**
+ * Times JetStream may hand back an agent's event that the consumer set aside (`nak` with a delay, to
+ * let other agents' events go first) before its turn came; it is then taken regardless
+ * (agent-messages.consumer, AgentLanes).
+ */
+export const UP_MAX_DEFERRALS = 8;
+/**
+ * Deliveries of an agent's event before JetStream gives up on it (the consumer logs the last one):
+ * 20 tries, plus the hand-backs of set-aside events, which JetStream counts as deliveries too.
+ */
+export const UP_MAX_DELIVER = 20 + UP_MAX_DEFERRALS;
+
+/**
+ * The UP stream's limits, so that one agent (broken or compromised) fills its own share and then
+ * gets errors, while the others and the disk are unaffected. Each agent publishes all its job
+ * events on one subject (`subjects.events`), so the per-subject limit is a per-agent limit.
+ *
+ * What a real agent sends: at most 64 jobs at once (the most we plan for), each shipping its log
+ * tail every 250 ms (the tail admits 50 lines/s, up to 50 lines a message, so at most one message
+ * per tick at the sustained rate): 64 × 4 = 256 messages/s at the log rate limit, plus progress
+ * (a train job's epochs, at most 1,000 per attempt) and one end per attempt. While the control
+ * plane consumes, its backlog is what is in flight (and what the consumer set aside past its share
+ * of the slots, see AgentLanes): hundreds at most. 10,000 is 39 s of that peak with nothing consumed (a control-plane restart),
+ * and hours for a typical agent (a few jobs that do not log at the cap). Past it the agent drops log
+ * batches (counted, reported in the next batch's `dropped`) and progress, and retries the ends of
+ * attempts until they are accepted: nothing is lost that a job's outcome depends on.
+ *
+ * Bytes: an agent holds at most 10,000 × 65 KiB ≈ 635 MiB (typically 2 KiB a batch: 20 MiB), so
+ * 4 GiB in all is about 200 agents' full backlogs of typical size, and at most a sixth for any one.
+ * Age: 7 days, longer than an unnoticed outage of the control plane (a long weekend), so nothing
+ * a real agent sent expires before it is read; it only clears out what nobody will consume.
+ */
+export const UP_LIMITS = {
+  maxMessagesPerAgent: 10_000,
+  maxBytes: 4 * 1024 ** 3,
+  maxAgeMs: 7 * 24 * 3600_000,
+} as const;
 
 @Injectable()
 export class NatsService implements OnApplicationShutdown {
@@ -61,15 +100,21 @@ export class NatsService implements OnApplicationShutdown {
     return jetstreamManager(this.nc);
   }
 
-  /** Creates a stream, or brings an existing one to this configuration. */
+  /**
+   * Creates a stream, or brings an existing one (made by an older version) to this configuration in
+   * place: its messages stay. A refused update fails the boot, with nats-server's reason.
+   */
   async ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {
     const jsm = await this.jsm();
-    try {
-      await jsm.streams.info(config.name);
-      await jsm.streams.update(config.name, config);
-    } catch {
-      await jsm.streams.add(config);
-    }
+    const exists = await jsm.streams.info(config.name).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return false;
+        throw err;
+      },
+    );
+    if (exists) await jsm.streams.update(config.name, config);
+    else await jsm.streams.add(config);
   }
 
   async connect(): Promise<void> {
@@ -133,26 +178,39 @@ export class NatsService implements OnApplicationShutdown {
 
   private async ensureStreams() {
     const jsm = await this.jsm();
-    const streams = [
-      { name: DOWN_STREAM, subjects: [subjects.wildcard.down] },
-      { name: UP_STREAM, subjects: [subjects.wildcard.events] },
-    ];
-    for (const s of streams) {
-      const config = {
-        ...s,
-        retention: RetentionPolicy.Workqueue,
-        storage: StorageType.File,
-        duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-        max_msg_size: 128 * 1024,
-      };
-      await this.ensureStream(config);
-    }
+    const common = {
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    };
+    await this.ensureStream({
+      ...common,
+      name: DOWN_STREAM,
+      subjects: [subjects.wildcard.down],
+      max_msg_size: 128 * 1024,
+    });
+    await this.ensureStream({
+      ...common,
+      name: UP_STREAM,
+      subjects: [subjects.wildcard.events],
+      // What no receiver would accept (MAX_MESSAGE_BYTES) is not stored; 1 KiB is room for headers.
+      max_msg_size: MAX_MESSAGE_BYTES + 1024,
+      max_msgs_per_subject: UP_LIMITS.maxMessagesPerAgent,
+      max_bytes: UP_LIMITS.maxBytes,
+      max_age: nanos(UP_LIMITS.maxAgeMs),
+      // Full means refused, per agent: an agent's stored events are never thrown away for new ones.
+      discard: DiscardPolicy.New,
+      discard_new_per_subject: true,
+    });
+    // Adding an existing durable updates it in place (nats-server 2.9+).
     await jsm.consumers.add(UP_STREAM, {
       durable_name: UP_CONSUMER,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(30_000),
       max_deliver: UP_MAX_DELIVER,
-      max_ack_pending: 10_000,
+      // Events the consumer set aside count here until they are acked: room for several agents' full
+      // backlogs (UP_LIMITS), so that those never stop the stream from delivering the others' events.
+      max_ack_pending: 10 * UP_LIMITS.maxMessagesPerAgent,
     });
   }
 

@@ -7,8 +7,10 @@ collectDefaultMetrics({ register: registry });
 export const agentMessagesShed = new Counter({
   name: 'hearth_agent_messages_shed_total',
   help:
-    "Heartbeats and claims dropped before any work: over the agent's rate (rate limited) or with the " +
-    "control plane's queue for agent work full (overloaded). Agents send heartbeats again and retry claims.",
+    "Agent messages not handled on arrival. Heartbeats and claims dropped before any work: over the agent's " +
+    "rate (rate limited) or with the control plane's queue for agent work full (overloaded); agents send " +
+    'heartbeats again and retry claims. Job events set aside (kind event, reason set aside): the agent ' +
+    'had its share of the event slots; they stay in the stream and are handled in order later.',
   labelNames: ['kind', 'reason'] as const,
   registers: [registry],
 });
