@@ -171,6 +171,22 @@ describe('handleDispatch', () => {
     expect(calls).toEqual(['working', 'working', 'ack']);
   });
 
+  it("sends a job's last lines even when a burst before them went over the log rate", async () => {
+    const { guard, counters, deps } = setup();
+    const script =
+      'for (let i = 0; i < 500; i++) console.log("noise", i); console.error("Traceback: the real error")';
+    const { msg } = message(encode(JobDispatch, dispatch(['node', '-e', script])));
+    await handleDispatch(msg, deps);
+    const logs = guard.events.filter((e) => e.type === 'job.log');
+    const lines = logs.flatMap((e) => e.lines);
+    expect(lines.at(-1)).toEqual({ stream: 'stderr', text: 'Traceback: the real error' });
+    expect(lines.at(-2)).toEqual({ stream: 'stdout', text: 'noise 499' });
+    // Every line is either sent or counted as dropped, once.
+    const dropped = logs.reduce((sum, e) => sum + e.dropped, 0);
+    expect(lines.length + dropped).toBe(501);
+    expect(counters.logLinesDropped).toBe(dropped);
+  });
+
   it('fails an attempt whose result the contract refuses, instead of retrying it forever', async () => {
     const { guard, deps } = setup({ refuseSucceeded: true });
     const { msg, calls } = message(encode(JobDispatch, dispatch(['true'])));

@@ -235,6 +235,7 @@ async function execute(
   attempt.attach(run);
   attempt.pid = run.pid ?? null;
   const result = await run.done;
+  tail.end(); // the output is over: its last lines go up, even those the rate limit dropped
   await shipper.finish();
   deps.counters.logLinesDropped += tail.totalDropped;
   // Scratch space only (models go to the artifact root, the full log stays): what a job copied

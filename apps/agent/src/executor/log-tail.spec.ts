@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { encode, JobLog, LOG_TAIL, MAX_MESSAGE_BYTES } from '@hearth/contracts';
-import { LogTail, truncateLine, type TailBatch } from './log-tail.js';
+import { KEEP_LAST_LINES, LogTail, truncateLine, type TailBatch } from './log-tail.js';
 
 function clock(start = 1_000_000) {
   let now = start;
@@ -26,11 +26,41 @@ describe('LogTail', () => {
     for (let i = 0; i < 300; i++) tail.push('stdout', `line ${i}`);
     const batches = drain(tail);
     expect(batches.flatMap((b) => b.lines)).toHaveLength(200);
-    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(100);
+    // The last lines' drops wait: they may be the end of the output (see the next test).
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(100 - KEEP_LAST_LINES);
     expect(batches.every((b) => b.lines.length <= LOG_TAIL.maxLinesPerMessage)).toBe(true);
     expect(batches[0].lines[0]).toEqual({ stream: 'stdout', text: 'line 0' });
     expect(batches.at(-1)?.lines.at(-1)?.text).toBe('line 199');
-    expect(tail.totalDropped).toBe(100);
+  });
+
+  it('sends the last lines of the output even when the rate limit dropped them', () => {
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 50, burst: 200, maxPending: 1000, now: c.now });
+    for (let i = 0; i < 300; i++) tail.push(i === 299 ? 'stderr' : 'stdout', `line ${i}`);
+    drain(tail);
+    tail.end();
+    const [last, ...rest] = drain(tail);
+    expect(rest).toEqual([]);
+    expect(last.dropped).toBe(0);
+    expect(last.lines.map((l) => l.text)).toEqual(
+      Array.from({ length: KEEP_LAST_LINES }, (_, i) => `line ${300 - KEEP_LAST_LINES + i}`),
+    );
+    expect(last.lines.at(-1)).toEqual({ stream: 'stderr', text: 'line 299' });
+    expect(tail.totalDropped).toBe(100 - KEEP_LAST_LINES);
+  });
+
+  it('reports held-back drops once a later line is admitted: those were not the end', () => {
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 50, burst: 200, maxPending: 1000, now: c.now });
+    for (let i = 0; i < 205; i++) tail.push('stdout', `burst ${i}`);
+    expect(drain(tail).reduce((sum, b) => sum + b.dropped, 0)).toBe(0); // all 5 held back
+    c.advance(1000);
+    tail.push('stdout', 'later');
+    tail.end();
+    const batches = drain(tail);
+    expect(batches.flatMap((b) => b.lines.map((l) => l.text))).toEqual(['later']);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(5);
+    expect(tail.totalDropped).toBe(5);
   });
 
   it('refills at the sustained rate', () => {
@@ -42,7 +72,7 @@ describe('LogTail', () => {
     for (let i = 0; i < 80; i++) tail.push('stderr', 'y');
     const batches = drain(tail);
     expect(batches.flatMap((b) => b.lines)).toHaveLength(50);
-    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(30);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(30 - KEEP_LAST_LINES);
   });
 
   it('never holds more than maxPending lines while nothing is taken', () => {
@@ -51,7 +81,7 @@ describe('LogTail', () => {
     for (let i = 0; i < 500; i++) tail.push('stdout', 'z');
     const batches = drain(tail);
     expect(batches.flatMap((b) => b.lines)).toHaveLength(120);
-    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(380);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(380 - KEEP_LAST_LINES);
   });
 
   it('truncates long lines to the contract bound, visibly', () => {

@@ -43,6 +43,13 @@ export const DEFAULT_LOG_TAIL: LogTailOptions = {
  */
 const LINES_BUDGET_BYTES = MAX_MESSAGE_BYTES - 8 * 1024;
 
+/**
+ * Lines the rate limit dropped at the very end of the output that still go up when it ends: a
+ * job's last lines (its traceback, its final error) are what its user reads first, and a burst
+ * before the end would otherwise take exactly those.
+ */
+export const KEEP_LAST_LINES = 20;
+
 /** A line as the tail carries it: at most `max` characters, NUL and broken UTF-16 replaced (U+FFFD). */
 export function truncateLine(text: string, max: number = LOG_TAIL.maxLineChars): string {
   return clipText(text, max);
@@ -55,6 +62,15 @@ export class LogTail {
   private pending: TailLine[] = [];
   private dropped = 0;
   private droppedTotal = 0;
+  /**
+   * The last KEEP_LAST_LINES lines dropped since the last admitted one (a ring: next write at
+   * lastNext). Their drops are held back from batches until a later line is admitted (then they
+   * are not the end) or end() admits them.
+   */
+  private readonly lastText: string[] = [];
+  private readonly lastStream: OutputStream[] = [];
+  private lastCount = 0;
+  private lastNext = 0;
 
   constructor(options: Partial<LogTailOptions> = {}) {
     this.options = { ...DEFAULT_LOG_TAIL, ...options };
@@ -66,15 +82,39 @@ export class LogTail {
     this.refill();
     if (this.tokens < 1 || this.pending.length >= this.options.maxPending) {
       this.addDropped(1);
+      this.lastText[this.lastNext] = text;
+      this.lastStream[this.lastNext] = stream;
+      this.lastNext = (this.lastNext + 1) % KEEP_LAST_LINES;
+      this.lastCount = Math.min(this.lastCount + 1, KEEP_LAST_LINES);
       return;
     }
+    this.lastCount = 0;
     this.tokens -= 1;
     this.pending.push({ stream, text: truncateLine(text) });
   }
 
+  /**
+   * The output has ended: the lines dropped after the last admitted one (at most KEEP_LAST_LINES)
+   * are admitted after all, past the rate limit, so the tail ends where the output did.
+   */
+  end(): void {
+    const first = (this.lastNext - this.lastCount + KEEP_LAST_LINES) % KEEP_LAST_LINES;
+    for (let i = 0; i < this.lastCount; i++) {
+      const at = (first + i) % KEEP_LAST_LINES;
+      this.pending.push({ stream: this.lastStream[at], text: truncateLine(this.lastText[at]) });
+    }
+    this.dropped -= this.lastCount;
+    this.droppedTotal -= this.lastCount;
+    this.lastCount = 0;
+    this.lastText.length = 0;
+    this.lastStream.length = 0;
+  }
+
   /** The next batch to send, or null when there is nothing (no lines and nothing dropped). */
   take(): TailBatch | null {
-    if (this.pending.length === 0 && this.dropped === 0) return null;
+    // Drops end() may take back are not reported yet: they are reported once a later line is admitted.
+    const reportable = this.dropped - this.lastCount;
+    if (this.pending.length === 0 && reportable === 0) return null;
     // At least one line per batch: one clipped line is at most ~6 KiB encoded, so it always fits.
     let count = 0;
     let bytes = 2; // the array's brackets
@@ -85,7 +125,7 @@ export class LogTail {
     }
     const lines = this.pending.splice(0, count);
     // A count past what the control plane stores goes in the next batch (billions: `yes` offline).
-    const dropped = Math.min(this.dropped, INT32_MAX);
+    const dropped = Math.min(reportable, INT32_MAX);
     this.dropped -= dropped;
     return { lines, dropped };
   }
@@ -100,6 +140,7 @@ export class LogTail {
   dropPending(): number {
     const count = this.pending.length;
     this.pending = [];
+    this.lastCount = 0;
     this.addDropped(count);
     return count;
   }
