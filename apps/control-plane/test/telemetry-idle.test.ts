@@ -49,16 +49,100 @@ const canceller: IdleCanceller = {
   },
 };
 
-async function job(startedAt: number, gpus = 2): Promise<string> {
+/**
+ * A job running since `startedAt`, as the dispatcher and the agent's claim leave it: its current
+ * attempt RUNNING on the agent; `before` are earlier attempts that ended (on other agents, say).
+ */
+async function job(
+  startedAt: number,
+  {
+    gpus = 2,
+    on = { tenant, agent, user },
+    before = [],
+    runningSince = startedAt,
+  }: {
+    gpus?: number;
+    on?: Owner;
+    before?: { agent: string; from: number; until: number }[];
+    runningSince?: number;
+  } = {},
+): Promise<string> {
   const id = randomUUID();
+  const attempts = [
+    ...before.map((a) => ({ ...a, state: 'LOST' })),
+    { agent: on.agent, from: runningSince, until: null, state: 'RUNNING' },
+  ];
+  const ids = attempts.map(() => randomUUID());
+  // One statement: the job names its current attempt, which names the job.
   await query(
     db.adminUrl,
-    `INSERT INTO jobs (id, tenant_id, kind, command, timeout_seconds, max_attempts, state, agent_id, created_by, started_at, gpus)
-     VALUES ($1, $2, 'COMMAND', '["train.py"]', 86400, 1, 'RUNNING', $3, $4, $5, $6)`,
-    [id, tenant, agent, user, new Date(startedAt), gpus],
+    `WITH j AS (
+       INSERT INTO jobs (id, tenant_id, kind, command, timeout_seconds, max_attempts, state, agent_id, created_by,
+                         started_at, gpus, attempts, current_attempt_id)
+       VALUES ($1, $2, 'COMMAND', '["train.py"]', 86400, 20, 'RUNNING', $3, $4, $5, $6, $7, $8) RETURNING id)
+     INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at,
+                               created_at, started_at, finished_at)
+     SELECT a.id, $2, j.id, a.n, a.n, a.agent, a.state, now() + interval '1 day', a.since, a.since, a.until
+       FROM j, unnest($9::uuid[], $10::int[], $11::uuid[], $12::text[], $13::timestamptz[], $14::timestamptz[])
+            AS a(id, n, agent, state, since, until)`,
+    [
+      id,
+      on.tenant,
+      on.agent,
+      on.user,
+      new Date(startedAt),
+      gpus,
+      attempts.length,
+      ids.at(-1),
+      ids,
+      attempts.map((_, n) => n + 1),
+      attempts.map((a) => a.agent),
+      attempts.map((a) => a.state),
+      attempts.map((a) => new Date(a.from)),
+      attempts.map((a) => (a.until === null ? null : new Date(a.until))),
+    ],
   );
   written.set(id, startedAt);
   return id;
+}
+
+interface Owner {
+  tenant: string;
+  agent: string;
+  user: string;
+}
+
+/** An agent of the tenant, as enrolling leaves it. */
+async function newAgent(tenantId: string): Promise<string> {
+  const [{ id }] = await query<{ id: string }>(
+    db.adminUrl,
+    `INSERT INTO agents (id, tenant_id, public_key, hostname, os, arch, cpus, memory_bytes, agent_version)
+     VALUES (gen_random_uuid(), $1, 'U' || md5(random()::text), 'gpu-box', 'Linux', 'x64', 64, 1, 'test') RETURNING id`,
+    [tenantId],
+  );
+  return id;
+}
+
+/** Samples of one GPU reading each (at 100 W), as stored: straight into the table. */
+async function readings(
+  on: { tenant: string; agent: string },
+  rows: { at: number; seconds: number; gpu: number; job: string | null; util: number }[],
+): Promise<void> {
+  await query(
+    db.adminUrl,
+    `INSERT INTO telemetry_samples (tenant_id, agent_id, at, interval_s, gpu, gpu_job_id, gpu_util_pct, gpu_power_w)
+     SELECT $1, $2, r.at, r.s, ARRAY[r.g], ARRAY[r.j], ARRAY[r.u], ARRAY[100::real]
+       FROM unnest($3::timestamptz[], $4::int2[], $5::int2[], $6::uuid[], $7::real[]) AS r(at, s, g, j, u)`,
+    [
+      on.tenant,
+      on.agent,
+      rows.map((r) => new Date(r.at)),
+      rows.map((r) => r.seconds),
+      rows.map((r) => r.gpu),
+      rows.map((r) => r.job),
+      rows.map((r) => r.util),
+    ],
+  );
 }
 
 /** The job's two GPUs at `util` % from where its samples stopped until `until`, every 10 s. */
@@ -108,12 +192,7 @@ beforeAll(async () => {
   [{ id: user }] = await query<{ id: string }>(db.adminUrl, `SELECT id FROM users WHERE tenant_id = $1`, [
     tenant,
   ]);
-  [{ id: agent }] = await query<{ id: string }>(
-    db.adminUrl,
-    `INSERT INTO agents (id, tenant_id, public_key, hostname, os, arch, cpus, memory_bytes, agent_version)
-     VALUES (gen_random_uuid(), $1, 'U' || md5(random()::text), 'gpu-box', 'Linux', 'x64', 64, 1, 'test') RETURNING id`,
-    [tenant],
-  );
+  agent = await newAgent(tenant);
   ds = await createDataSource(db.appUrl, { poolSize: 2 }).initialize();
   const tx = new Transactions(ds);
   const config = loadConfig({ TELEMETRY_ROLLUP_SETTLE_SECONDS: '60' });
@@ -253,6 +332,128 @@ describe('usage report ahead of the rollups (controllable clock)', () => {
     // The part before the watermark came from the rollups, the rest from raw: the same as all raw.
     const rolled = await reports.report(principal, new Date(w0), new Date(w0 + 14 * MINUTE));
     expect(rolled.totals.gpuHours).toBeCloseTo((2 * 14) / 60, 9);
+  });
+});
+
+describe('time an agent did not spend (controllable clock; audit 2026-11-21, finding 4)', () => {
+  /** Another organization (CANCEL after 10 idle minutes under 10 %), its agents X and Y. */
+  let other: Owner;
+  let agentX: string;
+  const reportOf = (tenantId: string) => ({
+    tenantId,
+    grants: [{ permission: 'telemetry:read', projectId: null }],
+  });
+
+  beforeAll(async () => {
+    const org = await createOrganization(db.appUrl, 'Idle Co 2');
+    const [{ id: owner }] = await query<{ id: string }>(
+      db.adminUrl,
+      `SELECT id FROM users WHERE tenant_id = $1`,
+      [org.organizationId],
+    );
+    other = { tenant: org.organizationId, agent: await newAgent(org.organizationId), user: owner };
+    agentX = await newAgent(other.tenant);
+    await query(
+      db.adminUrl,
+      `INSERT INTO telemetry_settings (tenant_id, idle_threshold_pct, idle_window_minutes, idle_action)
+       VALUES ($1, 10, 10, 'CANCEL')`,
+      [other.tenant],
+    );
+  });
+
+  it('counts a GPU for at most 60 s a minute, in the report the same before and after the rollup', async () => {
+    const m0 = F0 + 101 * MINUTE;
+    const burst = await job(m0, { gpus: 1, on: other });
+    // 20 readings 1 s apart that each stand for a minute (samples sent one a message, newest first,
+    // find no earlier one to be measured against at ingest), and 10 of the same GPU held by no job.
+    await readings(other, [
+      ...Array.from({ length: 20 }, (_, k) => ({
+        at: m0 + k * 1000,
+        seconds: 60,
+        gpu: 0,
+        job: burst,
+        util: 3,
+      })),
+      ...Array.from({ length: 10 }, (_, k) => ({
+        at: m0 + 30_000 + k * 1000,
+        seconds: 60,
+        gpu: 0,
+        job: null,
+        util: 3,
+      })),
+    ]);
+    const reports = new UsageReportService(new Transactions(ds));
+    const principal = reportOf(other.tenant) as unknown as Principal;
+    const [from, to] = [new Date(m0 - 5 * MINUTE), new Date(m0 + 5 * MINUTE)];
+    const watermark = async () =>
+      new Date(
+        (
+          await query<{ done_until: Date }>(
+            db.adminUrl,
+            `SELECT done_until FROM telemetry_tasks WHERE name = 'rollup'`,
+          )
+        )[0].done_until,
+      ).getTime();
+    // 30 readings of 60 s in the GPU's minute: 60 s in all, of which the job's readings hold 2/3.
+    const want = (r: Awaited<ReturnType<UsageReportService['report']>>) => {
+      expect(r.rows).toHaveLength(1);
+      expect(r.totals.gpuHours * 3600).toBeCloseTo(40, 9);
+      expect(r.totals.idleGpuHours * 3600).toBeCloseTo(40, 9);
+      expect(r.totals.energyKwh).toBeCloseTo((100 * 40) / 3.6e6, 12);
+    };
+    expect(await watermark()).toBeLessThanOrEqual(from.getTime()); // all from the raw samples
+    want(await reports.report(principal, from, to));
+    await tick(m0 + 3 * MINUTE);
+    expect(await watermark()).toBeGreaterThan(m0); // all from the rollups
+    want(await reports.report(principal, from, to));
+    const minute = await query<{ job_id: string | null; seconds: number; energy_j: number }>(
+      db.adminUrl,
+      `SELECT job_id, seconds, energy_j FROM telemetry_gpu_1m WHERE agent_id = $1 ORDER BY job_id NULLS LAST`,
+      [other.agent],
+    );
+    expect(minute).toEqual([
+      { job_id: burst, seconds: expect.closeTo(40, 9), energy_j: expect.closeTo(4000, 6) },
+      { job_id: null, seconds: expect.closeTo(20, 9), energy_j: expect.closeTo(2000, 6) },
+    ]);
+    // The host's minute too.
+    const [host] = await query<{ samples: number; seconds: number }>(
+      db.adminUrl,
+      `SELECT samples, seconds FROM telemetry_host_1m WHERE agent_id = $1`,
+      [other.agent],
+    );
+    expect(host).toEqual({ samples: 30, seconds: expect.closeTo(60, 9) });
+  });
+
+  it('judges a job on its current attempt: an earlier attempt’s idle readings do not get it cancelled', async () => {
+    const s0 = F0 + 104 * MINUTE;
+    // It ran on X for 12 minutes (X lost), then on Y from half a minute later.
+    const moved = await job(s0, {
+      gpus: 1,
+      on: other,
+      before: [{ agent: agentX, from: s0, until: s0 + 12 * MINUTE }],
+      runningSince: s0 + 12.5 * MINUTE,
+    });
+    const idleOn = (agentId: string, from: number, until: number) =>
+      readings(
+        { tenant: other.tenant, agent: agentId },
+        Array.from({ length: (until - from) / STEP }, (_, k) => ({
+          at: from + k * STEP,
+          seconds: 10,
+          gpu: 0,
+          job: moved,
+          util: 0,
+        })),
+      );
+    // X's GPU idled for the job all its run: a whole window, but not of this run.
+    await idleOn(agentX, s0, s0 + 12 * MINUTE);
+    const first = await tick(s0 + 13 * MINUTE);
+    expect(first?.raised).toEqual([]);
+    expect(await alerts(moved)).toEqual([]);
+    // Y's GPU idles for a whole window of its own: that is what gets the job cancelled.
+    await idleOn(other.agent, s0 + 12.5 * MINUTE, s0 + 24 * MINUTE);
+    const second = await tick(s0 + 24 * MINUTE);
+    expect(second?.raised).toEqual([expect.objectContaining({ jobId: moved, action: 'CANCEL' })]);
+    expect(second?.cancelled).toEqual([moved]);
   });
 });
 

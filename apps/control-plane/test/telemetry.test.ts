@@ -9,9 +9,15 @@ import { randomUUID } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import {
+  AgentHeartbeat,
   AgentTelemetry,
   buildAgentTelemetry,
+  consumers,
+  DOWN_STREAM,
   encode,
+  JobClaim,
+  JobDispatch,
+  JobFinished,
   subjects,
   TELEMETRY_STREAM,
   type AgentAddress,
@@ -77,7 +83,7 @@ async function join(client: GraphQLClient, tenantId: string): Promise<AgentAddre
   return { tenantId, agentId: joined.id };
 }
 
-/** A job the agent runs (as the dispatcher and the agent's claim would leave it). */
+/** A job the agent has run for 4 hours (as the dispatcher and the agent's claim would leave it). */
 async function runningJob(client: GraphQLClient, agent: AgentAddress, projectId: string | null) {
   const { submitJob } = await client.ok<{ submitJob: { id: string } }>(
     `mutation($p: ID, $a: ID!) { submitJob(input: { kind: COMMAND, command: ["train.py"], projectId: $p, gpus: 1,
@@ -86,7 +92,15 @@ async function runningJob(client: GraphQLClient, agent: AgentAddress, projectId:
   );
   await query(
     db.adminUrl,
-    `UPDATE jobs SET state = 'RUNNING', agent_id = $2, started_at = now() - interval '4 hours' WHERE id = $1`,
+    `WITH attempt AS (
+       INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at,
+                                 created_at, started_at)
+       SELECT gen_random_uuid(), tenant_id, id, 1, 1, $2, 'RUNNING', now() + interval '1 day',
+              now() - interval '4 hours', now() - interval '4 hours'
+         FROM jobs WHERE id = $1 RETURNING id)
+     UPDATE jobs SET state = 'RUNNING', agent_id = $2, attempts = 1, current_attempt_id = (SELECT id FROM attempt),
+            started_at = now() - interval '4 hours'
+      WHERE id = $1`,
     [submitJob.id, agent.agentId],
   );
   return submitJob.id;
@@ -610,6 +624,205 @@ describe('another tenant', () => {
       ),
     ).rejects.toThrow(/permission denied/);
   });
+});
+
+describe('time an agent did not spend (audit 2026-11-21, finding 4)', () => {
+  const SECOND = 1000;
+  let c: GraphQLClient;
+  let agent: AgentAddress;
+  let job: string;
+  let started: number;
+  let finished: number;
+
+  /** A COMMAND job the agent runs and finishes, over the real protocol: dispatch, claim, job.finished. */
+  async function finishedJob(): Promise<void> {
+    nc.publish(
+      subjects.heartbeat(agent),
+      encode(AgentHeartbeat, {
+        type: 'agent.heartbeat',
+        v: 1,
+        agentId: agent.agentId,
+        sentAt: new Date().toISOString(),
+        running: [],
+        freeSlots: 1,
+        system: {
+          hostname: 'gpu-box',
+          os: 'linux',
+          arch: 'x64',
+          cpus: 8,
+          memoryBytes: 1,
+          gpus: [],
+          agentVersion: '0.1.0',
+        },
+      }),
+    );
+    const { submitJob } = await c.ok<{ submitJob: { id: string } }>(
+      `mutation { submitJob(input: { kind: COMMAND, command: ["train.py"], maxAttempts: 1 }) { id } }`,
+    );
+    job = submitJob.id;
+    const consumer = await js.consumers.get(DOWN_STREAM, consumers.jobs(agent.agentId));
+    const msg = await consumer.next({ expires: 10_000 });
+    if (!msg) throw new Error('no dispatch');
+    msg.ack();
+    const { jobId, attemptId, fencingToken } = JobDispatch.parse(msg.json());
+    const ref = { jobId, attemptId, fencingToken };
+    const claim = encode(JobClaim, { type: 'job.claim', v: 1, ...ref });
+    const claimed = await nc.request(subjects.claim(agent), claim, { timeout: 5000 });
+    expect(claimed.json()).toMatchObject({ ok: true });
+    await js.publish(
+      subjects.events(agent),
+      encode(JobFinished, {
+        type: 'job.finished',
+        v: 1,
+        ...ref,
+        outcome: 'SUCCEEDED',
+        exitCode: 0,
+        signal: null,
+        reason: null,
+        finishedAt: new Date().toISOString(),
+      }),
+    );
+    const done = await waitFor(
+      async () => {
+        const r = await c.ok<{ job: { state: string; startedAt: string; finishedAt: string } }>(
+          `query($id: ID!) { job(id: $id) { state startedAt finishedAt } }`,
+          { id: job },
+        );
+        return r.job.state === 'SUCCEEDED' && r.job;
+      },
+      { what: 'the job finished' },
+    );
+    [started, finished] = [Date.parse(done.startedAt), Date.parse(done.finishedAt)];
+  }
+
+  /** GPU 0 of the agent, said to be busy for the job, at each of `ats`. */
+  const busy = (ats: number[]) =>
+    ats
+      .map((at, k) => sampleAt(at, k))
+      .map((x) => ({ ...x, jobs: [], gpus: [gpu(0, { jobId: job, utilizationPct: 90 })] }));
+  const seconds = (from: number, count: number) => Array.from({ length: count }, (_, k) => from + k * SECOND);
+  const stored = async (from: number, to: number) =>
+    (await rawGpus(agent.agentId)).filter((r) => r.at >= from && r.at < to);
+
+  beforeAll(async () => {
+    const org = await createOrganization(db.appUrl, 'Telemetry C');
+    c = new GraphQLClient(cp.graphqlUrl, org.adminToken);
+    agent = await join(c, org.organizationId);
+    await finishedJob();
+  });
+
+  it('refuses a sample that lists a GPU twice (the audit’s probe listed GPU 0 64 times)', async () => {
+    const before = await rejected('invalid');
+    const probe = busy(seconds(started - 3 * MINUTE, 20)).map((x) => ({
+      ...x,
+      gpus: Array(64).fill(x.gpus[0]),
+    }));
+    await publish(agent, JSON.stringify(buildAgentTelemetry(agent.agentId, probe, 0, 60)));
+    await waitFor(async () => (await rejected('invalid')) > before, { what: 'the rejection' });
+    expect(await stored(started - 3 * MINUTE, started - 2 * MINUTE)).toEqual([]);
+  });
+
+  it('keeps samples dated outside the job’s run with no job, each standing for the time between them', async () => {
+    // Before it started, and after it finished (beyond the slack), 1 s apart, each claiming a minute.
+    const early = seconds(started - 4 * MINUTE, 20);
+    const late = seconds(finished + 3 * MINUTE, 20);
+    await publish(agent, encode(AgentTelemetry, buildAgentTelemetry(agent.agentId, busy(early), 0, 60)));
+    await publish(agent, encode(AgentTelemetry, buildAgentTelemetry(agent.agentId, busy(late), 0, 60)));
+    for (const ats of [early, late]) {
+      const rows = await waitFor(
+        async () => {
+          const got = await stored(ats[0], ats[19] + 1);
+          return got.length === 20 && got;
+        },
+        { what: 'the samples stored' },
+      );
+      expect(rows.map((r) => r.job)).toEqual(Array(20).fill(null));
+      expect(rows.reduce((sum, r) => sum + r.interval, 0)).toBe(20);
+    }
+    // What a user sees of the agent's GPU: 20 s of use before the job, at 1 s a sample.
+    const { agentTelemetry } = await c.ok<{
+      agentTelemetry: { gpus: { points: { gpuSeconds: number }[] }[] };
+    }>(
+      `query($id: ID!, $r: TelemetryRangeInput!) { agentTelemetry(agentId: $id, range: $r) { gpus { points { gpuSeconds } } } }`,
+      {
+        id: agent.agentId,
+        r: {
+          from: new Date(early[0]).toISOString(),
+          to: new Date(early[19] + 1).toISOString(),
+          resolution: 'RAW',
+        },
+      },
+    );
+    expect(agentTelemetry.gpus[0].points.map((p) => p.gpuSeconds)).toEqual(Array(20).fill(1));
+  });
+
+  it('charges the job no more than a GPU-minute a minute, before and after the rollup', async () => {
+    // Inside its run: 20 samples 1 s apart, each alone in a message, newest first, each claiming a minute.
+    const during = seconds(started + SECOND, 20);
+    for (const at of [...during].reverse())
+      await publish(agent, encode(AgentTelemetry, buildAgentTelemetry(agent.agentId, busy([at]), 0, 60)));
+    const rows = await waitFor(
+      async () => {
+        const got = await stored(during[0], during[19] + 1);
+        return got.length === 20 && got;
+      },
+      { what: 'the samples stored' },
+    );
+    expect(rows.map((r) => r.job)).toEqual(Array(20).fill(job));
+    // None had an earlier sample to be measured against; the cap bounds each minute.
+    const minutes = new Set(rows.map((r) => Math.floor(r.at / MINUTE)));
+    const capped = minutes.size * 60;
+    const range = {
+      f: new Date(Math.floor((started - 10 * MINUTE) / MINUTE) * MINUTE).toISOString(),
+      t: new Date(Math.ceil((finished + 10 * MINUTE) / MINUTE) * MINUTE).toISOString(),
+    };
+    const report = async () =>
+      (
+        await c.ok<{
+          usageReport: {
+            rows: { projectId: string | null; gpuHours: number }[];
+            totals: { gpuHours: number };
+          };
+        }>(
+          `query($f: DateTime!, $t: DateTime!) { usageReport(from: $f, to: $t) { rows { projectId gpuHours } totals { gpuHours } } }`,
+          range,
+        )
+      ).usageReport;
+    // Now (the newest minutes read from raw samples), and once the rollups have them.
+    const now = await report();
+    expect(now.rows).toHaveLength(1);
+    expect(now.totals.gpuHours * 3600).toBeCloseTo(capped, 6);
+    await waitFor(
+      async () => {
+        const [task] = await query<{ done: boolean }>(
+          db.adminUrl,
+          `SELECT done_until > $1 AND NOT EXISTS (SELECT 1 FROM telemetry_late_minutes) AS done
+             FROM telemetry_tasks WHERE name = 'rollup'`,
+          [new Date(during[19])],
+        );
+        return task.done;
+      },
+      // The minute of the last sample ends up to a minute from now, and is rolled up 4 s after.
+      { what: 'the rollups', timeoutMs: 90_000 },
+    );
+    const rolled = await report();
+    expect(rolled.totals.gpuHours * 3600).toBeCloseTo(capped, 6);
+    // The audit's probe showed 21.33 GPU-hours; at most two minutes of one GPU.
+    expect(rolled.totals.gpuHours).toBeLessThanOrEqual(2 / 60);
+    const { jobTelemetry } = await c.ok<{ jobTelemetry: { points: { gpuSeconds: number }[] } }>(
+      `query($id: ID!, $r: TelemetryRangeInput!) { jobTelemetry(jobId: $id, range: $r) { points { gpuSeconds } } }`,
+      { id: job, r: { from: range.f, to: range.t, resolution: 'MINUTE' } },
+    );
+    expect(jobTelemetry.points).toHaveLength(minutes.size);
+    for (const p of jobTelemetry.points) expect(p.gpuSeconds).toBeCloseTo(60, 6);
+    // Another organization sees nothing of it.
+    expect(
+      await a.errorCode(
+        `query($id: ID!, $r: TelemetryRangeInput!) { jobTelemetry(jobId: $id, range: $r) { from } }`,
+        { id: job, r: { from: range.f, to: range.t } },
+      ),
+    ).toBe('NOT_FOUND');
+  }, 120_000);
 });
 
 describe('periodic work', () => {

@@ -126,6 +126,28 @@ describe('agent telemetry', () => {
     expect(result).toEqual({ ok: false, error: 'invalid: samples.0.gpus.0.0: unknown gpu' });
   });
 
+  it('rejects a sample that lists the same GPU twice (each reading would count its time again)', () => {
+    const twice = buildAgentTelemetry(agentId, [sample(0, [gpu(0), gpu(1), gpu(0)])], 0);
+    expect(decode(AgentTelemetry, bytes(twice))).toEqual({
+      ok: false,
+      error: 'invalid: samples.0.gpus.2.0: nvidia GPU 0 appears twice in the sample',
+    });
+    expect(() => encode(AgentTelemetry, twice)).toThrow();
+
+    // Two table entries for one GPU (its power limit changed) are still the same GPU.
+    const relimited = buildAgentTelemetry(agentId, [sample(0, [gpu(3), gpu(3, { powerLimitW: 450 })])], 0);
+    expect(relimited.gpus).toHaveLength(2);
+    expect(decode(AgentTelemetry, bytes(relimited))).toEqual({
+      ok: false,
+      error: 'invalid: samples.0.gpus.1.0: nvidia GPU 3 appears twice in the sample',
+    });
+
+    // The same index of another vendor is another GPU; the same GPU in the next sample is its next reading.
+    const amd = gpu(0, { vendor: 'amd', uuid: '0x1234', name: 'AMD Instinct MI300X' });
+    const fine = buildAgentTelemetry(agentId, [sample(0, [gpu(0), amd]), sample(5, [gpu(0), amd])], 0);
+    expect(decode(AgentTelemetry, bytes(fine)).ok).toBe(true);
+  });
+
   it('rejects a negative host rate and a CPU share above 100 %', () => {
     const negative = buildAgentTelemetry(agentId, [{ ...sample(0, []), net: { rxBps: -1, txBps: 0 } }], 0);
     expect(decode(AgentTelemetry, bytes(negative)).ok).toBe(false);

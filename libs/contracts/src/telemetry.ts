@@ -129,7 +129,7 @@ export const TelemetryGpu = z
 export type TelemetryGpu = z.infer<typeof TelemetryGpu>;
 
 /**
- * One GPU in one sample, by position: [gpu (index into the message's `gpus`), utilizationPct,
+ * One GPU in one sample (each GPU at most once per sample), by position: [gpu (index into the message's `gpus`), utilizationPct,
  * memoryUtilizationPct, memoryUsedMiB, powerW, temperatureC, smClockMHz, job (index into the
  * message's `jobs`, or null), foreignProcesses].
  */
@@ -179,7 +179,8 @@ export const AgentTelemetry = z
     agentId: z.uuid(),
     /**
      * Seconds between the agent's samples: each sample stands for that much time, which is how the
-     * control plane turns samples into GPU-hours and energy.
+     * control plane turns samples into GPU-hours and energy (never more than the time since the
+     * agent's previous sample, and never more than a minute of a GPU's or host's time per minute).
      */
     intervalSeconds: z.number().int().min(TELEMETRY_INTERVAL.min).max(TELEMETRY_INTERVAL.max),
     /** Samples the agent's buffer dropped (oldest first) since the previous message it sent. */
@@ -191,9 +192,17 @@ export const AgentTelemetry = z
   .strict()
   .superRefine((message, ctx) => {
     message.samples.forEach((sample, s) => {
+      // Each reading stands for the GPU's time in the sample: the same GPU twice would count it twice.
+      const seen = new Set<string>();
       sample.gpus.forEach(([gpu, , , , , , , job], g) => {
-        if (gpu >= message.gpus.length) {
+        const entry = message.gpus.at(gpu);
+        if (entry === undefined) {
           ctx.addIssue({ code: 'custom', path: ['samples', s, 'gpus', g, 0], message: 'unknown gpu' });
+        } else if (seen.has(gpuIdentity(entry))) {
+          const twice = `${entry.vendor} GPU ${entry.index} appears twice in the sample`;
+          ctx.addIssue({ code: 'custom', path: ['samples', s, 'gpus', g, 0], message: twice });
+        } else {
+          seen.add(gpuIdentity(entry));
         }
         if (job !== null && job >= message.jobs.length) {
           ctx.addIssue({ code: 'custom', path: ['samples', s, 'gpus', g, 7], message: 'unknown job' });
@@ -207,6 +216,17 @@ export const AgentTelemetry = z
     });
   });
 export type AgentTelemetry = z.infer<typeof AgentTelemetry>;
+
+/**
+ * Which GPU a reading is about: its vendor and the vendor tool's index, which is how the control plane
+ * keys a host's GPUs (two table entries for one GPU, e.g. before and after a power limit change, are
+ * the same GPU). Not the uuid: it is optional, and only as unique as the vendor's tool makes it; the
+ * control plane counts GPUs by index, so a uuid seen twice under two indexes adds nothing a made-up
+ * uuid could not, and refusing it would risk refusing every sample of a real host.
+ */
+function gpuIdentity(gpu: TelemetryGpu): string {
+  return `${gpu.vendor}#${gpu.index}`;
+}
 
 // ---- conversion ---------------------------------------------------------------------------
 

@@ -54,6 +54,18 @@ describe('rocm-smi', () => {
     expect(processes).toEqual([{ pid: 4343, gpuUuid: null, usedMemoryMiB: 2048 }]);
   });
 
+  it('reads a card named twice once (the control plane refuses a sample with a GPU twice)', () => {
+    const card = { 'GPU use (%)': '40', 'Card Series': 'AMD Instinct MI300X' };
+    const { gpus, skippedLines } = parseRocmSmiJson(
+      JSON.stringify({ card1: card, card01: { ...card, 'GPU use (%)': '41' }, card2: card }),
+    );
+    expect(gpus.map((g) => [g.index, g.utilizationPct])).toEqual([
+      [1, 40],
+      [2, 40],
+    ]);
+    expect(skippedLines).toBe(1);
+  });
+
   it('counts output that is not JSON as one skipped record, and reads nothing from it', () => {
     expect(parseRocmSmiJson('ERROR: GPU[0]\t: Unable to initialize rocm_smi\n')).toEqual({
       gpus: [],

@@ -69,11 +69,16 @@ export function parseRocmSmiJson(output: string): RocmSmiOutput {
     return result;
   }
   const bounds = new Bounds();
+  // "card1" and "card01" would be the same card: a GPU listed twice is refused by the contract.
+  const seen = new Set<number>();
   for (const [key, value] of Object.entries(json)) {
     const card = /^card(\d+)$/.exec(key);
     try {
-      if (card) result.gpus.push(readCard(Number(card[1]), record(value), bounds));
-      else if (key === 'system') result.processes.push(...readProcesses(record(value), result));
+      if (card) {
+        const gpu = readCard(Number(card[1]), record(value), bounds, seen);
+        seen.add(gpu.index);
+        result.gpus.push(gpu);
+      } else if (key === 'system') result.processes.push(...readProcesses(record(value), result));
     } catch (err) {
       if (!(err instanceof Garbage)) throw err;
       result.skippedLines++;
@@ -99,8 +104,13 @@ function parseJson(output: string): Record<string, unknown> | null {
   }
 }
 
-function readCard(index: number, fields: Record<string, unknown>, bounds: Bounds): GpuReading {
-  if (!isGpuIndex(index)) throw new Garbage();
+function readCard(
+  index: number,
+  fields: Record<string, unknown>,
+  bounds: Bounds,
+  seen: ReadonlySet<number>,
+): GpuReading {
+  if (!isGpuIndex(index) || seen.has(index)) throw new Garbage();
   const get = (keys: readonly string[]) => text(keys.map((k) => fields[k]).find((v) => v !== undefined));
   // Every field is read before any is bounds-checked: a skipped card rejects nothing.
   const name = get(KEYS.name);

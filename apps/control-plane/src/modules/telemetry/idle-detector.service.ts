@@ -4,6 +4,12 @@
  * organization's action set to CANCEL the job is then cancelled through the jobs service's own path
  * (audited as the system too). Alerts resolve when the job ends or its GPUs get busy again.
  *
+ * The window is judged on the job's current attempt alone: it starts after that attempt started, and
+ * only readings from that attempt's agent count. Ingest charges a reading to a job only while an
+ * attempt of it ran on the agent that sent it (and shortly after it ended), so neither readings an
+ * agent dates outside its run nor those of an earlier attempt on another agent can make this run
+ * look idle.
+ *
  * It reads the 1-minute rollups up to the rollup watermark, so a window is judged on complete
  * minutes. Runs at an injected time (tests move it), under the `idle` task row (SKIP LOCKED): one
  * replica per pass. The cancels run after the alerts commit and are retried by later passes until
@@ -82,10 +88,12 @@ export class IdleDetector {
     }[] = await m.query(
       `SELECT c.*, w.max_util, w.mean_util, w.gpus_seen
          FROM (SELECT j.id, j.tenant_id, j.project_id, j.agent_id, j.started_at,
+                      r.agent_id AS run_agent, r.started_at AS run_started,
                       coalesce(st.idle_threshold_pct, 5) AS threshold,
                       coalesce(st.idle_window_minutes, 30) AS window_minutes,
                       coalesce(st.idle_action, 'NOTIFY') AS action
-                 FROM jobs j LEFT JOIN telemetry_settings st ON st.tenant_id = j.tenant_id
+                 FROM jobs j JOIN job_attempts r ON r.id = j.current_attempt_id AND r.state = 'RUNNING'
+                      LEFT JOIN telemetry_settings st ON st.tenant_id = j.tenant_id
                 WHERE j.state = 'RUNNING' AND j.gpus > 0 AND j.cancel_requested_at IS NULL
                   AND NOT EXISTS (SELECT 1 FROM telemetry_idle_alerts a WHERE a.job_id = j.id AND a.state = 'OPEN')
               ) c
@@ -94,9 +102,10 @@ export class IdleDetector {
                      sum(g.util_weighted) / nullif(sum(g.util_seconds), 0) AS mean_util,
                      count(DISTINCT (g.agent_id, g.gpu)) AS gpus_seen
                 FROM telemetry_gpu_1m g
-               WHERE g.job_id = c.id AND g.bucket >= $1::timestamptz - make_interval(mins => c.window_minutes)
-                 AND g.bucket < $1) w
+               WHERE g.job_id = c.id AND g.agent_id = c.run_agent
+                 AND g.bucket >= $1::timestamptz - make_interval(mins => c.window_minutes) AND g.bucket < $1) w
         WHERE c.started_at <= $1::timestamptz - make_interval(mins => c.window_minutes)
+          AND c.run_started <= $1::timestamptz - make_interval(mins => c.window_minutes)
           AND w.minutes >= greatest(1, floor(c.window_minutes * ${COVERAGE}))
           AND w.max_util IS NOT NULL AND w.max_util < c.threshold`,
       [end],

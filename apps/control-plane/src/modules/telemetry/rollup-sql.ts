@@ -3,6 +3,11 @@
  * time-weighted (value × the sample's interval), so means and integrals agree at every resolution:
  * a bucket's mean is weighted / seconds, a range's GPU-seconds is the sum of `seconds`.
  *
+ * A GPU has 60 seconds in a minute, and so has a host. Ingest already counts a sample for no more
+ * time than passed since the agent's previous one, but it cannot see every order samples may arrive
+ * in; so a GPU's minute (all its jobs' buckets together) or a host's minute whose samples add up to
+ * more is scaled down to 60 s: every time-weighted sum by the same factor, so means are unchanged.
+ *
  * `from` and `where` say what the aggregate reads: a time range of the whole fleet (the regular pass) or a
  * list of (agent, minute|hour) pairs (late samples). Times are UTC (date_trunc with a zone).
  */
@@ -14,6 +19,19 @@ const GPU_COLUMNS = `tenant_id, agent_id, gpu, bucket, job_id, project_id, user_
 const HOST_COLUMNS = `tenant_id, agent_id, bucket, samples, seconds, cpu_seconds, cpu_weighted, cpu_max_pct, mem_seconds,
   mem_weighted, mem_max_mib, mem_total_mib, disk_read_bytes, disk_write_bytes, net_rx_bytes, net_tx_bytes, dropped`;
 
+/** The most seconds a GPU's minute, or a host's, holds. */
+export const SECONDS_PER_MINUTE = 60;
+
+/**
+ * The factor that scales the 1-minute GPU buckets `b` (one per job) of a GPU's minute down to
+ * SECONDS_PER_MINUTE in all: 1 unless their seconds add up to more. `b` has agent_id, gpu, bucket,
+ * seconds; the usage report's raw part applies it as the rollup does, so a report says the same
+ * before and after the rollup.
+ */
+export function gpuMinuteScale(b: string): string {
+  return `least(1, ${SECONDS_PER_MINUTE} / (sum(${b}.seconds) OVER (PARTITION BY ${b}.agent_id, ${b}.gpu, ${b}.bucket))::float8)`;
+}
+
 /** A sample's GPU readings, one row each (`r` is the sample). */
 export const GPU_READINGS = `CROSS JOIN LATERAL unnest(r.gpu, r.gpu_job_id, r.gpu_util_pct, r.gpu_mem_used_mib, r.gpu_power_w,
   r.gpu_temperature_c) AS g(gpu, job_id, util_pct, mem_used_mib, power_w, temperature_c)`;
@@ -21,15 +39,18 @@ export const GPU_READINGS = `CROSS JOIN LATERAL unnest(r.gpu, r.gpu_job_id, r.gp
 /**
  * 1-minute GPU buckets from the GPU readings of raw samples `r` (`from` names them `r`, `where`
  * selects them). Readings are grouped first and joined to their job (project, user) after, so the
- * join is per bucket, not per reading. Minutes are truncated in the session's zone: every zone in use
- * today is a whole number of minutes from UTC, and the one-argument form is the fast one.
+ * join is per bucket, not per reading; the cap of 60 s per GPU and minute is a window over those
+ * buckets. Minutes are truncated in the session's zone: every zone in use today is a whole number
+ * of minutes from UTC, and the one-argument form is the fast one.
  */
 export function gpuMinutes(from: string, where: string): string {
   return `INSERT INTO telemetry_gpu_1m (${GPU_COLUMNS})
-    SELECT a.tenant_id, a.agent_id, a.gpu, a.bucket, a.job_id, j.project_id, j.created_by, a.samples, a.seconds,
-           a.util_seconds, a.util_weighted, a.util_min, a.util_max, a.idle_seconds, a.mem_seconds, a.mem_weighted,
-           a.mem_max_mib, a.power_seconds, a.energy_j, a.power_max_w, a.temperature_max_c
-      FROM (SELECT s.tenant_id, s.agent_id, s.gpu, date_trunc('minute', s.at) AS bucket, s.job_id,
+    SELECT a.tenant_id, a.agent_id, a.gpu, a.bucket, a.job_id, j.project_id, j.created_by, a.samples, a.seconds * a.k,
+           a.util_seconds * a.k, a.util_weighted * a.k, a.util_min, a.util_max, a.idle_seconds * a.k,
+           a.mem_seconds * a.k, a.mem_weighted * a.k, a.mem_max_mib, a.power_seconds * a.k, a.energy_j * a.k,
+           a.power_max_w, a.temperature_max_c
+      FROM (SELECT b.*, ${gpuMinuteScale('b')} AS k
+              FROM (SELECT s.tenant_id, s.agent_id, s.gpu, date_trunc('minute', s.at) AS bucket, s.job_id,
                    count(*) AS samples, sum(s.interval_s) AS seconds,
                    coalesce(sum(s.interval_s) FILTER (WHERE s.util_pct IS NOT NULL), 0) AS util_seconds,
                    coalesce(sum(s.util_pct::float8 * s.interval_s), 0) AS util_weighted,
@@ -44,24 +65,30 @@ export function gpuMinutes(from: string, where: string): string {
               FROM (SELECT r.tenant_id, r.agent_id, r.at, r.interval_s, coalesce(st.idle_threshold_pct, 5) AS threshold, g.*
                       FROM ${from} LEFT JOIN telemetry_settings st ON st.tenant_id = r.tenant_id ${GPU_READINGS}
                      WHERE ${where}) s
-             GROUP BY s.tenant_id, s.agent_id, s.gpu, date_trunc('minute', s.at), s.job_id) a
+             GROUP BY s.tenant_id, s.agent_id, s.gpu, date_trunc('minute', s.at), s.job_id) b) a
       LEFT JOIN jobs j ON j.id = a.job_id AND j.tenant_id = a.tenant_id`;
 }
 
-/** 1-minute host buckets from raw samples (`from` names them `s`). */
+/** 1-minute host buckets from raw samples (`from` names them `s`), capped at 60 s like a GPU's. */
 export function hostMinutes(from: string, where: string): string {
   return `INSERT INTO telemetry_host_1m (${HOST_COLUMNS})
-    SELECT s.tenant_id, s.agent_id, date_trunc('minute', s.at), count(*), sum(s.interval_s),
-           coalesce(sum(s.interval_s) FILTER (WHERE s.cpu_pct IS NOT NULL), 0),
-           coalesce(sum(s.cpu_pct::float8 * s.interval_s), 0), max(s.cpu_pct),
-           coalesce(sum(s.interval_s) FILTER (WHERE s.mem_used_mib IS NOT NULL), 0),
-           coalesce(sum(s.mem_used_mib::float8 * s.interval_s), 0), max(s.mem_used_mib), max(s.mem_total_mib),
-           coalesce(sum(s.disk_read_bps * s.interval_s), 0), coalesce(sum(s.disk_write_bps * s.interval_s), 0),
-           coalesce(sum(s.net_rx_bps * s.interval_s), 0), coalesce(sum(s.net_tx_bps * s.interval_s), 0),
-           sum(s.dropped_before)
-      FROM ${from}
-     WHERE ${where}
-     GROUP BY s.tenant_id, s.agent_id, date_trunc('minute', s.at)`;
+    SELECT h.tenant_id, h.agent_id, h.bucket, h.samples, h.seconds * h.k, h.cpu_seconds * h.k, h.cpu_weighted * h.k,
+           h.cpu_max_pct, h.mem_seconds * h.k, h.mem_weighted * h.k, h.mem_max_mib, h.mem_total_mib,
+           h.disk_read_bytes * h.k, h.disk_write_bytes * h.k, h.net_rx_bytes * h.k, h.net_tx_bytes * h.k, h.dropped
+      FROM (SELECT s.tenant_id, s.agent_id, date_trunc('minute', s.at) AS bucket, count(*) AS samples,
+                   sum(s.interval_s) AS seconds, least(1, ${SECONDS_PER_MINUTE} / sum(s.interval_s)::float8) AS k,
+                   coalesce(sum(s.interval_s) FILTER (WHERE s.cpu_pct IS NOT NULL), 0) AS cpu_seconds,
+                   coalesce(sum(s.cpu_pct::float8 * s.interval_s), 0) AS cpu_weighted, max(s.cpu_pct) AS cpu_max_pct,
+                   coalesce(sum(s.interval_s) FILTER (WHERE s.mem_used_mib IS NOT NULL), 0) AS mem_seconds,
+                   coalesce(sum(s.mem_used_mib::float8 * s.interval_s), 0) AS mem_weighted,
+                   max(s.mem_used_mib) AS mem_max_mib, max(s.mem_total_mib) AS mem_total_mib,
+                   coalesce(sum(s.disk_read_bps * s.interval_s), 0) AS disk_read_bytes,
+                   coalesce(sum(s.disk_write_bps * s.interval_s), 0) AS disk_write_bytes,
+                   coalesce(sum(s.net_rx_bps * s.interval_s), 0) AS net_rx_bytes,
+                   coalesce(sum(s.net_tx_bps * s.interval_s), 0) AS net_tx_bytes, sum(s.dropped_before) AS dropped
+              FROM ${from}
+             WHERE ${where}
+             GROUP BY s.tenant_id, s.agent_id, date_trunc('minute', s.at)) h`;
 }
 
 const GPU_HOUR_SELECT = `SELECT g.tenant_id, g.agent_id, g.gpu, date_trunc('hour', g.bucket, 'UTC'), g.job_id, g.project_id,

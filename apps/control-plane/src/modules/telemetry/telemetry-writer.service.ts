@@ -4,13 +4,26 @@
  * got samples after they were rolled up. Runs as hearth_system: one transaction per flush rather than
  * one per tenant is what makes 20,000 samples a second fit; the tenant of every row comes from the
  * NATS subject (which nats-server only lets the agent itself publish on) and must match the agents
- * table, checked here for the whole batch at once. Redelivered samples are no-ops (primary keys).
+ * table, checked here for the whole batch at once, as are the attempts that say when each named job
+ * ran on which agent (readings outside them are kept with no job) and each message's previous stored
+ * sample (a sample stands for no more time than has passed since it; see ingest-rows.ts).
+ * Redelivered samples are no-ops (primary keys).
  */
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
+import { TELEMETRY_INTERVAL } from '@hearth/contracts';
 import { CONFIG, type Config } from '../../config/config.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
-import { describeGpus, IngestRows, type GpuDescription, type IngestMessage } from './ingest-rows.js';
+import {
+  describeGpus,
+  earliestKept,
+  IngestRows,
+  sampleTimes,
+  type GpuDescription,
+  type IngestBounds,
+  type IngestMessage,
+  type JobAttemptSpan,
+} from './ingest-rows.js';
 
 export interface WriteResult {
   /** Why a message was refused, by its position in the batch; absent: written. */
@@ -19,6 +32,8 @@ export interface WriteResult {
   gpuSamples: number;
   outOfRange: number;
   unknownJobs: number;
+  /** Job references left out because the sample lies outside the job's run on its agent. */
+  outsideRun: number;
   /** Samples the agents say they dropped before sending. */
   droppedByAgents: number;
   /** Newest sample time (ms) of each written message. */
@@ -46,7 +61,12 @@ export class TelemetryWriter {
   async write(batch: readonly IngestMessage[], now = Date.now()): Promise<WriteResult> {
     const refused = new Map<number, string>();
     const t0 = performance.now();
-    const { agents, jobs } = await this.lookup(batch);
+    // An hour inside raw retention, so the day partition cannot be dropped under the insert.
+    const range = {
+      minAt: now - this.config.telemetry.retentionDays.raw * DAY_MS + 3_600_000,
+      maxAt: now + MAX_FUTURE_MS,
+    };
+    const { agents, attempts, stored } = await this.lookup(batch, range);
     const t1 = performance.now();
     batch.forEach((b, i) => {
       const agent = agents.get(b.agentId);
@@ -55,14 +75,10 @@ export class TelemetryWriter {
     });
     const accepted = batch.filter((_, i) => !refused.has(i));
     const rows = new IngestRows();
-    const bounds = {
-      // An hour inside raw retention, so the day partition cannot be dropped under the insert.
-      minAt: now - this.config.telemetry.retentionDays.raw * DAY_MS + 3_600_000,
-      maxAt: now + MAX_FUTURE_MS,
-      jobAllowed: (tenantId: string, agentId: string, jobId: string) => {
-        const job = jobs.get(jobId);
-        return job !== undefined && job.tenantId === tenantId && job.agentId === agentId;
-      },
+    const bounds: IngestBounds = {
+      ...range,
+      attempts: (jobId) => attempts.get(jobId) ?? [],
+      storedBefore: (agentId, at) => stored.get(`${agentId}@${at}`) ?? null,
     };
     let droppedByAgents = 0;
     for (const b of accepted) {
@@ -82,6 +98,7 @@ export class TelemetryWriter {
       gpuSamples: rows.gpuSamples,
       outOfRange: rows.outOfRange,
       unknownJobs: rows.unknownJobs,
+      outsideRun: rows.outsideRun,
       droppedByAgents,
       newest: rows.newest,
       timings: { lookupMs: t1 - t0, buildMs: t2 - t1, insertMs: performance.now() - t2 },
@@ -189,21 +206,76 @@ export class TelemetryWriter {
     );
   }
 
-  /** The batch's agents (tenant, revoked) and the jobs its samples name (tenant, agent), in one read. */
-  private lookup(batch: readonly IngestMessage[]) {
+  /**
+   * What the batch needs to know, in one transaction of three reads: its agents (tenant, revoked);
+   * the attempts these agents made of the jobs its samples name (the time each ran, to attribute
+   * readings); and, for each message, its agent's latest sample stored less than the longest interval
+   * before the message's earliest kept one (the previous sample of its first). One read for the
+   * batch, not one per message. It can miss a message another replica commits meanwhile, or one that
+   * arrives out of order; what that adds is at most one interval per message, and the rollup's cap
+   * of 60 s per GPU and minute bounds it.
+   */
+  private lookup(batch: readonly IngestMessage[], range: Pick<IngestBounds, 'minAt' | 'maxAt'>) {
     const agentIds = [...new Set(batch.map((b) => b.agentId))];
     const jobIds = [...new Set(batch.flatMap((b) => b.message.jobs))];
+    const firsts = new Map(
+      batch.flatMap((b) => {
+        const at = earliestKept(sampleTimes(b.message, range));
+        return at === null ? [] : [[`${b.agentId}@${at}`, { agentId: b.agentId, at }] as const];
+      }),
+    );
     return this.tx.system(async (m) => {
       const agents: { id: string; tenant_id: string; revoked: boolean }[] = await m.query(
         `SELECT id, tenant_id, revoked_at IS NOT NULL AS revoked FROM agents WHERE id = ANY($1::uuid[])`,
         [agentIds],
       );
-      const jobs: { id: string; tenant_id: string; agent_id: string | null }[] = jobIds.length
-        ? await m.query(`SELECT id, tenant_id, agent_id FROM jobs WHERE id = ANY($1::uuid[])`, [jobIds])
+      const attempts: {
+        job_id: string;
+        tenant_id: string;
+        agent_id: string;
+        since: Date;
+        until: Date | null;
+      }[] = jobIds.length
+        ? await m.query(
+            // An attempt that ended with no end time (none should) counts as having ended at its start.
+            `SELECT job_id, tenant_id, agent_id, coalesce(started_at, created_at) AS since,
+                    CASE WHEN state NOT IN ('DISPATCHED', 'RUNNING')
+                         THEN coalesce(finished_at, started_at, created_at) END AS until
+               FROM job_attempts WHERE job_id = ANY($1::uuid[]) AND agent_id = ANY($2::uuid[])`,
+            [jobIds, agentIds],
+          )
         : [];
+      const pairs = [...firsts.values()];
+      const previous: { agent_id: string; at: Date; before: Date | null }[] = pairs.length
+        ? await m.query(
+            `SELECT p.agent_id, p.at, s.at AS before
+               FROM unnest($1::uuid[], $2::timestamptz[]) AS p(agent_id, at)
+               LEFT JOIN LATERAL (
+                 SELECT at FROM telemetry_samples s
+                  WHERE s.agent_id = p.agent_id AND s.at < p.at AND s.at > p.at - make_interval(secs => $3)
+                  ORDER BY s.at DESC LIMIT 1) s ON true`,
+            [pairs.map((p) => p.agentId), pairs.map((p) => new Date(p.at)), TELEMETRY_INTERVAL.max],
+          )
+        : [];
+      const spans = new Map<string, JobAttemptSpan[]>();
+      for (const a of attempts) {
+        const list = spans.get(a.job_id) ?? [];
+        list.push({
+          tenantId: a.tenant_id,
+          agentId: a.agent_id,
+          from: a.since.getTime(),
+          until: a.until === null ? null : a.until.getTime(),
+        });
+        spans.set(a.job_id, list);
+      }
       return {
         agents: new Map(agents.map((r) => [r.id, { tenantId: r.tenant_id, revoked: r.revoked }])),
-        jobs: new Map(jobs.map((r) => [r.id, { tenantId: r.tenant_id, agentId: r.agent_id }])),
+        attempts: spans,
+        stored: new Map(
+          previous.flatMap((r) =>
+            r.before === null ? [] : [[`${r.agent_id}@${r.at.getTime()}`, r.before.getTime()] as const],
+          ),
+        ),
       };
     });
   }

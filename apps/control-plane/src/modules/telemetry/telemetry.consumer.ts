@@ -159,6 +159,7 @@ export class TelemetryConsumer implements OnApplicationShutdown {
       telemetryDroppedByAgents.inc(result.droppedByAgents);
       if (result.outOfRange) telemetryLeftOut.inc({ reason: 'out of time range' }, result.outOfRange);
       if (result.unknownJobs) telemetryLeftOut.inc({ reason: 'unknown job' }, result.unknownJobs);
+      if (result.outsideRun) telemetryLeftOut.inc({ reason: 'outside the job run' }, result.outsideRun);
       for (const at of result.newest) telemetryLag.observe(Math.max(0, committed - at) / 1000);
       this.log.debug(
         { messages: batch.length, gpuSamples: result.gpuSamples, ...result.timings },

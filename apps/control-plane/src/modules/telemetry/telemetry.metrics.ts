@@ -16,7 +16,7 @@ export const telemetryDroppedByAgents = new Counter({
 
 export const telemetryLeftOut = new Counter({
   name: 'hearth_telemetry_left_out_total',
-  help: 'Parts of accepted messages left out: samples outside the time range, references to jobs the agent does not run.',
+  help: 'Parts of accepted messages left out: samples outside the time range, references to jobs the agent did not run, or not at the time of the sample (the reading is kept with no job).',
   labelNames: ['reason'] as const,
   registers: [registry],
 });

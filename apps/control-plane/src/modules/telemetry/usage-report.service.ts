@@ -2,17 +2,17 @@
  * The usage report: GPU-hours, idle GPU-hours, energy and cost per project, user and GPU model over
  * whole minutes [from, to). Whole hours inside the range are read from the 1-hour rollups and the
  * edges from the 1-minute ones; both hold time-weighted sums of the same raw samples, so the totals
- * are the integral of the raw samples (sample value × the agent's sampling interval). Minutes the
- * rollups have not reached yet (the last minute or two of a report that ends now) are summed from the
- * raw samples the same way, so a report is complete up to its end. A caller who reads telemetry only
- * in some projects gets only those projects' rows.
+ * are the integral of the raw samples (sample value × the time it stands for, at most 60 s per GPU
+ * and minute). Minutes the rollups have not reached yet (the last minute or two of a report that
+ * ends now) are summed from the raw samples the same way, so a report is complete up to its end. A
+ * caller who reads telemetry only in some projects gets only those projects' rows.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '../../platform/auth/principal.js';
 import { scopeOf } from '../../platform/access/grants.js';
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { floorTo } from './clock.js';
-import { GPU_READINGS } from './rollup-sql.js';
+import { GPU_READINGS, gpuMinuteScale } from './rollup-sql.js';
 import { TelemetryRangeError } from './telemetry.errors.js';
 import { readSettings } from './telemetry-settings.service.js';
 import type { UsageReport, UsageRow } from './usage.model.js';
@@ -30,15 +30,23 @@ interface Part {
 
 /**
  * The raw samples' GPU readings held by jobs, as rows like the rollups' (`$1` projects, `$from`/`$to`
- * the range, `$threshold` the idle threshold): what the 1-minute rollup would sum for those minutes.
+ * the range, whole minutes, `$threshold` the idle threshold): what the 1-minute rollup would make of
+ * those minutes, each GPU's minute capped at 60 s the same way (over all its readings, the ones no
+ * job holds included), so that a report says the same before and after the rollup.
  */
 function rawPart(from: string, to: string, threshold: string): string {
-  return `SELECT r.agent_id, g.gpu, j.project_id, j.created_by AS user_id, r.interval_s::float8 AS seconds,
-                 CASE WHEN g.util_pct < ${threshold} THEN r.interval_s ELSE 0 END::float8 AS idle_seconds,
-                 coalesce(g.power_w::float8 * r.interval_s, 0) AS energy_j
-            FROM telemetry_samples r ${GPU_READINGS}
-            JOIN jobs j ON j.id = g.job_id AND j.tenant_id = r.tenant_id
-           WHERE r.at >= ${from} AND r.at < ${to} AND ($1::uuid[] IS NULL OR j.project_id = ANY($1::uuid[]))`;
+  return `SELECT b.agent_id, b.gpu, j.project_id, j.created_by AS user_id, b.seconds * b.k AS seconds,
+                 b.idle_seconds * b.k AS idle_seconds, b.energy_j * b.k AS energy_j
+            FROM (SELECT b.*, ${gpuMinuteScale('b')} AS k
+                    FROM (SELECT r.tenant_id, r.agent_id, g.gpu, date_trunc('minute', r.at) AS bucket, g.job_id,
+                                 sum(r.interval_s) AS seconds,
+                                 coalesce(sum(r.interval_s) FILTER (WHERE g.util_pct < ${threshold}), 0) AS idle_seconds,
+                                 coalesce(sum(g.power_w::float8 * r.interval_s), 0) AS energy_j
+                            FROM telemetry_samples r ${GPU_READINGS}
+                           WHERE r.at >= ${from} AND r.at < ${to}
+                           GROUP BY r.tenant_id, r.agent_id, g.gpu, date_trunc('minute', r.at), g.job_id) b) b
+            JOIN jobs j ON j.id = b.job_id AND j.tenant_id = b.tenant_id
+           WHERE $1::uuid[] IS NULL OR j.project_id = ANY($1::uuid[])`;
 }
 
 @Injectable()
