@@ -156,6 +156,17 @@ try {
        FROM unnest($3::uuid[]) a, generate_series(1, 2) RETURNING id, agent_id`,
     [org.organizationId, admin.id, agents.map((a) => a.id)],
   );
+  // Each job RUNNING on its agent, as a claimed attempt (leased past the run): the control plane
+  // charges a GPU reading to a job only inside an attempt of that job on the agent that sent it.
+  await query(
+    db.adminUrl,
+    `WITH a AS (
+       INSERT INTO job_attempts (id, tenant_id, job_id, number, fencing_token, agent_id, state, lease_expires_at, started_at)
+       SELECT gen_random_uuid(), $1, j, 1, 1, g, 'RUNNING', now() + interval '1 day', now() - interval '1 minute'
+         FROM unnest($2::uuid[], $3::uuid[]) AS t(j, g) RETURNING id, job_id)
+     UPDATE jobs SET current_attempt_id = a.id, attempts = 1 FROM a WHERE jobs.id = a.job_id`,
+    [org.organizationId, jobs.map((j) => j.id), jobs.map((j) => j.agent_id)],
+  );
   const jobsOf = new Map();
   for (const j of jobs) jobsOf.set(j.agent_id, [...(jobsOf.get(j.agent_id) ?? []), j.id]);
   mkdirSync(`${REPO_ROOT}.tmp`, { recursive: true });

@@ -41,6 +41,7 @@ import {
   type AgentAddress,
 } from '@hearth/contracts';
 import {
+  jobFinished,
   createOrganization,
   createTestDatabase,
   GraphQLClient,
@@ -106,16 +107,7 @@ async function claimedJob(client: GraphQLClient, address: AgentAddress, conn: Na
 }
 
 function finished(ref: { jobId: string; attemptId: string; fencingToken: number }): Uint8Array {
-  return encode(JobFinished, {
-    type: 'job.finished',
-    v: 1,
-    ...ref,
-    outcome: 'SUCCEEDED',
-    exitCode: 0,
-    signal: null,
-    reason: null,
-    finishedAt: new Date().toISOString(),
-  });
+  return encode(JobFinished, jobFinished(ref));
 }
 
 function heartbeat(agentId: string): Uint8Array {

@@ -28,6 +28,7 @@ import {
   type TrainResult,
 } from '@hearth/contracts';
 import {
+  jobFinished,
   createOrganization,
   createTestDatabase,
   GraphQLClient,
@@ -146,20 +147,7 @@ async function fakeAgent(name: string) {
       );
     },
     async finish(ref: Ref, extra: Partial<JobFinished> = {}) {
-      await agent.send(
-        {
-          type: 'job.finished',
-          v: 1,
-          ...ref,
-          outcome: 'SUCCEEDED',
-          exitCode: 0,
-          signal: null,
-          reason: null,
-          finishedAt: new Date().toISOString(),
-          ...extra,
-        },
-        JobFinished,
-      );
+      await agent.send(jobFinished(ref, extra), JobFinished);
     },
     async job(id: string) {
       return (await client.ok<{ job: Job }>(JOB, { id })).job;

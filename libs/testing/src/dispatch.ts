@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { JobDispatch } from '@hearth/contracts';
+import type { JobDispatch, JobFinished } from '@hearth/contracts';
 
 /** The dispatch fields every kind has, which a test may override. */
 export type DispatchBase = Pick<
@@ -31,4 +31,21 @@ export function jobDispatch<S extends DispatchSpec>(spec: S): Extract<JobDispatc
     ...spec,
   } as JobDispatch;
   return job as Extract<JobDispatch, { kind: S['kind'] }>;
+}
+
+type AttemptRef = Pick<JobFinished, 'jobId' | 'attemptId' | 'fencingToken'>;
+
+/** A successful attempt's end (exit code 0, no result), as an agent reports it; `extra` overrides. */
+export function jobFinished(ref: AttemptRef, extra: Partial<JobFinished> = {}): JobFinished {
+  return {
+    type: 'job.finished',
+    v: 1,
+    ...ref,
+    outcome: 'SUCCEEDED',
+    exitCode: 0,
+    signal: null,
+    reason: null,
+    finishedAt: new Date().toISOString(),
+    ...extra,
+  };
 }

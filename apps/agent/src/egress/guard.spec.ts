@@ -8,11 +8,11 @@ import {
   JobClaimReply,
   subjects,
   type AgentHeartbeat,
-  type JobFinished,
   type JobLog,
   type JobProgress,
 } from '@hearth/contracts';
 import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
+import { jobFinished } from '@hearth/testing';
 import type { Msg } from '@nats-io/transport-node';
 import {
   EgressGuard,
@@ -151,16 +151,7 @@ describe('EgressGuard', () => {
   });
 
   it('publishes JobFinished through JetStream with an idempotent message id', async () => {
-    const finished: JobFinished = {
-      type: 'job.finished',
-      v: 1,
-      ...ref,
-      outcome: 'SUCCEEDED',
-      exitCode: 0,
-      signal: null,
-      reason: null,
-      finishedAt: new Date().toISOString(),
-    };
+    const finished = jobFinished(ref);
     const ack = await guard().event(finished);
     expect(ack.stream).toBe('HEARTH_UP');
     expect(streamed[0].subject).toBe(subjects.events(address));
