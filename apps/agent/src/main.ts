@@ -15,6 +15,7 @@ import { EgressLedger } from './egress/ledger.js';
 import { AttemptRegistry } from './executor/attempts.js';
 import { handleControl, runControlLoop } from './executor/control-loop.js';
 import { JobLoop } from './executor/job-loop.js';
+import { runLogRetention } from './executor/log-retention.js';
 import { handleDispatch } from './executor/job-runner.js';
 import { errorMessage, type Logger } from './logger.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
@@ -63,6 +64,7 @@ export async function runAgent(
         artifactRoot: policy.artifactRoot,
         serve: policy.serve,
         metrics: policy.metrics,
+        logs: policy.logs,
       },
     },
     'agent starting',
@@ -196,6 +198,15 @@ export async function runAgent(
       shutdown.signal,
     ),
     telemetry.run(shutdown.signal),
+    runLogRetention(
+      {
+        logsDir: path.join(config.dataDir, 'logs'),
+        retention: policy.logs,
+        running: (attemptId) => registry.get(attemptId) !== undefined,
+        logger,
+      },
+      shutdown.signal,
+    ),
   ];
   if (ctlConsumer) {
     loops.push(

@@ -54,6 +54,7 @@ describe('loadLocalPolicy', () => {
       commandJobs: true,
       serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
       metrics: { host: '127.0.0.1', port: null, tls: null },
+      logs: { keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 },
     });
     expect(Object.isFrozen(p)).toBe(true);
     expect(Object.isFrozen(p.metrics)).toBe(true);
@@ -90,6 +91,7 @@ describe('loadLocalPolicy', () => {
             clientCaFile: '/etc/hearth/prometheus-ca.pem',
           },
         },
+        logs: { keepDays: 7, maxTotalBytes: 2 * 1024 ** 3 },
       }),
     );
     expect(loadLocalPolicy(dir)).toEqual({
@@ -115,6 +117,7 @@ describe('loadLocalPolicy', () => {
           clientCaFile: '/etc/hearth/prometheus-ca.pem',
         },
       },
+      logs: { keepDays: 7, maxTotalBytes: 2 * 1024 ** 3 },
     });
     expect(Object.isFrozen(loadLocalPolicy(dir).serve.tls)).toBe(true);
   });

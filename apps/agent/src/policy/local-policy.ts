@@ -22,6 +22,8 @@ export const DEFAULT_SERVE = Object.freeze({
   tls: null,
 });
 export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null, tls: null });
+/** Full job logs: kept 30 days, and 10 GiB in all (oldest removed first). */
+export const DEFAULT_LOGS = Object.freeze({ keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 });
 
 /** Where the inference server listens, how many processes serve, and how many threads each model may use. */
 export interface ServePolicy {
@@ -85,6 +87,8 @@ export interface LocalPolicy {
   readonly commandJobs: boolean;
   readonly serve: ServePolicy;
   readonly metrics: MetricsPolicy;
+  /** How long, and how much of, the full job logs in the data dir are kept (see log-retention.ts). */
+  readonly logs: { readonly keepDays: number; readonly maxTotalBytes: number };
 }
 
 /** A policy problem the user can act on; the message says what to change, and is shown as is. */
@@ -140,6 +144,18 @@ const PolicyFile = z
       })
       .strict()
       .default({ ...DEFAULT_METRICS }),
+    logs: z
+      .object({
+        keepDays: z.number().int().min(1).max(3650).default(DEFAULT_LOGS.keepDays),
+        maxTotalBytes: z
+          .number()
+          .int()
+          .min(1024 ** 2, 'at least 1 MiB')
+          .max(Number.MAX_SAFE_INTEGER)
+          .default(DEFAULT_LOGS.maxTotalBytes),
+      })
+      .strict()
+      .default({ ...DEFAULT_LOGS }),
   })
   .strict();
 
@@ -187,6 +203,7 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     commandJobs: p.commandJobs,
     serve: Object.freeze({ ...p.serve, tls: tlsPolicy(p.serve.tls) }),
     metrics: Object.freeze({ ...p.metrics, tls: tlsPolicy(p.metrics.tls) }),
+    logs: Object.freeze({ ...p.logs }),
   });
 }
 
