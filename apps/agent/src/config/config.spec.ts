@@ -26,6 +26,7 @@ describe('parseRunConfig', () => {
         commandJobs: true,
         serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
         metrics: { host: '127.0.0.1', port: null, tls: null },
+        logs: { keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 },
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
