@@ -23,7 +23,7 @@ import { jobTransitions, staleResultsRejected } from '../../platform/metrics/met
 import { Transactions } from '../../platform/tenancy/transactions.js';
 import { ACTIVE, Dispatcher } from './dispatcher.service.js';
 import { JobEntity, PROGRESS_REQUEUED, type JobKindName } from './job.entity.js';
-import { JobKinds } from './job-kinds.js';
+import { JobKinds, type JobKindHandler } from './job-kinds.js';
 import { JobUpdates } from './job-updates.service.js';
 
 const LOG_TAIL_CHARS = 64 * 1024;
@@ -197,7 +197,7 @@ export class AttemptsService {
     if (stale) this.reject('job.log', a, msg, stale);
   }
 
-  /** Why a report cannot apply to an attempt in its state (or to a job of its kind), or null. */
+  /** Why a report cannot apply to an attempt in its state, or null. */
   private ended(cur: Current, states: readonly string[]): string | null {
     return states.includes(cur.attempt_state!) ? null : `attempt is ${cur.attempt_state}`;
   }
@@ -284,7 +284,7 @@ export class AttemptsService {
       if (msg.outcome === 'SUCCEEDED') {
         const job = await m.findOneByOrFail(JobEntity, { id: msg.jobId });
         const kind = this.kinds.get(job.kind);
-        const refused = this.refusedResult(job, msg);
+        const refused = refusedResult(job, kind, msg);
         if (refused) {
           this.reject('job.finished', a, msg, refused);
           await this.finish(m, a, msg, 'FAILED', msg.exitCode, `the agent's result was refused: ${refused}`);
@@ -304,18 +304,6 @@ export class AttemptsService {
       this.updates.publish(a.tenantId, msg.jobId);
       this.dispatcher.kick(a.tenantId); // the agent has a free slot now
     }
-  }
-
-  /**
-   * Why a success's result cannot be accepted for this job, or null: a kind that produces a result
-   * needs one, of its kind, that its checks accept; a kind that produces none must not send one.
-   */
-  private refusedResult(job: JobEntity, msg: JobFinished): string | null {
-    const expected = this.kinds.get(job.kind)?.result;
-    if (!expected) return msg.result ? `a ${job.kind} job has no ${msg.result.kind} result` : null;
-    if (!msg.result) return `it reported success without a ${expected} result`;
-    if (msg.result.kind !== expected) return `a ${job.kind} job cannot report a ${msg.result.kind} result`;
-    return this.kinds.get(job.kind)?.verify?.(job, msg.result) ?? null;
   }
 
   /**
@@ -403,4 +391,16 @@ function finishParams(
   reason: string | null,
 ) {
   return [ref.jobId, ref.attemptId, a.agentId, ref.fencingToken, outcome, exitCode, reason];
+}
+
+/**
+ * Why a success's result cannot be accepted for this job (`kind`: its kind's handler), or null: a
+ * kind that produces a result needs one, of its kind, that its checks accept; a kind that produces
+ * none must not send one.
+ */
+function refusedResult(job: JobEntity, kind: JobKindHandler | undefined, msg: JobFinished): string | null {
+  if (!kind?.result) return msg.result ? `a ${job.kind} job has no ${msg.result.kind} result` : null;
+  if (!msg.result) return `it reported success without a ${kind.result} result`;
+  if (msg.result.kind !== kind.result) return `a ${job.kind} job cannot report a ${msg.result.kind} result`;
+  return kind.verify?.(job, msg.result) ?? null;
 }

@@ -34,9 +34,12 @@ export interface JobKindHandler {
 @Injectable()
 export class JobKinds {
   private readonly handlers = new Map<JobKindName, JobKindHandler>();
+  /** withResults()'s answer, made once (it is asked on every job's finish); reset by register. */
+  private resultKinds: string | null = null;
 
   register(kind: JobKindName, handler: JobKindHandler): void {
     this.handlers.set(kind, { ...this.handlers.get(kind), ...handler });
+    this.resultKinds = null;
   }
 
   get(kind: JobKindName): JobKindHandler | undefined {
@@ -45,9 +48,9 @@ export class JobKinds {
 
   /** The kinds whose success must come with a result, as a Postgres text[] literal. */
   withResults(): string {
-    return `{${[...this.handlers]
+    return (this.resultKinds ??= `{${[...this.handlers]
       .filter(([, h]) => h.result)
       .map(([kind]) => kind)
-      .join(',')}}`;
+      .join(',')}}`);
   }
 }

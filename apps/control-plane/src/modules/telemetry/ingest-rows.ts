@@ -167,8 +167,12 @@ export class IngestRows {
     return this.cols.at.length;
   }
 
-  /** Adds a message's samples; returns how many it kept. */
-  add({ tenantId, agentId, message }: IngestMessage, bounds: IngestBounds): number {
+  /** Adds a message's samples (`times`: their sampleTimes, if already parsed); returns how many it kept. */
+  add(
+    { tenantId, agentId, message }: IngestMessage,
+    bounds: IngestBounds,
+    times: readonly (number | null)[] = sampleTimes(message, bounds),
+  ): number {
     // By the message's job positions: this agent's attempts of the job, null when it has none.
     const runs = message.jobs.map((id) => {
       const mine = bounds.attempts(id).filter((a) => a.tenantId === tenantId && a.agentId === agentId);
@@ -183,7 +187,6 @@ export class IngestRows {
       this.outsideRun++;
       return null;
     };
-    const times = sampleTimes(message, bounds);
     const seconds = this.weigh(agentId, message, times, bounds);
     const keys = message.gpus.map((g) => gpuKey(g.vendor, g.index));
     let kept = 0;

@@ -66,14 +66,15 @@ export class TelemetryWriter {
       minAt: now - this.config.telemetry.retentionDays.raw * DAY_MS + 3_600_000,
       maxAt: now + MAX_FUTURE_MS,
     };
-    const { agents, attempts, stored } = await this.lookup(batch, range);
+    // Each message's sample times, parsed once: the lookup and the rows both need them.
+    const times = batch.map((b) => sampleTimes(b.message, range));
+    const { agents, attempts, stored } = await this.lookup(batch, times);
     const t1 = performance.now();
     batch.forEach((b, i) => {
       const agent = agents.get(b.agentId);
       if (!agent || agent.tenantId !== b.tenantId) refused.set(i, 'unknown agent');
       else if (agent.revoked) refused.set(i, 'revoked agent');
     });
-    const accepted = batch.filter((_, i) => !refused.has(i));
     const rows = new IngestRows();
     const bounds: IngestBounds = {
       ...range,
@@ -81,10 +82,11 @@ export class TelemetryWriter {
       storedBefore: (agentId, at) => stored.get(`${agentId}@${at}`) ?? null,
     };
     let droppedByAgents = 0;
-    for (const b of accepted) {
-      rows.add(b, bounds);
+    batch.forEach((b, i) => {
+      if (refused.has(i)) return;
+      rows.add(b, bounds, times[i]);
       droppedByAgents += b.message.dropped;
-    }
+    });
     const t2 = performance.now();
     if (rows.samples > 0) {
       const described = this.changedTables(rows.gpuTables, now);
@@ -215,12 +217,12 @@ export class TelemetryWriter {
    * arrives out of order; what that adds is at most one interval per message, and the rollup's cap
    * of 60 s per GPU and minute bounds it.
    */
-  private lookup(batch: readonly IngestMessage[], range: Pick<IngestBounds, 'minAt' | 'maxAt'>) {
+  private lookup(batch: readonly IngestMessage[], times: readonly (readonly (number | null)[])[]) {
     const agentIds = [...new Set(batch.map((b) => b.agentId))];
     const jobIds = [...new Set(batch.flatMap((b) => b.message.jobs))];
     const firsts = new Map(
-      batch.flatMap((b) => {
-        const at = earliestKept(sampleTimes(b.message, range));
+      batch.flatMap((b, i) => {
+        const at = earliestKept(times[i]);
         return at === null ? [] : [[`${b.agentId}@${at}`, { agentId: b.agentId, at }] as const];
       }),
     );
