@@ -41,11 +41,11 @@ import {
   type AgentAddress,
 } from '@hearth/contracts';
 import {
+  agentHeartbeat,
+  enrollAgent,
   jobFinished,
-  createOrganization,
   createTestDatabase,
   GraphQLClient,
-  joinAgent,
   metricValue,
   scrapePrometheus,
   waitFor,
@@ -73,15 +73,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function enrolledAgent(name: string, on = { db, cp }) {
-  const org = await createOrganization(on.db.appUrl, name);
-  const client = new GraphQLClient(on.cp.graphqlUrl, org.adminToken);
-  const { createJoinToken } = await client.ok<{ createJoinToken: { token: string } }>(
-    `mutation { createJoinToken { token } }`,
-  );
-  const joined = await joinAgent(on.cp.url, createJoinToken.token);
-  if (!joined.id) throw new Error(`join failed: ${joined.stderr}`);
-  return { client, token: org.adminToken, address: { tenantId: org.organizationId, agentId: joined.id } };
+function enrolledAgent(name: string, on = { db, cp }) {
+  return enrollAgent(on.cp, on.db.appUrl, name);
 }
 
 /** Submits a command job, takes its dispatch as the agent would and claims it; returns the attempt. */
@@ -111,23 +104,7 @@ function finished(ref: { jobId: string; attemptId: string; fencingToken: number 
 }
 
 function heartbeat(agentId: string): Uint8Array {
-  return encode(AgentHeartbeat, {
-    type: 'agent.heartbeat',
-    v: 1,
-    agentId,
-    sentAt: new Date().toISOString(),
-    running: [],
-    freeSlots: 1,
-    system: {
-      hostname: 'flood',
-      os: 'linux',
-      arch: 'x64',
-      cpus: 1,
-      memoryBytes: 1,
-      gpus: [],
-      agentVersion: '0.1.0',
-    },
-  });
+  return encode(AgentHeartbeat, agentHeartbeat(agentId));
 }
 
 describe('an agent flooding heartbeats', () => {

@@ -24,15 +24,13 @@ import {
   JobProgress,
   JobReleased,
   subjects,
-  type AgentAddress,
   type TrainResult,
 } from '@hearth/contracts';
 import {
+  agentHeartbeat,
+  enrollAgent,
   jobFinished,
-  createOrganization,
   createTestDatabase,
-  GraphQLClient,
-  joinAgent,
   startControlPlane,
   waitFor,
   type ControlPlane,
@@ -78,14 +76,7 @@ type Ref = { jobId: string; attemptId: string; fencingToken: number };
 
 /** An enrolled agent, driven by hand over NATS. */
 async function fakeAgent(name: string) {
-  const org = await createOrganization(db.appUrl, name);
-  const client = new GraphQLClient(cp.graphqlUrl, org.adminToken);
-  const { createJoinToken } = await client.ok<{ createJoinToken: { token: string } }>(
-    `mutation { createJoinToken { token } }`,
-  );
-  const joined = await joinAgent(cp.url, createJoinToken.token);
-  if (!joined.id) throw new Error(`join failed: ${joined.stderr}`);
-  const address: AgentAddress = { tenantId: org.organizationId, agentId: joined.id };
+  const { client, address } = await enrollAgent(cp, db.appUrl, name);
   const consumer = await js.consumers.get(DOWN_STREAM, consumers.jobs(address.agentId));
 
   const agent = {
@@ -93,23 +84,12 @@ async function fakeAgent(name: string) {
     heartbeat(running: Ref[] = []) {
       nc.publish(
         subjects.heartbeat(address),
-        encode(AgentHeartbeat, {
-          type: 'agent.heartbeat',
-          v: 1,
-          agentId: address.agentId,
-          sentAt: new Date().toISOString(),
-          running: running.map((r) => ({ attemptId: r.attemptId, fencingToken: r.fencingToken })),
-          freeSlots: 4,
-          system: {
-            hostname: name,
-            os: 'linux',
-            arch: 'x64',
-            cpus: 4,
-            memoryBytes: 2 ** 33,
-            gpus: [],
-            agentVersion: '0.1.0',
-          },
-        }),
+        encode(
+          AgentHeartbeat,
+          agentHeartbeat(address.agentId, {
+            running: running.map((r) => ({ attemptId: r.attemptId, fencingToken: r.fencingToken })),
+          }),
+        ),
       );
     },
     /** Takes the next dispatch (heartbeating meanwhile, so the agent has capacity) and claims it. */

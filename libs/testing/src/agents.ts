@@ -1,6 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AgentAddress } from '@hearth/contracts';
+import { createOrganization, type ControlPlane } from './control-plane.js';
+import { GraphQLClient } from './graphql.js';
 import { AGENT_BIN } from './paths.js';
 import { Proc, runProcess, startProcess } from './processes.js';
 
@@ -67,4 +70,24 @@ export async function startAgent(
     dataDir: joined.dataDir,
     proc: runAgent(joined.dataDir, opts.args, opts.env, opts.nodeArgs),
   };
+}
+
+/**
+ * A new organization with one agent enrolled through the real join (`hearth-agent join`), for a test
+ * that then acts as that agent over raw NATS: its admin's API client and token, and the agent's address.
+ */
+export async function enrollAgent(
+  cp: Pick<ControlPlane, 'url' | 'graphqlUrl'>,
+  databaseUrl: string,
+  organization: string,
+) {
+  const org = await createOrganization(databaseUrl, organization);
+  const client = new GraphQLClient(cp.graphqlUrl, org.adminToken);
+  const { createJoinToken } = await client.ok<{ createJoinToken: { token: string } }>(
+    `mutation { createJoinToken { token } }`,
+  );
+  const joined = await joinAgent(cp.url, createJoinToken.token);
+  if (!joined.id) throw new Error(`join failed: ${joined.stderr}`);
+  const address: AgentAddress = { tenantId: org.organizationId, agentId: joined.id };
+  return { client, token: org.adminToken, address };
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { JobDispatch, JobFinished } from '@hearth/contracts';
+import type { AgentHeartbeat, JobDispatch, JobFinished } from '@hearth/contracts';
 
 /** The dispatch fields every kind has, which a test may override. */
 export type DispatchBase = Pick<
@@ -46,6 +46,28 @@ export function jobFinished(ref: AttemptRef, extra: Partial<JobFinished> = {}): 
     signal: null,
     reason: null,
     finishedAt: new Date().toISOString(),
+    ...extra,
+  };
+}
+
+/** A heartbeat of an idle 4-core Linux agent with no GPUs and 4 free slots; `extra` overrides. */
+export function agentHeartbeat(agentId: string, extra: Partial<AgentHeartbeat> = {}): AgentHeartbeat {
+  return {
+    type: 'agent.heartbeat',
+    v: 1,
+    agentId,
+    sentAt: new Date().toISOString(),
+    running: [],
+    freeSlots: 4,
+    system: {
+      hostname: 'test-agent',
+      os: 'linux',
+      arch: 'x64',
+      cpus: 4,
+      memoryBytes: 2 ** 33,
+      gpus: [],
+      agentVersion: '0.1.0',
+    },
     ...extra,
   };
 }
