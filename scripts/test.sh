@@ -25,6 +25,13 @@ ensure_nats() {
   echo "nats-server did not start on 127.0.0.1:4222" >&2; exit 1
 }
 
+ensure_bubblewrap() {
+  # The agent's command-job sandbox (commands.sandbox) is tested with the real tool.
+  if command -v bwrap >/dev/null; then return; fi
+  log "installing bubblewrap"
+  apt-get install -y -qq bubblewrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
+}
+
 log "installing dependencies"
 # onnxruntime-node (later issues) must not fetch CUDA files at install. `npm install`, not `npm ci`:
 # with this machine's npm setting omit-lockfile-registry-resolved, npm 11 writes lock entries for
@@ -33,6 +40,7 @@ ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error
 
 ensure_postgres
 ensure_nats
+ensure_bubblewrap
 
 log "building"
 npm run build --silent

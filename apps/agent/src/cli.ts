@@ -14,6 +14,7 @@ import { DataDirError, loadIdentity } from './connection/credentials.js';
 import { JoinError, join } from './connection/join.js';
 import { createLogger, errorMessage } from './logger.js';
 import { runAgent } from './main.js';
+import { SandboxError } from './executor/sandbox.js';
 import { MetricsEndpointError } from './metrics/metrics-server.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -28,10 +29,11 @@ function fail(err: unknown): never {
     err instanceof ConfigError ||
     err instanceof DataDirError ||
     err instanceof JoinError ||
-    err instanceof MetricsEndpointError;
+    err instanceof MetricsEndpointError ||
+    err instanceof SandboxError;
   const text = known || !(err instanceof Error) ? errorMessage(err) : (err.stack ?? err.message);
   process.stderr.write(`hearth-agent: ${text}\n`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
+  process.exit(err instanceof ConfigError || err instanceof SandboxError ? 2 : 1);
 }
 
 async function joinCommand(flags: JoinFlags): Promise<void> {

@@ -16,6 +16,7 @@ import { AttemptRegistry } from './executor/attempts.js';
 import { handleControl, runControlLoop } from './executor/control-loop.js';
 import { JobLoop } from './executor/job-loop.js';
 import { runLogRetention } from './executor/log-retention.js';
+import { prepareSandbox } from './executor/sandbox.js';
 import { handleDispatch } from './executor/job-runner.js';
 import { errorMessage, type Logger } from './logger.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
@@ -52,8 +53,11 @@ export async function runAgent(
   const killAll = () => registry.killAll('agent stopped (forced)');
   stop.forced.addEventListener('abort', killAll, { once: true });
 
-  const system = systemInfo(await detectGpus());
   const { policy } = config;
+  // A sandbox the policy asks for and this machine cannot give stops the agent at start (SandboxError).
+  const sandboxTool =
+    policy.commands.sandbox === null ? null : prepareSandbox(policy, config.jobBaseEnv.PATH, config.dataDir);
+  const system = systemInfo(await detectGpus());
   logger.info(
     {
       system,
@@ -62,6 +66,7 @@ export async function runAgent(
         file: policy.file,
         dataRoots: policy.dataRoots,
         artifactRoot: policy.artifactRoot,
+        commands: { ...policy.commands, sandboxTool },
         serve: policy.serve,
         metrics: policy.metrics,
         logs: policy.logs,
@@ -170,6 +175,7 @@ export async function runAgent(
               logger,
               gpus,
               policy,
+              sandboxTool,
               serve,
               stopTaking: stop.graceful,
               forced: stop.forced,

@@ -9,6 +9,7 @@ export * from './onnx-models.js';
 export * from './paths.js';
 export * from './postgres.js';
 export * from './processes.js';
+export * from './procfs.js';
 export * from './prometheus.js';
 export * from './tls.js';
 export * from './wait.js';

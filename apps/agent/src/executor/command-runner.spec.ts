@@ -1,8 +1,10 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startCommand, type CommandSpec } from './command-runner.js';
+import { isAlive, livingProcesses } from '@hearth/testing';
+import { startCommand, type CommandRun, type CommandSpec } from './command-runner.js';
 import type { OutputStream } from './log-tail.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-runner-'));
@@ -33,19 +35,40 @@ function collect() {
   return { lines, onLine, waitFor };
 }
 
-/** Processes of a group that are still alive (zombies count as gone), read from /proc. */
-function livingMembers(pgid: number): number[] {
-  return fs.readdirSync('/proc').flatMap((entry) => {
-    if (!/^\d+$/.test(entry)) return [];
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return Number(pgrp) === pgid && state !== 'Z' ? [Number(entry)] : [];
-    } catch {
-      return [];
-    }
-  });
+/** Every process the escape tests start carries it, so afterAll can stop what a failed test left. */
+const RUN_MARK = randomUUID();
+afterAll(() => {
+  for (const pid of livingProcesses((p) => p.environ.includes(`HEARTH_TEST_RUN=${RUN_MARK}`)))
+    process.kill(pid, 'SIGKILL');
+});
+
+/**
+ * A shell script that starts `sleep 300` in a session of its own (setsid: out of the job's process
+ * group), waits until it is there, and prints `escaped=<its pid>`. The escaped process holds the
+ * job's output pipes open only when told to.
+ */
+function escapeScript(holdsPipes = false): string {
+  const redirect = holdsPipes ? '' : ' >/dev/null 2>&1';
+  return (
+    `setsid sh -c 'echo $$ > escaped.pid; exec sleep 300'${redirect} & ` +
+    'until [ -s escaped.pid ]; do sleep 0.01; done; echo escaped=$(cat escaped.pid)'
+  );
 }
+
+/** A job that runs the script, with a cookie of its own (or none), and what it hands to onLine. */
+function escaping(script: string, extra: Partial<CommandSpec> = {}) {
+  const out = collect();
+  const s = spec(['sh', '-c', script], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HEARTH_TEST_RUN: RUN_MARK },
+    cookie: { key: 'HEARTH_ATTEMPT_ID', value: randomUUID() },
+    ...extra,
+  });
+  const run = startCommand(s, out.onLine);
+  const escaped = out.waitFor('escaped=').then((line) => Number(line.split('=')[1]));
+  return { s, run, out, escaped };
+}
+
+const STOPPED_ONE = '[hearth-agent: stopped 1 process the job left running outside its process group]';
 
 /**
  * The group's living members once they had `withinMs` to finish dying. A member killed with the
@@ -54,10 +77,10 @@ function livingMembers(pgid: number): number[] {
  */
 async function membersLeft(pgid: number, withinMs = 2000): Promise<number[]> {
   const until = Date.now() + withinMs;
-  let left = livingMembers(pgid);
+  let left = livingProcesses((p) => p.pgrp === pgid);
   while (left.length > 0 && Date.now() < until) {
     await new Promise((resolve) => setTimeout(resolve, 20));
-    left = livingMembers(pgid);
+    left = livingProcesses((p) => p.pgrp === pgid);
   }
   return left;
 }
@@ -120,7 +143,7 @@ describe('startCommand', () => {
     const run = startCommand(s, out.onLine);
     const childLine = await out.waitFor('child=');
     const grandchild = Number(childLine.split('=')[1]);
-    expect(livingMembers(run.pid!)).toEqual(expect.arrayContaining([run.pid, grandchild]));
+    expect(livingProcesses((p) => p.pgrp === run.pid)).toEqual(expect.arrayContaining([run.pid, grandchild]));
     const started = Date.now();
     const result = await run.done;
     expect(result.outcome).toBe('TIMED_OUT');
@@ -253,5 +276,66 @@ describe('startCommand', () => {
     expect(Buffer.byteLength(log)).toBeLessThan(1100);
     expect(out.lines.map((l) => l.text)).toHaveLength(200);
     expect(out.lines.at(-1)?.text).toBe('line 200 of the output');
+  });
+
+  describe('processes that leave the process group', () => {
+    it('are still running when the job has no cookie (the case the cookie is for)', async () => {
+      const { run, escaped } = escaping(escapeScript(), { cookie: undefined });
+      expect(await run.done).toMatchObject({ outcome: 'SUCCEEDED' });
+      expect(isAlive(await escaped)).toBe(true);
+    });
+
+    it('are stopped before done when the main process exits, and the user is told why', async () => {
+      const { s, run, out, escaped } = escaping(escapeScript());
+      expect(await run.done).toEqual({ outcome: 'SUCCEEDED', exitCode: 0, signal: null, reason: null });
+      expect(isAlive(await escaped)).toBe(false);
+      expect(out.lines).toContainEqual({ stream: 'stderr', text: STOPPED_ONE });
+      expect(fs.readFileSync(s.logFile, 'utf8')).toContain(`\n${STOPPED_ONE}\n`);
+    });
+
+    it.each([
+      ['a timeout', 'TIMED_OUT', 1, () => undefined],
+      ['a cancel', 'CANCELLED', 30, (run: CommandRun) => run.cancel(1)],
+      ['an agent stop', 'RELEASED', 30, (run: CommandRun) => run.kill('agent stopped')],
+    ])('are stopped before done on %s (%s)', async (_, outcome, timeoutSeconds, stop) => {
+      const { run, out, escaped } = escaping(`${escapeScript()}; sleep 60`, { timeoutSeconds });
+      const pid = await escaped;
+      expect(isAlive(pid)).toBe(true);
+      stop(run);
+      expect(await run.done).toMatchObject({ outcome });
+      expect(isAlive(pid)).toBe(false);
+      expect(out.lines).toContainEqual({ stream: 'stderr', text: STOPPED_ONE });
+    });
+
+    it('no longer hold the run for the close grace when they keep the output open', async () => {
+      const started = Date.now();
+      const { run, escaped } = escaping(escapeScript(true));
+      expect(await run.done).toMatchObject({ outcome: 'SUCCEEDED' });
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(isAlive(await escaped)).toBe(false);
+    });
+
+    it("take the cookie from the env's HEARTH_ATTEMPT_ID when the spec names none", async () => {
+      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HEARTH_TEST_RUN: RUN_MARK };
+      const { run, escaped } = escaping(escapeScript(), {
+        cookie: undefined,
+        env: { ...env, HEARTH_ATTEMPT_ID: randomUUID() },
+      });
+      await run.done;
+      expect(isAlive(await escaped)).toBe(false);
+    });
+
+    it('leave alone the processes of another attempt running at the same time', async () => {
+      const other = escaping(`${escapeScript()}; sleep 60`);
+      const otherPid = await other.escaped;
+      const { run, escaped } = escaping(escapeScript());
+      await run.done;
+      expect(isAlive(await escaped)).toBe(false);
+      expect([other.run.pid!, otherPid].map(isAlive)).toEqual([true, true]);
+
+      other.run.cancel(1);
+      await other.run.done;
+      expect(isAlive(otherPid)).toBe(false);
+    });
   });
 });

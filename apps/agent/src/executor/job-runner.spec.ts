@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encode, JobDispatch, type JobClaim, type JobClaimReply, type UpEvent } from '@hearth/contracts';
-import { jobDispatch, waitFor } from '@hearth/testing';
+import { jobDispatch, livingProcesses, waitFor } from '@hearth/testing';
 import type { JsMsg, PubAck } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { parseLocalPolicy } from '../policy/local-policy.js';
@@ -12,6 +13,7 @@ import { AgentCounters } from '../telemetry/counters.js';
 import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { AttemptRegistry } from './attempts.js';
 import { handleDispatch, type JobRunnerDeps } from './job-runner.js';
+import { prepareSandbox, SandboxError } from './sandbox.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-job-runner-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -57,7 +59,8 @@ interface FakeGuard {
   reply: JobClaimReply;
 }
 
-function setup(fake: Partial<FakeGuard> = {}) {
+/** `policy`: more of the local policy than the data and artifact roots every setup has. */
+function setup(fake: Partial<FakeGuard> = {}, policy: object = {}) {
   const guard: FakeGuard = {
     claims: [],
     events: [],
@@ -78,7 +81,11 @@ function setup(fake: Partial<FakeGuard> = {}) {
     stopTaking: new AbortController().signal,
     forced: new AbortController().signal,
     policy: parseLocalPolicy(
-      { dataRoots: [path.join(dataDir, 'datasets')], artifactRoot: path.join(dataDir, 'artifacts') },
+      {
+        dataRoots: [path.join(dataDir, 'datasets')],
+        artifactRoot: path.join(dataDir, 'artifacts'),
+        ...policy,
+      },
       path.join(dataDir, 'policy.json'),
     ),
     serve: new ServeHost({ address: { host: '127.0.0.1', port: 0 }, logger: pino({ level: 'silent' }) }),
@@ -103,6 +110,9 @@ function setup(fake: Partial<FakeGuard> = {}) {
       },
     },
   };
+  // The sandbox is found and tried as the agent does at start.
+  if (deps.policy.commands.sandbox)
+    deps.sandboxTool = prepareSandbox(deps.policy, deps.jobBaseEnv.PATH, dataDir);
   return { guard, counters, deps, dataDir };
 }
 
@@ -237,6 +247,45 @@ describe('handleDispatch', () => {
     expect(counters.jobsRefused).toBe(1);
   });
 
+  it('refuses a command job that sets an environment variable the policy denies, and runs nothing', async () => {
+    const { guard, deps, dataDir } = setup();
+    const marker = path.join(dataDir, 'ran');
+    const job = jobDispatch({
+      kind: 'command',
+      command: ['touch', marker],
+      env: { LD_PRELOAD: '/tmp/x.so' },
+    });
+    const { msg, calls } = message(encode(JobDispatch, job));
+    await handleDispatch(msg, deps);
+    expect(guard.claims).toEqual([]);
+    expect(finishedOf(guard.events)).toMatchObject([
+      { outcome: 'FAILED', reason: expect.stringMatching(/sets the environment variable LD_PRELOAD, which/) },
+    ]);
+    expect(calls).toEqual(['ack']);
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  it('keeps the output on the machine when the policy says so: one line says where, none of it goes up', async () => {
+    const { guard, deps, dataDir } = setup({}, { commands: { sendLogTail: false } });
+    const job = dispatch([
+      'node',
+      '-e',
+      'console.log("row 1: 123-45-6789"); console.error("and stderr too")',
+    ]);
+    const { msg } = message(encode(JobDispatch, job));
+    await handleDispatch(msg, deps);
+    expect(finishedOf(guard.events)).toMatchObject([{ outcome: 'SUCCEEDED' }]);
+    const logFile = path.join(dataDir, 'logs', job.jobId, `${job.attemptId}.log`);
+    const sent = guard.events.flatMap((e) => (e.type === 'job.log' ? e.lines : []));
+    expect(sent).toEqual([
+      {
+        stream: 'stderr',
+        text: `[hearth-agent: this agent's local policy keeps the job's output on its machine: ${logFile}]`,
+      },
+    ]);
+    expect(fs.readFileSync(logFile, 'utf8')).toContain('row 1: 123-45-6789');
+  });
+
   it('gives back an attempt the agent kills as it stops: JobReleased instead of JobFinished, then the ack', async () => {
     const { guard, deps } = setup();
     const job = dispatch([
@@ -277,5 +326,130 @@ describe('handleDispatch', () => {
     await handled;
     expect(calls.at(-1)).toBe('nak');
     expect(calls).not.toContain('ack');
+  });
+});
+
+/** The text of every log line the job sent up. */
+const sentText = (events: UpEvent[]) =>
+  events.flatMap((e) => (e.type === 'job.log' ? e.lines : [])).map((l) => l.text);
+
+/** Living processes whose arguments include `arg`. */
+const processesWith = (arg: string) => livingProcesses((p) => p.argv.includes(arg));
+
+describe('command jobs in the sandbox (commands.sandbox, bubblewrap)', () => {
+  const strays: number[] = [];
+  afterAll(() => {
+    for (const pid of strays) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+
+  it("sees its own working directory, the data roots read-only and the artifact root, and nothing of the agent's", async () => {
+    const { guard, deps, dataDir } = setup({}, { commands: { sandbox: { network: false } } });
+    fs.writeFileSync(path.join(dataDir, 'agent.seed'), 'SUAFAKESEED');
+    fs.mkdirSync(path.join(dataDir, 'datasets'));
+    fs.mkdirSync(path.join(dataDir, 'artifacts'));
+    fs.writeFileSync(path.join(dataDir, 'datasets', 'rows.csv'), 'a,b\n1,2\n');
+    // Another process of the agent's user, with a secret in its environment.
+    const other = spawn('sleep', ['297'], {
+      env: { ...process.env, OTHER_SECRET: 'hunter2' },
+      stdio: 'ignore',
+    });
+    strays.push(other.pid!);
+    const script = [
+      'test -e "$DATA/agent.seed" && echo "seed: visible" || echo "seed: hidden"',
+      'echo "dataset: $(cat "$DATA/datasets/rows.csv" | wc -l) lines"',
+      'touch "$DATA/datasets/new" 2>/dev/null && echo "data root: writable" || echo "data root: read-only"',
+      'echo onnx > "$DATA/artifacts/model.onnx" && echo "artifact root: written"',
+      'echo scratch > scratch.txt && echo "work dir: written"',
+      'touch /usr/hearth-x 2>/dev/null && echo "/usr: writable" || echo "/usr: read-only"',
+      `cat /proc/${other.pid}/environ 2>/dev/null | tr '\\0' '\\n' | grep OTHER_SECRET || echo "other process: not visible"`,
+      'echo "processes: $(ls /proc | grep -c "^[0-9]")"',
+      'test -e "$HOST_TMP_FILE" && echo "host /tmp: visible" || echo "host /tmp: not visible"',
+      'echo "TMPDIR is the work dir: $([ "$TMPDIR" = "$PWD" ] && echo yes)"',
+      `node -e "require('net').connect(4222,'127.0.0.1').on('connect',()=>{console.log('network: open');process.exit()}).on('error',()=>console.log('network: none'))"`,
+    ].join('\n');
+    const hostTmpFile = path.join('/tmp', `hearth-host-file-${process.pid}`);
+    fs.writeFileSync(hostTmpFile, 'x');
+    const job = jobDispatch({
+      kind: 'command',
+      command: ['sh', '-c', script],
+      env: { DATA: dataDir, HOST_TMP_FILE: hostTmpFile },
+    });
+    const { msg } = message(encode(JobDispatch, job));
+    await handleDispatch(msg, deps);
+    expect(finishedOf(guard.events)).toMatchObject([{ outcome: 'SUCCEEDED', exitCode: 0 }]);
+    const lines = sentText(guard.events);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'seed: hidden',
+        'dataset: 2 lines',
+        'data root: read-only',
+        'artifact root: written',
+        'work dir: written',
+        '/usr: read-only',
+        'other process: not visible',
+        'host /tmp: not visible',
+        'TMPDIR is the work dir: yes',
+        'network: none',
+      ]),
+    );
+    // sh, the pipeline's processes and bubblewrap's own init: none of the host's.
+    expect(Number(lines.find((l) => l.startsWith('processes: '))!.slice(11))).toBeLessThan(8);
+    expect(fs.readFileSync(path.join(dataDir, 'artifacts', 'model.onnx'), 'utf8')).toBe('onnx\n');
+    expect(fs.readFileSync(path.join(dataDir, 'agent.seed'), 'utf8')).toBe('SUAFAKESEED');
+    fs.rmSync(hostTmpFile);
+  });
+
+  it('leaves nothing running after the job, and a cancel gives the job its grace period', async () => {
+    const { guard, deps } = setup({}, { commands: { sandbox: {} } });
+    const script =
+      'trap "echo got TERM; sleep 0.3; echo cleaned up; exit 0" TERM; setsid sleep 311 & echo started; ' +
+      'while :; do sleep 0.1; done';
+    const job = jobDispatch({ kind: 'command', command: ['sh', '-c', script], cancelGraceSeconds: 10 });
+    const { msg } = message(encode(JobDispatch, job));
+    const handled = handleDispatch(msg, deps);
+    await waitFor(() => processesWith('311').length > 0, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      what: 'the job and its escaped process to start',
+    });
+    strays.push(...processesWith('311'));
+    deps.registry.get(job.attemptId)!.cancel(10, 'cancelled by a user');
+    await handled;
+    expect(finishedOf(guard.events)).toMatchObject([{ outcome: 'CANCELLED', reason: 'cancelled by a user' }]);
+    expect(sentText(guard.events)).toEqual(expect.arrayContaining(['started', 'got TERM', 'cleaned up']));
+    // The escaped process left the job's process group, not its sandbox.
+    expect(processesWith('311')).toEqual([]);
+  });
+
+  it('reports a job killed inside the sandbox as killed, not as an exit code', async () => {
+    const { guard, deps } = setup({}, { commands: { sandbox: {} } });
+    const { msg } = message(encode(JobDispatch, dispatch(['sh', '-c', 'kill -9 $$'])));
+    await handleDispatch(msg, deps);
+    expect(finishedOf(guard.events)).toMatchObject([
+      { outcome: 'FAILED', exitCode: 137, signal: 'SIGKILL', reason: 'killed by SIGKILL' },
+    ]);
+  });
+
+  it('stops the agent at start, saying what to do, when the sandbox cannot be had', () => {
+    const policy = parseLocalPolicy(
+      { commands: { sandbox: { hidePaths: ['/no/such/dir'] } } },
+      'policy.json',
+    );
+    expect(() => prepareSandbox(policy, '/nonexistent-bin', root)).toThrow(
+      new SandboxError(
+        'the local policy asks for a sandbox for command jobs ("commands.sandbox" in policy.json), but ' +
+          "bubblewrap is not installed (no bwrap on the agent's PATH): install it (Debian, Ubuntu: apt-get " +
+          'install bubblewrap; RHEL: dnf install bubblewrap), or remove "sandbox"',
+      ),
+    );
+    expect(() => prepareSandbox(policy, process.env.PATH ?? '/usr/bin', root)).toThrow(
+      'the sandbox\'s hidePaths names /no/such/dir, which does not exist ("commands.sandbox" in policy.json)',
+    );
   });
 });

@@ -24,6 +24,7 @@ import { leaseGpus } from './gpu-lease.js';
 import type { JobResult } from './in-process-run.js';
 import { LogShipper } from './log-shipper.js';
 import { LogTail } from './log-tail.js';
+import { sandboxArgs, signalOfSandboxExit } from './sandbox.js';
 import { verifyJob, type VerifiedJob } from './verify-job.js';
 
 export interface JobRunnerDeps {
@@ -44,6 +45,8 @@ export interface JobRunnerDeps {
   policy: LocalPolicy;
   /** The inference server that `serve` jobs deploy to. */
   serve: ServeHost;
+  /** bubblewrap's path when the policy runs command jobs in a sandbox (prepareSandbox); else null. */
+  sandboxTool?: string | null;
   /** Tests only: how often a deployment reports serve.metrics (default 10 s). */
   serveMetricsIntervalMs?: number;
 }
@@ -99,7 +102,7 @@ export async function handleDispatch(
 
 async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): Promise<void> {
   // Verify before run: a job the local policy refuses is never claimed, and reported FAILED.
-  const verdict = await verifyJob(attempt.job, deps.policy);
+  const verdict = await verifyJob(attempt.job, deps.policy, deps.jobBaseEnv.PATH);
   if (!verdict.ok) {
     deps.counters.jobsRefused++;
     log.warn({ kind: attempt.job.kind, reason: verdict.reason }, 'job refused by the local policy');
@@ -191,18 +194,28 @@ function start(
   log: Logger,
 ): Promise<JobResult> {
   return verified.kind === 'command'
-    ? execute(attempt, verified.job, deps, log)
+    ? execute(attempt, verified.job, verified.executable, deps, log)
     : runInProcess(attempt, verified, deps, log);
 }
 
+/** `executable`: the job's program as verify-job found it (command[0] was the name the job gave). */
 async function execute(
   attempt: Attempt,
   job: Extract<JobDispatch, { kind: 'command' }>,
+  executable: string,
   deps: JobRunnerDeps,
   log: Logger,
 ): Promise<CommandResult> {
   const workDir = path.join(deps.dataDir, 'work', job.jobId, job.attemptId);
+  const logFile = path.join(deps.dataDir, 'logs', job.jobId, `${job.attemptId}.log`);
+  const { sendLogTail } = deps.policy.commands;
   const tail = new LogTail();
+  if (!sendLogTail) {
+    tail.push(
+      'stderr',
+      `[hearth-agent: this agent's local policy keeps the job's output on its machine: ${logFile}]`,
+    );
+  }
   const shipper = new LogShipper({
     tail,
     logger: log,
@@ -213,11 +226,19 @@ async function execute(
     },
   });
   shipper.start();
+  const sandboxTool = deps.sandboxTool ?? null;
+  const command = [executable, ...job.command.slice(1)];
   const run = startCommand(
     {
-      command: job.command,
+      command:
+        sandboxTool === null
+          ? command
+          : [sandboxTool, ...sandboxArgs(deps.policy, { dataDir: deps.dataDir, workDir }), ...command],
+      sandboxed: sandboxTool !== null,
       env: {
         ...deps.jobBaseEnv,
+        // In the sandbox /tmp is the job's own, and TMPDIR its working directory (on disk, removed at the end).
+        ...(sandboxTool === null ? {} : { TMPDIR: workDir }),
         HOME: workDir,
         ...job.env,
         ...attempt.gpuEnv,
@@ -225,16 +246,16 @@ async function execute(
         HEARTH_ATTEMPT_ID: job.attemptId,
       },
       cwd: workDir,
-      logFile: path.join(deps.dataDir, 'logs', job.jobId, `${job.attemptId}.log`),
+      logFile,
       timeoutSeconds: job.timeoutSeconds,
       cancelGraceSeconds: job.cancelGraceSeconds,
     },
-    (stream, text) => tail.push(stream, text),
+    sendLogTail ? (stream, text) => tail.push(stream, text) : () => undefined,
   );
-  log.info({ pid: run.pid, command: job.command[0] }, 'attempt started');
+  log.info({ pid: run.pid, command: executable }, 'attempt started');
   attempt.attach(run);
   attempt.pid = run.pid ?? null;
-  const result = await run.done;
+  const result = sandboxTool === null ? await run.done : sandboxResult(await run.done);
   tail.end(); // the output is over: its last lines go up, even those the rate limit dropped
   await shipper.finish();
   deps.counters.logLinesDropped += tail.totalDropped;
@@ -244,6 +265,13 @@ async function execute(
     log.warn({ err: errorMessage(err), workDir }, "could not remove the job's working directory");
   });
   return result;
+}
+
+/** The sandbox's launcher exits 128 + N for a job killed by signal N: reported as the kill it was. */
+function sandboxResult(result: CommandResult): CommandResult {
+  const signal =
+    result.outcome === 'FAILED' && result.signal === null ? signalOfSandboxExit(result.exitCode) : null;
+  return signal === null ? result : { ...result, signal, reason: `killed by ${signal}` };
 }
 
 /** The contract's bound on a reason; reasons may quote file names or tool output, so they are cleaned too. */

@@ -55,22 +55,26 @@ const serveJob = (model: ModelRef): JobDispatch =>
 const predictJob = (model: ModelRef, uri = dataset): JobDispatch =>
   jobDispatch({ kind: 'batch_predict', batchPredict: { model, input: { uri } } });
 
+const searchPath = process.env.PATH ?? '/usr/bin:/bin';
+const verify = (job: JobDispatch, policy = full) => verifyJob(job, policy, searchPath);
 const reason = async (job: JobDispatch, policy = full) => {
-  const verdict = await verifyJob(job, policy);
+  const verdict = await verify(job, policy);
   return verdict.ok ? null : verdict.reason;
 };
 
 describe('verifyJob', () => {
   it('passes jobs the policy allows, with the checked model bytes and the resolved input', async () => {
-    expect(await verifyJob(jobDispatch({ kind: 'command', command: ['true'] }), noArtifacts)).toMatchObject({
+    // A command's program is found on the agent's PATH, and started by that absolute path.
+    expect(await verify(jobDispatch({ kind: 'command', command: ['true'] }), noArtifacts)).toMatchObject({
       ok: true,
+      verified: { kind: 'command', executable: expect.stringMatching(/^\/.*\/true$/) },
     });
-    expect(await verifyJob(trainJob(dataset), full)).toMatchObject({ ok: true, verified: { kind: 'train' } });
-    const serve = await verifyJob(serveJob(goodModel), full);
+    expect(await verify(trainJob(dataset), full)).toMatchObject({ ok: true, verified: { kind: 'train' } });
+    const serve = await verify(serveJob(goodModel), full);
     expect(serve.ok && serve.verified.kind === 'serve' && sha256(serve.verified.model.bytes)).toBe(
       goodModel.sha256,
     );
-    expect(await verifyJob(predictJob(goodModel), full)).toMatchObject({
+    expect(await verify(predictJob(goodModel), full)).toMatchObject({
       ok: true,
       verified: { kind: 'batch_predict', inputPath: datasetPath },
     });
@@ -93,16 +97,21 @@ describe('verifyJob', () => {
 
   it('refuses command jobs where the policy turns them off, and only them', async () => {
     const noCommands = parseLocalPolicy(
-      { dataRoots: [dataRoot], artifactRoot, commandJobs: false },
+      { dataRoots: [dataRoot], artifactRoot, commands: { enabled: false } },
       filePath,
     );
     expect(await reason(jobDispatch({ kind: 'command', command: ['true'] }), noCommands)).toBe(
-      'this agent\'s local policy does not allow command jobs ("commandJobs": false in policy.json); ' +
+      'this agent\'s local policy does not allow command jobs ("commands.enabled": false in policy.json); ' +
         'it runs train, batch_predict and serve jobs only',
     );
-    expect(await verifyJob(trainJob(dataset), noCommands)).toMatchObject({ ok: true });
-    expect(() => parseLocalPolicy({ commandJobs: 'no' }, filePath)).toThrow(
-      /invalid at commandJobs: Invalid input: expected boolean/,
+    expect(await verify(trainJob(dataset), noCommands)).toMatchObject({ ok: true });
+    expect(() => parseLocalPolicy({ commands: { enabled: 'no' } }, filePath)).toThrow(
+      /invalid at commands.enabled: Invalid input: expected boolean/,
+    );
+    // The first spelling of the switch still works.
+    const legacy = parseLocalPolicy({ commandJobs: false }, filePath);
+    expect(await reason(jobDispatch({ kind: 'command', command: ['true'] }), legacy)).toMatch(
+      /does not allow command jobs/,
     );
   });
 

@@ -1,29 +1,32 @@
 /**
  * Verify before run: a job is checked against the customer's local policy before it is claimed,
  * so that nothing starts (and the control plane is not told it did) for a job this machine must
- * not run. Checks: command jobs allowed at all; datasets inside the data roots; an artifact root
+ * not run. Checks: command jobs allowed, with their program and environment (command-check.ts);
+ * datasets inside the data roots; an artifact root
  * for the kinds that write; models inside the artifact root, with the sha256 the job pins, and
  * decodable as ONNX. A refusal carries a reason for the user; the model bytes that passed are the
  * ones the job then loads.
  */
 import type { JobDispatch } from '@hearth/contracts';
 import { errorMessage } from '../logger.js';
+import { checkCommand } from '../policy/command-check.js';
 import { PolicyError, resolveDatasetUri, resolveModelUri, type LocalPolicy } from '../policy/local-policy.js';
 import { ModelFileError, readVerifiedModel, type VerifiedModel } from '../serve/model-file.js';
 
 type Kind<K extends JobDispatch['kind']> = Extract<JobDispatch, { kind: K }>;
 
 export type VerifiedJob =
-  | { kind: 'command'; job: Kind<'command'> }
+  | { kind: 'command'; job: Kind<'command'>; executable: string }
   | { kind: 'train'; job: Kind<'train'> }
   | { kind: 'batch_predict'; job: Kind<'batch_predict'>; model: VerifiedModel; inputPath: string }
   | { kind: 'serve'; job: Kind<'serve'>; model: VerifiedModel };
 
 export type Verdict = { ok: true; verified: VerifiedJob } | { ok: false; reason: string };
 
-export async function verifyJob(job: JobDispatch, policy: LocalPolicy): Promise<Verdict> {
+/** `searchPath`: the PATH the agent finds a command job's program on (its own, not the job's). */
+export async function verifyJob(job: JobDispatch, policy: LocalPolicy, searchPath: string): Promise<Verdict> {
   try {
-    return { ok: true, verified: await verify(job, policy) };
+    return { ok: true, verified: await verify(job, policy, searchPath) };
   } catch (err) {
     if (err instanceof PolicyError || err instanceof ModelFileError)
       return { ok: false, reason: err.message };
@@ -34,16 +37,12 @@ export async function verifyJob(job: JobDispatch, policy: LocalPolicy): Promise<
   }
 }
 
-async function verify(job: JobDispatch, policy: LocalPolicy): Promise<VerifiedJob> {
+async function verify(job: JobDispatch, policy: LocalPolicy, searchPath: string): Promise<VerifiedJob> {
   switch (job.kind) {
-    case 'command':
-      if (!policy.commandJobs) {
-        throw new PolicyError(
-          `this agent's local policy does not allow command jobs ("commandJobs": false in ${policy.file}); ` +
-            'it runs train, batch_predict and serve jobs only',
-        );
-      }
-      return { kind: 'command', job };
+    case 'command': {
+      const { executable } = checkCommand(job.command, job.env, policy, searchPath);
+      return { kind: 'command', job, executable };
+    }
     case 'train':
       resolveDatasetUri(job.train.dataset.uri, policy);
       requireArtifactRoot(policy, 'a train job cannot save its model');

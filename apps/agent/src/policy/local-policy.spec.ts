@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
+  DEFAULT_ENV_DENY,
   DEFAULT_MAX_DATASET_BYTES,
   PolicyError,
   artifactPathFor,
@@ -51,7 +52,14 @@ describe('loadLocalPolicy', () => {
       dataRoots: [],
       artifactRoot: null,
       maxDatasetBytes: DEFAULT_MAX_DATASET_BYTES,
-      commandJobs: true,
+      commands: {
+        enabled: true,
+        executables: null,
+        envAllow: null,
+        envDeny: [...DEFAULT_ENV_DENY],
+        sendLogTail: true,
+        sandbox: null,
+      },
       serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
       metrics: { host: '127.0.0.1', port: null, tls: null },
       logs: { keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 },
@@ -75,7 +83,14 @@ describe('loadLocalPolicy', () => {
         dataRoots: ['/srv/data/'],
         artifactRoot: '/srv/models',
         maxDatasetBytes: 1000,
-        commandJobs: false,
+        commands: {
+          enabled: false,
+          executables: ['/opt/ml/bin/', { path: '/usr/bin/python3', argsPrefix: ['/opt/jobs/train.py'] }],
+          envAllow: ['MLFLOW_*'],
+          envDeny: [],
+          sendLogTail: false,
+          sandbox: { network: false, hidePaths: ['/home/', '/srv/../srv/secrets'] },
+        },
         serve: {
           port: 9000,
           threads: 1,
@@ -99,7 +114,17 @@ describe('loadLocalPolicy', () => {
       dataRoots: ['/srv/data'],
       artifactRoot: '/srv/models',
       maxDatasetBytes: 1000,
-      commandJobs: false,
+      commands: {
+        enabled: false,
+        executables: [
+          { path: '/opt/ml/bin/', argsPrefix: [] },
+          { path: '/usr/bin/python3', argsPrefix: ['/opt/jobs/train.py'] },
+        ],
+        envAllow: ['MLFLOW_*'],
+        envDeny: [],
+        sendLogTail: false,
+        sandbox: { network: false, hidePaths: ['/home', '/srv/secrets'] },
+      },
       serve: {
         host: '127.0.0.1',
         port: 9000,

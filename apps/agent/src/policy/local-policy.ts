@@ -1,8 +1,9 @@
 /**
  * The customer's local policy: a JSON file that the customer's IT writes on the agent's machine
  * (`<data-dir>/policy.json` by default). It says where datasets may be read from, where models may
- * be written, and whether command jobs may run at all. Parsed once, at start, into a frozen, typed
- * object; a missing file means no data roots (so train jobs are refused) and no artifact root.
+ * be written, and whether command jobs may run, which programs and with what environment. Parsed once,
+ * at start, into a frozen, typed object; a missing file means no data roots (so train jobs are
+ * refused) and no artifact root.
  * A command job runs as the agent's user, so the file must not be writable by that user for the
  * policy to hold against such jobs (README: installing the agent).
  */
@@ -22,6 +23,34 @@ export const DEFAULT_SERVE = Object.freeze({
   tls: null,
 });
 export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null, tls: null });
+/**
+ * Environment variables a command job may not set unless the policy says otherwise: those that make
+ * a program load or run other code than it was started as (the dynamic loader's, interpreters'
+ * start-up hooks), PATH (the agent finds the program itself, on its own PATH; a job's PATH would
+ * pick the programs an allowed one runs), the GPU visibility variables (the agent assigns GPUs), and
+ * the agent's own HEARTH_*. A trailing `*` matches any suffix.
+ */
+export const DEFAULT_ENV_DENY = Object.freeze([
+  'LD_*',
+  'DYLD_*',
+  'GCONV_PATH',
+  'PATH',
+  'BASH_ENV',
+  'ENV',
+  'NODE_OPTIONS',
+  'PYTHONSTARTUP',
+  'PERL5OPT',
+  'RUBYOPT',
+  'JAVA_TOOL_OPTIONS',
+  '_JAVA_OPTIONS',
+  'JDK_JAVA_OPTIONS',
+  'CUDA_VISIBLE_DEVICES',
+  'HIP_VISIBLE_DEVICES',
+  'ROCR_VISIBLE_DEVICES',
+  'NVIDIA_VISIBLE_DEVICES',
+  'GPU_DEVICE_ORDINAL',
+  'HEARTH_*',
+]);
 /** Full job logs: kept 30 days, and 10 GiB in all (oldest removed first). */
 export const DEFAULT_LOGS = Object.freeze({ keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 });
 
@@ -72,6 +101,49 @@ export interface MetricsPolicy {
   readonly tls: ServeTlsPolicy | null;
 }
 
+/**
+ * What command jobs may do. They run as the agent's user: dataRoots and artifactRoot do not confine
+ * them (those bound what train, batch_predict and serve touch), so this block is how IT narrows them.
+ */
+export interface CommandPolicy {
+  /** Whether `command` jobs may run at all. */
+  readonly enabled: boolean;
+  /** The programs a command job may start; null: any program the agent's user may run. */
+  readonly executables: readonly ExecutableRule[] | null;
+  /** Environment variables a job may set: null: any not denied; else only those matching. */
+  readonly envAllow: readonly string[] | null;
+  /** Environment variables a job may not set (patterns; a trailing `*` matches any suffix). */
+  readonly envDeny: readonly string[];
+  /**
+   * Whether the job's output goes up to the control plane as a bounded, rate-limited tail (the
+   * full log stays on this machine either way); false: only a line saying where the log is.
+   */
+  readonly sendLogTail: boolean;
+  /** Run each command job in a bubblewrap sandbox (sandbox.ts); null: as a plain process. */
+  readonly sandbox: SandboxPolicy | null;
+}
+
+/**
+ * The sandbox a command job runs in: the whole file system read-only, the agent's data dir hidden
+ * but for the job's own working directory, its own /tmp, process and IPC namespaces (it sees no
+ * other process, and nothing it starts outlives it), the artifact root writable.
+ */
+export interface SandboxPolicy {
+  /** false: the job has no network at all (only its own loopback). */
+  readonly network: boolean;
+  /** More absolute paths the job must not see (e.g. /home, /srv/secrets): each is emptied for it. */
+  readonly hidePaths: readonly string[];
+}
+
+/**
+ * A program command jobs may start: an absolute file, or (path ending in `/`) any file under that
+ * directory; with argsPrefix, only with those first arguments (e.g. one script for an interpreter).
+ */
+export interface ExecutableRule {
+  readonly path: string;
+  readonly argsPrefix: readonly string[];
+}
+
 export interface LocalPolicy {
   /** The file the policy was read from (or would have been, when it is missing): for messages. */
   readonly file: string;
@@ -80,11 +152,7 @@ export interface LocalPolicy {
   /** Absolute directory models and predictions are written to; null: nothing may be written. */
   readonly artifactRoot: string | null;
   readonly maxDatasetBytes: number;
-  /**
-   * Whether `command` jobs may run. They run any program as the agent's user: dataRoots and
-   * artifactRoot do not confine them (they bound what train, batch_predict and serve touch).
-   */
-  readonly commandJobs: boolean;
+  readonly commands: CommandPolicy;
   readonly serve: ServePolicy;
   readonly metrics: MetricsPolicy;
   /** How long, and how much of, the full job logs in the data dir are kept (see log-retention.ts). */
@@ -111,6 +179,37 @@ const TlsBlock = z
   })
   .strict();
 
+/** An environment variable name, or a prefix of names ending in `*`. */
+const envPattern = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$|^\*$/, 'must be a variable name, or a prefix ending in *');
+
+const ExecutableEntry = z.union([
+  absolutePath,
+  z.object({ path: absolutePath, argsPrefix: z.array(z.string().max(4096)).max(64).default([]) }).strict(),
+]);
+
+const CommandsBlock = z
+  .object({
+    enabled: z.boolean().default(true),
+    executables: z.array(ExecutableEntry).max(256).nullable().default(null),
+    envAllow: z.array(envPattern).max(256).nullable().default(null),
+    envDeny: z
+      .array(envPattern)
+      .max(256)
+      .default([...DEFAULT_ENV_DENY]),
+    sendLogTail: z.boolean().default(true),
+    sandbox: z
+      .object({
+        network: z.boolean().default(true),
+        hidePaths: z.array(absolutePath).max(64).default([]),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+  })
+  .strict();
+
 const PolicyFile = z
   .object({
     dataRoots: z.array(absolutePath).max(64).default([]),
@@ -125,7 +224,9 @@ const PolicyFile = z
         `at most ${MAX_DATASET_BYTES} (about 512 MiB): a dataset is read into memory whole`,
       )
       .default(DEFAULT_MAX_DATASET_BYTES),
-    commandJobs: z.boolean().default(true),
+    commands: CommandsBlock.default(CommandsBlock.parse({})),
+    // The first form of commands.enabled, still read: files written for earlier agents keep working.
+    commandJobs: z.boolean().optional(),
     serve: z
       .object({
         host: z.string().min(1).max(255).default(DEFAULT_SERVE.host),
@@ -195,15 +296,58 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     throw new PolicyError(`the local policy ${file} is invalid at ${where}: ${issue.message}`);
   }
   const p = parsed.data;
+  const enabled = commandsEnabled(json, p.commands.enabled, p.commandJobs, file);
   return Object.freeze({
     file,
     dataRoots: Object.freeze(p.dataRoots.map((r) => path.resolve(r))),
     artifactRoot: p.artifactRoot === null ? null : path.resolve(p.artifactRoot),
     maxDatasetBytes: p.maxDatasetBytes,
-    commandJobs: p.commandJobs,
+    commands: Object.freeze({
+      enabled,
+      executables:
+        p.commands.executables === null ? null : Object.freeze(p.commands.executables.map(executableRule)),
+      envAllow: p.commands.envAllow === null ? null : Object.freeze([...p.commands.envAllow]),
+      envDeny: Object.freeze([...p.commands.envDeny]),
+      sendLogTail: p.commands.sendLogTail,
+      sandbox:
+        p.commands.sandbox === null
+          ? null
+          : Object.freeze({
+              network: p.commands.sandbox.network,
+              hidePaths: Object.freeze(p.commands.sandbox.hidePaths.map((h) => path.resolve(h))),
+            }),
+    }),
     serve: Object.freeze({ ...p.serve, tls: tlsPolicy(p.serve.tls) }),
     metrics: Object.freeze({ ...p.metrics, tls: tlsPolicy(p.metrics.tls) }),
     logs: Object.freeze({ ...p.logs }),
+  });
+}
+
+/** `commands.enabled`, or the older top-level `commandJobs`; both set and different is a mistake. */
+function commandsEnabled(
+  json: unknown,
+  enabled: boolean,
+  legacy: boolean | undefined,
+  file: string,
+): boolean {
+  if (legacy === undefined) return enabled;
+  const commands = (json as { commands?: { enabled?: unknown } }).commands;
+  if (commands?.enabled !== undefined && commands.enabled !== legacy) {
+    throw new PolicyError(
+      `the local policy ${file} sets both "commandJobs" and "commands.enabled", differently: keep "commands.enabled"`,
+    );
+  }
+  return legacy;
+}
+
+function executableRule(entry: z.infer<typeof ExecutableEntry>): ExecutableRule {
+  const rule = typeof entry === 'string' ? { path: entry, argsPrefix: [] } : entry;
+  // A trailing slash means "anything under": path.resolve would drop it.
+  const dir = rule.path.endsWith('/');
+  const resolved = path.resolve(rule.path);
+  return Object.freeze({
+    path: dir && resolved !== '/' ? `${resolved}/` : resolved,
+    argsPrefix: Object.freeze([...rule.argsPrefix]),
   });
 }
 
@@ -382,7 +526,7 @@ function filePathOf(uri: string, what: 'dataset' | 'model'): string {
   return path.resolve(filePath);
 }
 
-function realpathOrNull(p: string): string | null {
+export function realpathOrNull(p: string): string | null {
   try {
     return fs.realpathSync(p);
   } catch {
@@ -391,7 +535,7 @@ function realpathOrNull(p: string): string | null {
 }
 
 /** True when `p` is strictly inside `dir` (both absolute and normalised). */
-function isInside(p: string, dir: string): boolean {
+export function isInside(p: string, dir: string): boolean {
   const rel = path.relative(dir, p);
   return rel !== '' && rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isAlive } from '@hearth/testing';
 import { createToolRunner } from './tool-runner.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-tools-'));
@@ -19,15 +20,6 @@ function bin(tools: Record<string, string>): string {
   return dir;
 }
 const env = (dir: string) => ({ PATH: `${dir}:/usr/bin:/bin` });
-
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 async function eventually(check: () => boolean, limitMs = 10_000): Promise<boolean> {
   for (const end = Date.now() + limitMs; Date.now() < end;) {
@@ -74,7 +66,7 @@ describe('tool runner', () => {
     expect(await run('nvidia-smi', [])).toEqual({ status: 'timeout', timeoutMs: 1000 });
     const started = fs.readFileSync(pids, 'utf8').trim().split(' ').map(Number);
     expect(started).toHaveLength(2);
-    expect(await eventually(() => started.every((pid) => !alive(pid)))).toBe(true);
+    expect(await eventually(() => started.every((pid) => !isAlive(pid)))).toBe(true);
   });
 
   it('does not start a command again while its previous run is still going', async () => {
