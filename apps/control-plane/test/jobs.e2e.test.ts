@@ -204,7 +204,8 @@ describe('jobs', () => {
     const submitted = await submit(a, ['hearth-no-such-program-xyz']);
     const done = await until(a, submitted.id, ['SUCCEEDED', 'FAILED']);
     expect(done.state).toBe('FAILED');
-    expect(done.stateReason).toMatch(/ENOENT/);
+    // Found missing by the agent before it claims the job: nothing was started.
+    expect(done.stateReason).toBe("the program hearth-no-such-program-xyz is not found on this agent's PATH");
   });
 
   it('cancels a running job (SIGTERM, then SIGKILL after the grace period)', async () => {
