@@ -18,7 +18,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobOutcome } from '@hearth/contracts';
-import { LineSplitter } from './line-splitter.js';
+import { LineSplitter, type LineGate } from './line-splitter.js';
 import type { OutputStream } from './log-tail.js';
 import { reapEscaped, signalGroupExcept, type EnvCookie, type ReapResult } from './process-reaper.js';
 
@@ -80,6 +80,7 @@ export function startCommand(
   spec: CommandSpec,
   onLine: (stream: OutputStream, text: string) => void,
   maxLogBytes = MAX_LOG_FILE_BYTES,
+  gate?: LineGate,
 ): CommandRun {
   try {
     fs.mkdirSync(spec.cwd, { recursive: true, mode: 0o700 });
@@ -133,7 +134,7 @@ export function startCommand(
     else if (behind) pipes.forEach((pipe) => pipe.pause());
   };
   const splitters = (['stdout', 'stderr'] as const).map((stream) => {
-    const splitter = new LineSplitter((text) => onLine(stream, text));
+    const splitter = new LineSplitter((text) => onLine(stream, text), undefined, gate);
     const pipe = child[stream];
     pipe.on('data', (chunk: Buffer) => {
       writeLog(chunk);

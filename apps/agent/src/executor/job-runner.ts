@@ -19,11 +19,11 @@ import type { ServeHost } from '../serve/serve-host.js';
 import type { AgentCounters } from '../telemetry/counters.js';
 import type { GpuAllocator } from '../telemetry/gpu-allocator.js';
 import type { Attempt, AttemptRegistry } from './attempts.js';
-import { startCommand, type CommandResult } from './command-runner.js';
+import { MAX_LOG_FILE_BYTES, startCommand, type CommandResult } from './command-runner.js';
 import { leaseGpus } from './gpu-lease.js';
 import type { JobResult } from './in-process-run.js';
 import { LogShipper } from './log-shipper.js';
-import { LogTail } from './log-tail.js';
+import { KEEP_LAST_LINES, LogTail } from './log-tail.js';
 import { sandboxArgs, signalOfSandboxExit } from './sandbox.js';
 import { verifyJob, type VerifiedJob } from './verify-job.js';
 
@@ -251,6 +251,13 @@ async function execute(
       cancelGraceSeconds: job.cancelGraceSeconds,
     },
     sendLogTail ? (stream, text) => tail.push(stream, text) : () => undefined,
+    MAX_LOG_FILE_BYTES,
+    // Lines the tail would drop are counted, not split out one by one.
+    {
+      wanted: () => sendLogTail && tail.accepting(),
+      skipped: (count) => (sendLogTail ? tail.skipped(count) : undefined),
+      keepLast: KEEP_LAST_LINES,
+    },
   );
   log.info({ pid: run.pid, command: executable }, 'attempt started');
   attempt.attach(run);

@@ -57,4 +57,47 @@ describe('LineSplitter', () => {
     splitter.push(Buffer.from('\nTraceback: the real error\n'));
     expect(lines).toEqual([`training: 400/400 ${'#'.repeat(40)}`, 'Traceback: the real error']);
   });
+
+  it("with a closed gate, counts a chunk's lines but its last few instead of handing each on", () => {
+    const lines: string[] = [];
+    let skipped = 0;
+    let open = true;
+    const gate = { wanted: () => open, skipped: (n: number) => (skipped += n), keepLast: 3 };
+    const splitter = new LineSplitter((l) => lines.push(l), 1024, gate);
+    splitter.push(Buffer.from('a\nb\n'));
+    open = false;
+    // Ten complete lines and a partial one: seven counted, the last three and the partial handed on.
+    splitter.push(Buffer.from(`${Array.from({ length: 10 }, (_, i) => `n${i}`).join('\n')}\npart`));
+    expect(skipped).toBe(7);
+    splitter.push(Buffer.from('ial\r\n\n'));
+    // Fewer complete lines than are kept: nothing to skip.
+    expect(skipped).toBe(7);
+    splitter.end();
+    expect(lines).toEqual(['a', 'b', 'n7', 'n8', 'n9', 'partial', '']);
+  });
+
+  it('with a gate, loses no line to the count: skipped and handed on add up to every line', () => {
+    const input = Buffer.from(Array.from({ length: 5000 }, (_, i) => `line ${i}\r\n`).join('') + 'last');
+    for (const size of [1, 7, 100, 4096]) {
+      let handed = 0;
+      let skipped = 0;
+      let calls = 0;
+      // Closed two pushes in three, as a rate limit would be.
+      const gate = { wanted: () => calls++ % 3 === 0, skipped: (n: number) => (skipped += n), keepLast: 20 };
+      const seen: string[] = [];
+      const splitter = new LineSplitter(
+        (l) => {
+          handed++;
+          seen.push(l);
+        },
+        1024,
+        gate,
+      );
+      for (let at = 0; at < input.length; at += size) splitter.push(input.subarray(at, at + size));
+      splitter.end();
+      expect(handed + skipped).toBe(5001);
+      expect(seen.at(-1)).toBe('last');
+      expect(seen.at(-2)).toBe('line 4999');
+    }
+  });
 });

@@ -7,6 +7,10 @@ import { StringDecoder } from 'node:string_decoder';
  *
  * A bare '\r' returns the cursor, and progress bars (tqdm) redraw over what came before it: a
  * line keeps only what a terminal would show, the text after its last '\r' that has text after it.
+ *
+ * With a gate, lines no one wants (the log tail's rate limit would drop them) are only counted:
+ * a chunk's lines but its last `keepLast` are skipped without making a string of each. A job
+ * printing a flood of tiny lines (`yes`) otherwise costs the agent a core in substrings.
  */
 export class LineSplitter {
   private readonly decoder = new StringDecoder('utf8');
@@ -15,10 +19,12 @@ export class LineSplitter {
   constructor(
     private readonly onLine: (text: string) => void,
     private readonly maxPending = 16 * 1024,
+    private readonly gate?: LineGate,
   ) {}
 
   push(chunk: Buffer): void {
     this.pending += this.decoder.write(chunk);
+    if (this.gate && !this.gate.wanted()) this.skipAllButLast(this.gate);
     let newline = this.pending.indexOf('\n');
     while (newline >= 0) {
       this.emit(this.pending.slice(0, newline));
@@ -43,9 +49,32 @@ export class LineSplitter {
     this.pending = '';
   }
 
+  /** Drops the complete lines before the last `keepLast` ones, counting them. */
+  private skipAllButLast(gate: LineGate): void {
+    // The newline that ends the last line to skip: keepLast + 1 newlines from the end.
+    let cut = this.pending.length;
+    for (let i = 0; i <= gate.keepLast; i++) {
+      cut = cut === 0 ? -1 : this.pending.lastIndexOf('\n', cut - 1);
+      if (cut < 0) return; // no more complete lines than are kept
+    }
+    let count = 0;
+    for (let at = this.pending.indexOf('\n'); at !== -1 && at <= cut; at = this.pending.indexOf('\n', at + 1))
+      count++;
+    this.pending = this.pending.slice(cut + 1);
+    gate.skipped(count);
+  }
+
   private emit(line: string): void {
     this.onLine(line.slice(visibleStart(line), textEnd(line)));
   }
+}
+
+/** Whether lines are wanted now, and where the count of those skipped goes. */
+export interface LineGate {
+  wanted(): boolean;
+  skipped(count: number): void;
+  /** Complete lines of a chunk still handed on when not wanted (a tail keeps a job's last lines). */
+  keepLast: number;
 }
 
 /** The end of `text` without its trailing '\r's. */

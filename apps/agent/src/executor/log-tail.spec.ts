@@ -63,6 +63,25 @@ describe('LogTail', () => {
     expect(tail.totalDropped).toBe(5);
   });
 
+  it('says whether it would admit a line, and counts lines skipped unseen as dropped, not as the end', () => {
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 50, burst: 2, maxPending: 1000, now: c.now });
+    expect(tail.accepting()).toBe(true);
+    tail.push('stdout', 'one');
+    tail.push('stdout', 'two');
+    expect(tail.accepting()).toBe(false);
+    tail.skipped(1_000_000);
+    tail.push('stdout', 'last');
+    expect(tail.totalDropped).toBe(1_000_001);
+    c.advance(20);
+    expect(tail.accepting()).toBe(true);
+    tail.end();
+    const batches = drain(tail);
+    expect(batches.flatMap((b) => b.lines.map((l) => l.text))).toEqual(['one', 'two', 'last']);
+    expect(batches.reduce((sum, b) => sum + b.dropped, 0)).toBe(1_000_000);
+    expect(tail.totalDropped).toBe(1_000_000);
+  });
+
   it('refills at the sustained rate', () => {
     const c = clock();
     const tail = new LogTail({ ratePerSecond: 50, burst: 200, maxPending: 1000, now: c.now });

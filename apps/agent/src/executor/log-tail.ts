@@ -93,6 +93,20 @@ export class LogTail {
     this.pending.push({ stream, text: truncateLine(text) });
   }
 
+  /** Whether a line pushed now would be admitted (a splitter skips lines that would not). */
+  accepting(): boolean {
+    this.refill();
+    return this.tokens >= 1 && this.pending.length < this.options.maxPending;
+  }
+
+  /**
+   * Lines the output had, dropped unseen: the rate limit would have dropped them, and they came
+   * before lines still pushed (so they are not the output's last).
+   */
+  skipped(count: number): void {
+    this.addDropped(count);
+  }
+
   /**
    * The output has ended: the lines dropped after the last admitted one (at most KEEP_LAST_LINES)
    * are admitted after all, past the rate limit, so the tail ends where the output did.
