@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_LOG_FILE_BYTES, startCommand } from '../../apps/agent/dist/executor/command-runner.js';
-import { KEEP_LAST_LINES, LogTail } from '../../apps/agent/dist/executor/log-tail.js';
+import { LogTail } from '../../apps/agent/dist/executor/log-tail.js';
 
 const { values } = parseArgs({
   options: { mb: { type: 'string', default: '300' }, 'no-gate': { type: 'boolean' } },
@@ -14,9 +14,7 @@ const { values } = parseArgs({
 const bytes = Number(values.mb) * 1e6;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-bench-output-'));
 const tail = new LogTail();
-const gate = values['no-gate']
-  ? undefined
-  : { wanted: () => tail.accepting(), skipped: (n) => tail.skipped(n), keepLast: KEEP_LAST_LINES };
+const gate = values['no-gate'] ? undefined : tail.lineGate();
 const cpu = process.cpuUsage();
 const start = process.hrtime.bigint();
 const run = startCommand(

@@ -3,7 +3,7 @@
 // Uses the built agent (npm run build). Usage: node bench/job-output/run.js [--mb 100] [--no-gate]
 import { parseArgs } from 'node:util';
 import { LineSplitter } from '../../apps/agent/dist/executor/line-splitter.js';
-import { KEEP_LAST_LINES, LogTail } from '../../apps/agent/dist/executor/log-tail.js';
+import { LogTail } from '../../apps/agent/dist/executor/log-tail.js';
 
 const { values } = parseArgs({
   options: { mb: { type: 'string', default: '100' }, 'no-gate': { type: 'boolean' } },
@@ -12,9 +12,7 @@ const chunk = Buffer.from('y\n'.repeat(32 * 1024));
 const chunks = Math.round((Number(values.mb) * 1024 * 1024) / chunk.length);
 const tail = new LogTail();
 // The job runner's gate: lines the tail would drop are counted, not split out one by one.
-const gate = values['no-gate']
-  ? undefined
-  : { wanted: () => tail.accepting(), skipped: (n) => tail.skipped(n), keepLast: KEEP_LAST_LINES };
+const gate = values['no-gate'] ? undefined : tail.lineGate();
 const splitter = new LineSplitter((text) => tail.push('stdout', text), 16 * 1024, gate);
 
 const start = process.hrtime.bigint();

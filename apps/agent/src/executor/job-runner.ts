@@ -23,7 +23,8 @@ import { MAX_LOG_FILE_BYTES, startCommand, type CommandResult } from './command-
 import { leaseGpus } from './gpu-lease.js';
 import type { JobResult } from './in-process-run.js';
 import { LogShipper } from './log-shipper.js';
-import { KEEP_LAST_LINES, LogTail } from './log-tail.js';
+import type { LineGate } from './line-splitter.js';
+import { LogTail } from './log-tail.js';
 import { sandboxArgs, signalOfSandboxExit } from './sandbox.js';
 import { verifyJob, type VerifiedJob } from './verify-job.js';
 
@@ -198,6 +199,9 @@ function start(
     : runInProcess(attempt, verified, deps, log);
 }
 
+/** The output's lines are not wanted at all (the policy keeps them on the machine). */
+const NO_LINES: LineGate = { wanted: () => false, skipped: () => undefined, keepLast: 0 };
+
 /** `executable`: the job's program as verify-job found it (command[0] was the name the job gave). */
 async function execute(
   attempt: Attempt,
@@ -252,12 +256,8 @@ async function execute(
     },
     sendLogTail ? (stream, text) => tail.push(stream, text) : () => undefined,
     MAX_LOG_FILE_BYTES,
-    // Lines the tail would drop are counted, not split out one by one.
-    {
-      wanted: () => sendLogTail && tail.accepting(),
-      skipped: (count) => (sendLogTail ? tail.skipped(count) : undefined),
-      keepLast: KEEP_LAST_LINES,
-    },
+    // Lines the tail would drop are counted, not split out one by one; none are split when none go up.
+    sendLogTail ? tail.lineGate() : NO_LINES,
   );
   log.info({ pid: run.pid, command: executable }, 'attempt started');
   attempt.attach(run);

@@ -5,6 +5,7 @@
  * LOG_TAIL bounds nor its message size.
  */
 import { clipText, INT32_MAX, LOG_TAIL, MAX_MESSAGE_BYTES } from '@hearth/contracts';
+import type { LineGate } from './line-splitter.js';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -105,6 +106,15 @@ export class LogTail {
    */
   skipped(count: number): void {
     this.addDropped(count);
+  }
+
+  /** The gate a LineSplitter feeding this tail asks: lines the tail would drop are only counted. */
+  lineGate(): LineGate {
+    return {
+      wanted: () => this.accepting(),
+      skipped: (count) => this.skipped(count),
+      keepLast: KEEP_LAST_LINES,
+    };
   }
 
   /**

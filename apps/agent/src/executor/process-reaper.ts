@@ -7,6 +7,7 @@
  */
 import { access, readFile, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readProcessTable, statFields, type ProcessStat } from '../telemetry/process-tree.js';
 
 /** An environment entry `key=value` that marks a process as one to reap. */
 export interface EnvCookie {
@@ -91,31 +92,16 @@ export async function signalGroupExcept(
   signal: NodeJS.Signals,
   except: number,
   procRoot = '/proc',
-): Promise<number> {
-  const names = await readdir(procRoot).catch(() => []);
-  const members = await Promise.all(
-    names
-      .filter((name) => /^\d+$/.test(name) && Number(name) !== except)
-      .map(async (name) => {
-        try {
-          const stat = parseStat(await readFile(`${procRoot}/${name}/stat`, 'latin1'));
-          return stat.pgrp === pgid && stat.state !== 'Z' ? Number(name) : null;
-        } catch {
-          return null;
-        }
-      }),
-  );
-  let sent = 0;
-  for (const pid of members) {
-    if (pid === null) continue;
+): Promise<void> {
+  const table = await readProcessTable(procRoot).catch(() => new Map<number, ProcessStat>());
+  for (const { pid, pgrp } of table.values()) {
+    if (pgrp !== pgid || pid === except) continue;
     try {
       process.kill(pid, signal);
-      sent++;
     } catch {
       // gone meanwhile
     }
   }
-  return sent;
 }
 
 /** The living processes that carry the entry. */
@@ -147,10 +133,9 @@ function hasEntry(environ: Buffer, entry: Buffer): boolean {
   return false;
 }
 
-/** The fields we need of /proc/<pid>/stat; the command name (in parentheses) may hold spaces. */
+/** The fields we need of /proc/<pid>/stat: state (field 3), pgrp (5), starttime (22). */
 function parseStat(stat: string): { state: string; pgrp: number; startTime: string } {
-  // After the name: state (field 3), ppid, pgrp (5), …, starttime (22).
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(stat) ?? [];
   return { state: fields[0], pgrp: Number(fields[2]), startTime: fields[19] };
 }
 

@@ -191,7 +191,8 @@ const ExecutableEntry = z.union([
 
 const CommandsBlock = z
   .object({
-    enabled: z.boolean().default(true),
+    // Undefined, not defaulted: the older top-level commandJobs may say it (commandsEnabled).
+    enabled: z.boolean().optional(),
     executables: z.array(ExecutableEntry).max(256).nullable().default(null),
     envAllow: z.array(envPattern).max(256).nullable().default(null),
     envDeny: z
@@ -296,7 +297,7 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
     throw new PolicyError(`the local policy ${file} is invalid at ${where}: ${issue.message}`);
   }
   const p = parsed.data;
-  const enabled = commandsEnabled(json, p.commands.enabled, p.commandJobs, file);
+  const enabled = commandsEnabled(p.commands.enabled, p.commandJobs, file);
   return Object.freeze({
     file,
     dataRoots: Object.freeze(p.dataRoots.map((r) => path.resolve(r))),
@@ -324,20 +325,13 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
 }
 
 /** `commands.enabled`, or the older top-level `commandJobs`; both set and different is a mistake. */
-function commandsEnabled(
-  json: unknown,
-  enabled: boolean,
-  legacy: boolean | undefined,
-  file: string,
-): boolean {
-  if (legacy === undefined) return enabled;
-  const commands = (json as { commands?: { enabled?: unknown } }).commands;
-  if (commands?.enabled !== undefined && commands.enabled !== legacy) {
+function commandsEnabled(enabled: boolean | undefined, legacy: boolean | undefined, file: string): boolean {
+  if (enabled !== undefined && legacy !== undefined && enabled !== legacy) {
     throw new PolicyError(
       `the local policy ${file} sets both "commandJobs" and "commands.enabled", differently: keep "commands.enabled"`,
     );
   }
-  return legacy;
+  return enabled ?? legacy ?? true;
 }
 
 function executableRule(entry: z.infer<typeof ExecutableEntry>): ExecutableRule {

@@ -27,17 +27,26 @@ export interface RunningJob {
   pid: number;
 }
 
-/** /proc/<pid>/stat: "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime …". */
-export function parseProcessStat(text: string): ProcessStat | null {
+/**
+ * The fields of /proc/<pid>/stat after the command name, from state (field 3) on: "state ppid pgrp
+ * session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime … starttime (22) …".
+ * Null when the text has no command name.
+ */
+export function statFields(text: string): string[] | null {
   const open = text.indexOf('(');
   const close = text.lastIndexOf(')'); // comm may itself hold spaces and parentheses
   if (open < 0 || close < open) return null;
-  const pid = Number(text.slice(0, open).trim());
-  const fields = text
+  return text
     .slice(close + 1)
     .trim()
     .split(/\s+/);
-  if (fields.length < 15) return null;
+}
+
+/** /proc/<pid>/stat: "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime …". */
+export function parseProcessStat(text: string): ProcessStat | null {
+  const fields = statFields(text);
+  if (fields === null || fields.length < 15) return null;
+  const pid = Number(text.slice(0, text.indexOf('(')).trim());
   const [ppid, pgrp] = [fields[1], fields[2]].map(Number);
   const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
   const numbers = [pid, ppid, pgrp, utime, stime, cutime, cstime];
