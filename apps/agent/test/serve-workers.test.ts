@@ -5,7 +5,7 @@
  * the requests to the workers in turn.
  * Needs `npx tsc -b apps/agent` (npm run build) first; it builds once itself when dist is missing.
  */
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import cluster from 'node:cluster';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,8 +24,10 @@ const corrupt = Uint8Array.from([8, 1, 2, 3]);
 
 const hosts: ServeHost[] = [];
 beforeAll(() => ensureBuilt());
-afterAll(async () => {
-  for (const host of hosts) await host.close({ force: true });
+// Each test's hosts stop when it ends: a worker another test's host restarts later would change
+// the count of forked workers that the last test waits on.
+afterEach(async () => {
+  for (const host of hosts.splice(0)) await host.close({ force: true });
 });
 
 function serveHost(workers: number, port = 0): ServeHost {

@@ -331,8 +331,8 @@ describe('train → register → deploy → infer → batch-predict → undeploy
     expect(released).toEqual({ number: 1, state: 'RELEASED', reason: 'agent stopping' });
 
     // This test's tap on `>` counts as interest in the dead agent's inbox, so nats-server would
-    // still hand a dispatch to its last pull request (open up to 5 s) and the message would wait
-    // out ack_wait (30 s). With no such subscriber, as in production, it goes to the new process.
+    // still hand a dispatch or a cancel to its last pull requests (open up to 5 s) and the message
+    // would wait out ack_wait (30 s). With no such subscriber it goes to the new process at once.
     await new Promise((r) => setTimeout(r, 5500));
     agent = runAgent(agentDir);
     const back = await waitFor(

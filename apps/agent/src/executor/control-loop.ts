@@ -43,6 +43,15 @@ export function handleControl(
   msg.ack();
 }
 
+/**
+ * How long each pull request for control messages stays open (the client's default is 30 s). A pull
+ * request outlives the process that made it until it expires whenever something else subscribes to
+ * a wildcard matching its inbox (a monitoring `nats sub '>'`), and nats-server hands a message to the
+ * first open request: a cancel sent just after a restart would go to the old process's request and
+ * wait out ack_wait (30 s) before the new process got it. As the job loop's pulls, 5 s.
+ */
+const CONTROL_PULL_EXPIRES_MS = 5000;
+
 export async function runControlLoop(
   consumer: Pick<Consumer, 'consume'>,
   onMessage: (msg: JsMsg) => void,
@@ -51,7 +60,7 @@ export async function runControlLoop(
 ): Promise<void> {
   for (let failures = 0; !signal.aborted;) {
     try {
-      const messages = await consumer.consume({ max_messages: 16 });
+      const messages = await consumer.consume({ max_messages: 16, expires: CONTROL_PULL_EXPIRES_MS });
       const close = () => void messages.close();
       signal.addEventListener('abort', close, { once: true });
       try {
