@@ -67,3 +67,60 @@ if (query === '--query-gpu=name,memory.total') {
   chmodSync(file, 0o755);
   return { binDir, uuids, name };
 }
+
+/** A GPU as its driver's files show it (what the sandbox reads to find its device file). */
+export type FakeDriverGpu =
+  | { vendor: 'nvidia'; uuid: string; minor: number; bus: string }
+  | { vendor: 'amd'; uniqueId: string; renderNode: string; bus: string };
+
+/**
+ * A fake GPU driver's files, laid out as the real drivers lay them out, under `dir`:
+ * proc/driver/nvidia/gpus/<bus>/information ("GPU UUID", "Device Minor"), sys/class/drm/<renderD*>/
+ * device/unique_id, and dev/ with nvidia<minor>, nvidiactl, nvidia-uvm, kfd and dri/renderD<n>.
+ * The device "files" are plain files holding their own name, so a test can tell which it opened.
+ * Returns the roots to give the agent in place of /proc, /sys and /dev.
+ */
+export function writeFakeGpuDriver(
+  dir: string,
+  gpus: readonly FakeDriverGpu[],
+): { proc: string; sys: string; dev: string } {
+  const roots = { proc: join(dir, 'proc'), sys: join(dir, 'sys'), dev: join(dir, 'dev') };
+  const device = (name: string) => {
+    mkdirSync(join(roots.dev, name, '..'), { recursive: true });
+    writeFileSync(join(roots.dev, name), `${name}\n`);
+  };
+  for (const gpu of gpus) {
+    if (gpu.vendor === 'nvidia') {
+      const entry = join(roots.proc, 'driver', 'nvidia', 'gpus', gpu.bus);
+      mkdirSync(entry, { recursive: true });
+      writeFileSync(
+        join(entry, 'information'),
+        [
+          'Model: \t\t NVIDIA H100 80GB HBM3',
+          'IRQ:   \t\t 180',
+          `GPU UUID: \t ${gpu.uuid}`,
+          'Video BIOS: \t 96.00.99.00.01',
+          'Bus Type: \t PCIe',
+          'DMA Size: \t 52 bits',
+          'DMA Mask: \t 0xfffffffffffff',
+          `Bus Location: \t ${gpu.bus}`,
+          `Device Minor: \t ${gpu.minor}`,
+          'GPU Excluded:\t No',
+          '',
+        ].join('\n'),
+      );
+      device(`nvidia${gpu.minor}`);
+      for (const shared of ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools']) device(shared);
+    } else {
+      const node = join(roots.sys, 'class', 'drm', gpu.renderNode, 'device');
+      mkdirSync(node, { recursive: true });
+      writeFileSync(join(node, 'unique_id'), `${gpu.uniqueId}\n`);
+      device(join('dri', gpu.renderNode));
+      device('kfd');
+    }
+  }
+  mkdirSync(roots.proc, { recursive: true });
+  mkdirSync(roots.sys, { recursive: true });
+  mkdirSync(roots.dev, { recursive: true });
+  return roots;
+}

@@ -4,6 +4,7 @@
  */
 import type { JobDispatch } from '@hearth/contracts';
 import type { JsMsg } from '@nats-io/jetstream';
+import type { GpuDevice } from '../telemetry/gpu-allocator.js';
 
 /** What stops a started attempt: a command's process group, or an in-process job's AbortSignal. */
 export interface RunControl {
@@ -21,6 +22,8 @@ export class Attempt {
   pid: number | null = null;
   /** The GPUs assigned to the attempt, as its environment names them (see gpu-lease.ts). */
   gpuEnv: Readonly<Record<string, string>> = {};
+  /** The GPUs assigned to the attempt (a sandbox gives it their device files only). */
+  gpus: readonly GpuDevice[] = [];
   private run: RunControl | null = null;
   private cancelRequest: { graceSeconds: number; reason: string } | null = null;
   private killReason: string | null = null;

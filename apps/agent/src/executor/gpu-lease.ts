@@ -6,22 +6,30 @@
  * none sees none.
  */
 import type { JobDispatch } from '@hearth/contracts';
-import type { GpuAllocator } from '../telemetry/gpu-allocator.js';
+import type { GpuAllocator, GpuDevice } from '../telemetry/gpu-allocator.js';
 
 export type GpuLease =
-  { ok: true; env: Record<string, string>; release: () => void } | { ok: false; reason: string };
+  | { ok: true; gpus: GpuDevice[]; env: Record<string, string>; release: () => void }
+  | { ok: false; reason: string };
 
+/** `isolated`: the job will see only its own GPUs' device files (see GpuAllocator.envFor). */
 export function leaseGpus(
   allocator: GpuAllocator | undefined,
   job: Pick<JobDispatch, 'jobId' | 'gpus' | 'gpuVendor'>,
+  options: { isolated?: boolean } = {},
 ): GpuLease {
   const count = job.gpus ?? 0;
   if (!allocator) {
     return count === 0
-      ? { ok: true, env: {}, release: () => undefined }
+      ? { ok: true, gpus: [], env: {}, release: () => undefined }
       : { ok: false, reason: 'this agent does not assign GPUs' };
   }
   const assigned = allocator.assign(job.jobId, count, job.gpuVendor);
   if (!assigned.ok) return { ok: false, reason: `refused: ${assigned.reason}`.slice(0, 512) };
-  return { ok: true, env: allocator.envFor(job.jobId), release: () => allocator.release(job.jobId) };
+  return {
+    ok: true,
+    gpus: assigned.gpus,
+    env: allocator.envFor(job.jobId, options),
+    release: () => allocator.release(job.jobId),
+  };
 }

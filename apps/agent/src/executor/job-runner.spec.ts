@@ -4,12 +4,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encode, JobDispatch, type JobClaim, type JobClaimReply, type UpEvent } from '@hearth/contracts';
-import { jobDispatch, livingProcesses, waitFor } from '@hearth/testing';
+import { jobDispatch, livingProcesses, waitFor, writeFakeGpuDriver } from '@hearth/testing';
 import type { JsMsg, PubAck } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { parseLocalPolicy } from '../policy/local-policy.js';
 import { ServeHost } from '../serve/serve-host.js';
 import { AgentCounters } from '../telemetry/counters.js';
+import { GpuAllocator } from '../telemetry/gpu-allocator.js';
 import { EgressRefusedError, StreamFullError } from '../egress/guard.js';
 import { AttemptRegistry } from './attempts.js';
 import { handleDispatch, type JobRunnerDeps } from './job-runner.js';
@@ -434,6 +435,98 @@ describe('command jobs in the sandbox (commands.sandbox, bubblewrap)', () => {
     expect(finishedOf(guard.events)).toMatchObject([
       { outcome: 'FAILED', exitCode: 137, signal: 'SIGKILL', reason: 'killed by SIGKILL' },
     ]);
+  });
+
+  describe('GPUs', () => {
+    const U0 = 'GPU-7d1e0c2b-0000-4000-8000-000000000000';
+    const U1 = 'GPU-7d1e0c2b-0000-4000-8000-000000000001';
+    /** Two NVIDIA GPUs whose minor numbers are not nvidia-smi's indices, in a data root the job can read. */
+    function withGpus(policy: object = {}) {
+      const ready = setup({}, { commands: { sandbox: { ...policy } } });
+      const fake = path.join(ready.dataDir, 'datasets', 'driver');
+      ready.deps.deviceRoots = writeFakeGpuDriver(fake, [
+        { vendor: 'nvidia', uuid: U0, minor: 1, bus: '0000:18:00.0' },
+        { vendor: 'nvidia', uuid: U1, minor: 0, bus: '0000:2a:00.0' },
+      ]);
+      ready.deps.gpus = new GpuAllocator(
+        [
+          { vendor: 'nvidia', index: 0, uuid: U0 },
+          { vendor: 'nvidia', index: 1, uuid: U1 },
+        ],
+        { cudaDevicesBy: 'index' },
+      );
+      return { ...ready, proc: ready.deps.deviceRoots.proc };
+    }
+    /** A device of this host that the minimal /dev has not. */
+    const hostDevice = ['fuse', 'kvm', 'loop-control', 'vda', 'sda'].find((d) => fs.existsSync(`/dev/${d}`))!;
+    const script = [
+      'echo "devices: $(ls /dev | grep nvidia | tr "\n" " ")"',
+      'echo "opened: $(cat /dev/nvidia* 2>/dev/null | tr "\n" " ")"',
+      'echo "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"',
+      'for e in "$PROC"/driver/nvidia/gpus/*; do echo "entry $(basename "$e"): $(grep -c UUID "$e/information" 2>/dev/null || echo hidden)"; done',
+      `test -e /dev/${hostDevice} && echo "host device: visible" || echo "host device: not visible"`,
+    ].join('\n');
+    /** What the script prints in a sandboxed job asking for `gpus`. */
+    async function seen(ready: ReturnType<typeof withGpus>, gpus = 0): Promise<string[]> {
+      const env = { PROC: ready.proc };
+      const job = jobDispatch({
+        kind: 'command',
+        command: ['sh', '-c', script],
+        env,
+        ...(gpus ? { gpus } : {}),
+      });
+      await handleDispatch(message(encode(JobDispatch, job)).msg, ready.deps);
+      expect(finishedOf(ready.guard.events)).toMatchObject([{ outcome: 'SUCCEEDED' }]);
+      return sentText(ready.guard.events);
+    }
+
+    it("opens only its own GPU's device file, numbered from 0, and the driver lists only that GPU", async () => {
+      // GPU 0 (uuid U0) is /dev/nvidia1 on this host.
+      expect(await seen(withGpus(), 1)).toEqual([
+        'devices: nvidia-uvm nvidia-uvm-tools nvidia1 nvidiactl ',
+        'opened: nvidia-uvm nvidia-uvm-tools nvidia1 nvidiactl ',
+        'CUDA_VISIBLE_DEVICES=0',
+        'entry 0000:18:00.0: 1',
+        'entry 0000:2a:00.0: hidden',
+        'host device: not visible',
+      ]);
+    });
+
+    it('gets no GPU device file when it asked for none, and the host devices the policy lists', async () => {
+      expect(await seen(withGpus({ devices: [`/dev/${hostDevice}`] }))).toEqual(
+        expect.arrayContaining(['devices: ', 'CUDA_VISIBLE_DEVICES=-1', 'host device: visible']),
+      );
+    });
+
+    it('shares every host device, GPUs numbered as on the host, when the policy lists /dev', async () => {
+      const ready = withGpus({ devices: ['/dev'] });
+      ready.deps.gpus!.assign('another job', 1); // GPU 0 is taken: this job gets GPU 1
+      expect(await seen(ready, 1)).toEqual(
+        expect.arrayContaining(['CUDA_VISIBLE_DEVICES=1', 'host device: visible', 'entry 0000:18:00.0: 1']),
+      );
+    });
+
+    it('fails a job whose GPU has no device file it can find, and runs nothing', async () => {
+      const { guard, deps, dataDir } = withGpus();
+      deps.gpus!.setDevices([
+        { vendor: 'nvidia', index: 0, uuid: 'GPU-7d1e0c2b-0000-4000-8000-0000000000ff' },
+      ]);
+      const marker = path.join(dataDir, 'artifacts', 'ran');
+      fs.mkdirSync(path.dirname(marker), { recursive: true });
+      const job = jobDispatch({ kind: 'command', command: ['touch', marker], gpus: 1 });
+      await handleDispatch(message(encode(JobDispatch, job)).msg, deps);
+      expect(finishedOf(guard.events)).toMatchObject([
+        {
+          outcome: 'FAILED',
+          reason: expect.stringMatching(
+            /^cannot find the device file of NVIDIA GPU GPU-7d1e0c2b-0000-4000-8000-0000000000ff: no entry under /,
+          ),
+        },
+      ]);
+      expect(fs.existsSync(marker)).toBe(false);
+      // The GPU is free again for the next job.
+      expect(deps.gpus!.free()).toHaveLength(1);
+    });
   });
 
   it('stops the agent at start, saying what to do, when the sandbox cannot be had', () => {

@@ -25,7 +25,8 @@ import type { JobResult } from './in-process-run.js';
 import { LogShipper } from './log-shipper.js';
 import type { LineGate } from './line-splitter.js';
 import { LogTail } from './log-tail.js';
-import { sandboxArgs, signalOfSandboxExit } from './sandbox.js';
+import { sandboxArgs, sandboxSharesHostDevices, signalOfSandboxExit } from './sandbox.js';
+import { GpuDeviceError, gpuDeviceFiles, type DeviceRoots, type GpuDeviceFiles } from './gpu-devices.js';
 import { verifyJob, type VerifiedJob } from './verify-job.js';
 
 export interface JobRunnerDeps {
@@ -48,6 +49,8 @@ export interface JobRunnerDeps {
   serve: ServeHost;
   /** bubblewrap's path when the policy runs command jobs in a sandbox (prepareSandbox); else null. */
   sandboxTool?: string | null;
+  /** Tests only: where the GPU driver's files are (default the host's /proc, /sys and /dev). */
+  deviceRoots?: DeviceRoots;
   /** Tests only: how often a deployment reports serve.metrics (default 10 s). */
   serveMetricsIntervalMs?: number;
 }
@@ -126,9 +129,14 @@ async function runAttempt(attempt: Attempt, deps: JobRunnerDeps, log: Logger): P
   }
   attempt.state = 'running';
   const stop = attempt.stopRequested;
-  const lease = stop ? null : leaseGpus(deps.gpus, attempt.job);
-  if (lease?.ok) attempt.gpuEnv = lease.env;
-  else if (lease) log.warn({ reason: lease.reason, gpus: attempt.job.gpus }, 'GPUs not assigned; job fails');
+  const lease = stop
+    ? null
+    : leaseGpus(deps.gpus, attempt.job, { isolated: gpusIsolated(attempt.job, deps) });
+  if (lease?.ok) {
+    attempt.gpuEnv = lease.env;
+    attempt.gpus = lease.gpus;
+  } else if (lease)
+    log.warn({ reason: lease.reason, gpus: attempt.job.gpus }, 'GPUs not assigned; job fails');
   const result: JobResult = stop
     ? { outcome: stop.outcome, exitCode: null, signal: null, reason: `${stop.reason} before start` }
     : !lease!.ok
@@ -199,6 +207,13 @@ function start(
     : runInProcess(attempt, verified, deps, log);
 }
 
+/** A sandboxed command job sees only its own GPUs' device files, unless the policy shares the host's /dev. */
+function gpusIsolated(job: JobDispatch, deps: JobRunnerDeps): boolean {
+  return (
+    job.kind === 'command' && (deps.sandboxTool ?? null) !== null && !sandboxSharesHostDevices(deps.policy)
+  );
+}
+
 /** The output's lines are not wanted at all (the policy keeps them on the machine). */
 const NO_LINES: LineGate = { wanted: () => false, skipped: () => undefined, keepLast: 0 };
 
@@ -212,6 +227,19 @@ async function execute(
 ): Promise<CommandResult> {
   const workDir = path.join(deps.dataDir, 'work', job.jobId, job.attemptId);
   const logFile = path.join(deps.dataDir, 'logs', job.jobId, `${job.attemptId}.log`);
+  const sandboxTool = deps.sandboxTool ?? null;
+  let sandbox: string[] = [];
+  if (sandboxTool !== null) {
+    let gpus: GpuDeviceFiles | undefined;
+    try {
+      gpus = gpusIsolated(job, deps) ? gpuDeviceFiles(attempt.gpus, deps.deviceRoots) : undefined;
+    } catch (err) {
+      if (!(err instanceof GpuDeviceError)) throw err;
+      log.warn({ reason: err.message }, "the job's GPUs cannot be given to its sandbox; job fails");
+      return { outcome: 'FAILED', exitCode: null, signal: null, reason: err.message };
+    }
+    sandbox = [sandboxTool, ...sandboxArgs(deps.policy, { dataDir: deps.dataDir, workDir, gpus })];
+  }
   const { sendLogTail } = deps.policy.commands;
   const tail = new LogTail();
   if (!sendLogTail) {
@@ -230,14 +258,10 @@ async function execute(
     },
   });
   shipper.start();
-  const sandboxTool = deps.sandboxTool ?? null;
   const command = [executable, ...job.command.slice(1)];
   const run = startCommand(
     {
-      command:
-        sandboxTool === null
-          ? command
-          : [sandboxTool, ...sandboxArgs(deps.policy, { dataDir: deps.dataDir, workDir }), ...command],
+      command: [...sandbox, ...command],
       sandboxed: sandboxTool !== null,
       env: {
         ...deps.jobBaseEnv,

@@ -10,6 +10,8 @@
  *   registerModelVersion);
  * - its own process and IPC namespaces: no other process is visible, and when its main process
  *   exits every process it started is killed, however it left the process group;
+ * - a minimal /dev with only its own GPUs' device files added (gpu-devices.ts), and the host
+ *   devices the policy lists (`devices`);
  * - with `network: false`, no network but its own loopback.
  *
  * Why bubblewrap (`bwrap`): Node cannot create namespaces itself, and bubblewrap is the well-kept,
@@ -22,6 +24,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { findProgram } from '../policy/command-check.js';
 import { PolicyError, type LocalPolicy } from '../policy/local-policy.js';
+import type { GpuDeviceFiles } from './gpu-devices.js';
 
 /** A sandbox the policy asks for but this machine cannot give; `run` stops at start with it. */
 export class SandboxError extends Error {
@@ -48,9 +51,14 @@ export function prepareSandbox(policy: LocalPolicy, searchPath: string, dataDir:
         `RHEL: dnf install bubblewrap), or remove "sandbox"`,
     );
   }
-  for (const hidden of policy.commands.sandbox?.hidePaths ?? []) {
-    if (!fs.existsSync(hidden)) {
-      throw new SandboxError(`the sandbox's hidePaths names ${hidden}, which does not exist ${where}`);
+  for (const [list, paths] of [
+    ['hidePaths', policy.commands.sandbox?.hidePaths ?? []],
+    ['devices', policy.commands.sandbox?.devices ?? []],
+  ] as const) {
+    for (const p of paths) {
+      if (!fs.existsSync(p)) {
+        throw new SandboxError(`the sandbox's ${list} names ${p}, which does not exist ${where}`);
+      }
     }
   }
   const probe = spawnSync(tool, [...sandboxArgs(policy, { dataDir, workDir: dataDir }), 'true'], {
@@ -74,6 +82,13 @@ export interface SandboxedJob {
   dataDir: string;
   /** The job's working directory: the one place under the data dir it sees, writable. */
   workDir: string;
+  /** Its GPUs' device files, and the other GPUs' driver entries to hide (gpuDeviceFiles). */
+  gpus?: GpuDeviceFiles;
+}
+
+/** The policy gives every job the whole host /dev: GPUs are then not isolated by device file. */
+export function sandboxSharesHostDevices(policy: LocalPolicy): boolean {
+  return policy.commands.sandbox?.devices.includes('/dev') ?? false;
 }
 
 /**
@@ -85,7 +100,10 @@ export function sandboxArgs(policy: LocalPolicy, job: SandboxedJob): string[] {
   if (sandbox === null) throw new Error('sandboxArgs: the policy asks for no sandbox');
   const args = ['--die-with-parent', '--unshare-pid', '--unshare-ipc'];
   if (!sandbox.network) args.push('--unshare-net');
-  args.push('--ro-bind', '/', '/', '--dev-bind', '/dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp');
+  args.push('--ro-bind', '/', '/', '--dev', '/dev');
+  for (const device of sandbox.devices) args.push('--dev-bind', device, device);
+  for (const file of job.gpus?.bind ?? []) args.push('--dev-bind', file.from, file.to);
+  args.push('--proc', '/proc', '--tmpfs', '/tmp');
   for (const hidden of sandbox.hidePaths) args.push('--tmpfs', hidden);
   args.push('--tmpfs', job.dataDir);
   for (const keyFile of [policy.serve.tls?.keyFile, policy.metrics.tls?.keyFile]) {
@@ -95,6 +113,8 @@ export function sandboxArgs(policy: LocalPolicy, job: SandboxedJob): string[] {
   if (policy.artifactRoot !== null && fs.existsSync(policy.artifactRoot)) {
     args.push('--bind', policy.artifactRoot, policy.artifactRoot);
   }
+  // Last, so that nothing bound above shows them again.
+  for (const entry of job.gpus?.hide ?? []) args.push('--tmpfs', entry);
   args.push('--bind', job.workDir, job.workDir, '--chdir', job.workDir, '--');
   return args;
 }

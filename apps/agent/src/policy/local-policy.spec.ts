@@ -89,7 +89,11 @@ describe('loadLocalPolicy', () => {
           envAllow: ['MLFLOW_*'],
           envDeny: [],
           sendLogTail: false,
-          sandbox: { network: false, hidePaths: ['/home/', '/srv/../srv/secrets'] },
+          sandbox: {
+            network: false,
+            hidePaths: ['/home/', '/srv/../srv/secrets'],
+            devices: ['/dev/infiniband/'],
+          },
         },
         serve: {
           port: 9000,
@@ -123,7 +127,7 @@ describe('loadLocalPolicy', () => {
         envAllow: ['MLFLOW_*'],
         envDeny: [],
         sendLogTail: false,
-        sandbox: { network: false, hidePaths: ['/home', '/srv/secrets'] },
+        sandbox: { network: false, hidePaths: ['/home', '/srv/secrets'], devices: ['/dev/infiniband'] },
       },
       serve: {
         host: '127.0.0.1',
@@ -180,6 +184,10 @@ describe('loadLocalPolicy', () => {
     fs.writeFileSync(file, '{"metrics": {"port": 9464, "path": "/m"}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(
       /is invalid at metrics: Unrecognized key: "path"/,
+    );
+    fs.writeFileSync(file, '{"commands": {"sandbox": {"devices": ["/home/me"]}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(
+      `the local policy ${file} is invalid at commands.sandbox.devices.0: must be /dev or a path under it`,
     );
     fs.writeFileSync(file, '{not json');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(`the local policy ${file} is not valid JSON`);

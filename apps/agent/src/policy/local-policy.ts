@@ -133,6 +133,12 @@ export interface SandboxPolicy {
   readonly network: boolean;
   /** More absolute paths the job must not see (e.g. /home, /srv/secrets): each is emptied for it. */
   readonly hidePaths: readonly string[];
+  /**
+   * Host devices every job gets beside a minimal /dev (null, zero, random, tty, shm, pts…) and
+   * its own GPUs' device files (gpu-devices.ts): files or directories under /dev, e.g.
+   * /dev/infiniband or /dev/fuse. "/dev" gives every device, and with it every GPU.
+   */
+  readonly devices: readonly string[];
 }
 
 /**
@@ -204,6 +210,15 @@ const CommandsBlock = z
       .object({
         network: z.boolean().default(true),
         hidePaths: z.array(absolutePath).max(64).default([]),
+        devices: z
+          .array(
+            absolutePath.refine(
+              (p) => path.normalize(p).replace(/\/$/, '') === '/dev' || path.normalize(p).startsWith('/dev/'),
+              'must be /dev or a path under it',
+            ),
+          )
+          .max(64)
+          .default([]),
       })
       .strict()
       .nullable()
@@ -316,6 +331,7 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
           : Object.freeze({
               network: p.commands.sandbox.network,
               hidePaths: Object.freeze(p.commands.sandbox.hidePaths.map((h) => path.resolve(h))),
+              devices: Object.freeze(p.commands.sandbox.devices.map((d) => path.resolve(d))),
             }),
     }),
     serve: Object.freeze({ ...p.serve, tls: tlsPolicy(p.serve.tls) }),

@@ -83,6 +83,26 @@ describe('GpuAllocator', () => {
     expect(noUuid.envFor('job-a').CUDA_VISIBLE_DEVICES).toBe('3');
   });
 
+  it("numbers a job's GPUs from 0 where they are the only ones it can open (the sandbox)", () => {
+    const allocator = new GpuAllocator([amd(0), amd(1), amd(2), amd(3)]);
+    allocator.assign('first', 2);
+    allocator.assign('job-a', 2);
+    expect(allocator.envFor('job-a')).toEqual({ CUDA_VISIBLE_DEVICES: '-1', HIP_VISIBLE_DEVICES: '2,3' });
+    expect(allocator.envFor('job-a', { isolated: true })).toEqual({
+      CUDA_VISIBLE_DEVICES: '-1',
+      HIP_VISIBLE_DEVICES: '0,1',
+    });
+    const byIndex = new GpuAllocator(eightH100, { cudaDevicesBy: 'index' });
+    byIndex.assign('first', 3);
+    byIndex.assign('job-a', 1);
+    expect(byIndex.envFor('job-a', { isolated: true }).CUDA_VISIBLE_DEVICES).toBe('0');
+    // Uuids name a GPU wherever it is numbered: unchanged.
+    const byUuid = new GpuAllocator(eightH100);
+    byUuid.assign('first', 3);
+    byUuid.assign('job-a', 1);
+    expect(byUuid.envFor('job-a', { isolated: true })).toEqual(byUuid.envFor('job-a'));
+  });
+
   it('says which job holds a GPU', () => {
     const allocator = new GpuAllocator(eightH100);
     allocator.assign('job-a', 1);

@@ -81,15 +81,19 @@ export class GpuAllocator {
     return this.held.delete(jobId);
   }
 
-  /** The environment a job runs with: its GPUs, and no others. */
-  envFor(jobId: string): Record<string, string> {
+  /**
+   * The environment a job runs with: its GPUs, and no others. `isolated`: the job sees only its
+   * own GPUs' device files (the sandbox, gpu-devices.ts), where they are numbered from 0.
+   */
+  envFor(jobId: string, options: { isolated?: boolean } = {}): Record<string, string> {
     const gpus = this.held.get(jobId) ?? [];
     const nvidia = gpus.filter((d) => d.vendor === 'nvidia');
     const amd = gpus.filter((d) => d.vendor === 'amd');
     const byUuid = this.options.cudaDevicesBy !== 'index' && nvidia.every((d) => d.uuid !== null);
+    const index = (d: GpuDevice, i: number) => String(options.isolated ? i : d.index);
     const env: Record<string, string> = {
-      CUDA_VISIBLE_DEVICES: list(nvidia.map((d) => (byUuid ? (d.uuid as string) : String(d.index)))),
-      HIP_VISIBLE_DEVICES: list(amd.map((d) => String(d.index))),
+      CUDA_VISIBLE_DEVICES: list(nvidia.map((d, i) => (byUuid ? (d.uuid as string) : index(d, i)))),
+      HIP_VISIBLE_DEVICES: list(amd.map(index)),
     };
     if (!byUuid && nvidia.length > 0) env.CUDA_DEVICE_ORDER = 'PCI_BUS_ID';
     return env;
