@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Counter, Registry } from 'prom-client';
@@ -70,6 +71,20 @@ describe('startMetricsServer', () => {
     expect(await probe('/readyz')).toEqual([503, { status: 'not ready', nats: 'disconnected' }]);
     connected = true;
     expect((await probe('/readyz'))[0]).toBe(200);
+  });
+
+  it('closes a request whose headers stall within seconds of its 5 s headers timeout', async () => {
+    const { hostname, port } = new URL(server.url);
+    const socket = net.connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    let reply = '';
+    socket.on('data', (data: Buffer) => (reply += data.toString()));
+    const closed = new Promise<boolean>((resolve) => socket.once('close', () => resolve(true)));
+    socket.write('GET /metrics HTTP/1.1\r\nhost: x\r\n'); // and never the blank line
+    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 9_000).unref());
+    expect(await Promise.race([closed, timeout])).toBe(true);
+    expect(reply).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    socket.destroy();
   });
 
   it('says which address it could not listen on, and why', async () => {

@@ -6,7 +6,7 @@
  */
 import { errorMessage, type Logger } from '../logger.js';
 import type { ExecutionProvider, ModelSession } from './model-session.js';
-import { ServeError } from './serve.errors.js';
+import { ServeError, clipped } from './serve.errors.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'FAILED' | 'UNLOADED';
 
@@ -300,7 +300,7 @@ export class ModelRepository {
 
   private servingSlot(name: string, version?: string): Slot {
     const entry = this.entries.get(name);
-    if (!entry) throw new ServeError('NOT_FOUND', `model '${name}' is not served here`);
+    if (!entry) throw new ServeError('NOT_FOUND', `model '${clipped(name)}' is not served here`);
     const slot = entry.current;
     if (version !== undefined && version !== slot.version) {
       if (entry.next?.version === version) {
@@ -308,7 +308,7 @@ export class ModelRepository {
       }
       throw new ServeError(
         'NOT_FOUND',
-        `model '${name}' has no version '${version}' (serving '${slot.version}')`,
+        `model '${name}' has no version '${clipped(version)}' (serving '${slot.version}')`,
       );
     }
     if (slot.state === 'LOADING') {

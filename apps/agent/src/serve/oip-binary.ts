@@ -103,10 +103,26 @@ export class BinaryReader {
   }
 }
 
+/**
+ * The strings of a BYTES section. Every element takes at least its 4-byte length, so a shape that
+ * holds more elements than that is refused before any is read, and reading stops at the shape's
+ * count: the work is bounded by the shape (itself capped, oip-codec.ts), never by how many empty
+ * elements a client packs into the bytes.
+ */
 function byteStrings(name: string, bytes: Buffer, count: number): string[] {
+  if (count > bytes.length / 4) {
+    throw badRequest(
+      `input '${name}': the shape holds ${count} BYTES elements, more than ${bytes.length} bytes can (each takes a 4-byte length)`,
+    );
+  }
   const out: string[] = [];
   let at = 0;
-  while (at < bytes.length) {
+  while (out.length < count) {
+    if (at === bytes.length) {
+      throw badRequest(
+        `input '${name}': the shape holds ${count} elements but the binary data has ${out.length}`,
+      );
+    }
     if (at + 4 > bytes.length) throw badRequest(`input '${name}': a BYTES element's length is cut short`);
     const length = bytes.readUInt32LE(at);
     at += 4;
@@ -121,10 +137,8 @@ function byteStrings(name: string, bytes: Buffer, count: number): string[] {
     out.push(element.toString('utf8'));
     at += length;
   }
-  if (out.length !== count) {
-    throw badRequest(
-      `input '${name}': the shape holds ${count} elements but the binary data has ${out.length}`,
-    );
+  if (at !== bytes.length) {
+    throw badRequest(`input '${name}': the binary data has more than the shape's ${count} elements`);
   }
   return out;
 }
@@ -133,13 +147,19 @@ function byteStrings(name: string, bytes: Buffer, count: number): string[] {
 export function tensorBytes(tensor: Tensor): Buffer {
   const data = tensor.data;
   if (tensor.type === 'string') {
-    const parts = (data as string[]).flatMap((s) => {
-      const text = Buffer.from(s, 'utf8');
-      const length = Buffer.alloc(4);
-      length.writeUInt32LE(text.length);
-      return [length, text];
-    });
-    return Buffer.concat(parts);
+    // One buffer, sized first, written in place: a Buffer per length and per text kept ~16M objects
+    // alive for a 32 MiB output, enough to exhaust the heap.
+    const strings = data as string[];
+    let size = 4 * strings.length;
+    for (const s of strings) size += Buffer.byteLength(s, 'utf8');
+    const out = Buffer.alloc(size);
+    let at = 0;
+    for (const s of strings) {
+      const length = out.write(s, at + 4, 'utf8');
+      out.writeUInt32LE(length, at);
+      at += 4 + length;
+    }
+    return out;
   }
   const typed = data as Exclude<Tensor['data'], string[]>;
   const bytes = Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import ort from 'onnxruntime-node';
-import { encodeInferResponse, floatToHalf, halfToFloat, parseInferRequest } from './oip-codec.js';
+import { floatToHalf, halfToFloat, parseInferRequest } from './oip-codec.js';
+import { encodeInferResponse } from './oip-response.js';
 import { parseJsonBody } from './oip-json.js';
 import { matchRoute } from './oip-server.js';
 
@@ -178,6 +179,14 @@ describe('matchRoute', () => {
       name: 'iris',
       version: '3',
     });
+  });
+
+  it('trims trailing slashes in time linear in their number', () => {
+    // A backtracking /\/+$/ takes the square of the run: about 10 s for these 100,000 slashes.
+    const started = performance.now();
+    expect(matchRoute(`/v2/health/live${'/'.repeat(100_000)}`)).toEqual({ kind: 'live' });
+    expect(matchRoute(`/v2/models/m${'/'.repeat(100_000)}x`)).toBeNull();
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 
   it('matches nothing else', () => {

@@ -1,14 +1,15 @@
 /**
- * The Open Inference Protocol v2 JSON body of an inference: a request checked against the model's
- * inputs and turned into onnxruntime tensors, and outputs turned into the response body. Every
- * rejection is a BAD_REQUEST naming the input and what is wrong with it, never the data itself.
+ * The Open Inference Protocol v2 JSON body of an inference request, checked against the model's
+ * inputs and turned into onnxruntime tensors (the response's body is oip-response.ts's). Every
+ * rejection is a BAD_REQUEST, or PAYLOAD_TOO_LARGE for a tensor over the limits, naming the input
+ * and what is wrong with it, never the data itself.
  */
 import ort from 'onnxruntime-node';
 import type { Tensor } from 'onnxruntime-node';
 import { OIP_DATATYPES, ORT_TYPE, type OipDatatype, type TensorSpec } from './model-session.js';
-import { TYPED_ARRAYS, tensorBytes, type BinaryReader } from './oip-binary.js';
+import { TYPED_ARRAYS, type BinaryReader } from './oip-binary.js';
 import { NumberArray } from './oip-json.js';
-import { badRequest } from './serve.errors.js';
+import { ServeError, badRequest } from './serve.errors.js';
 
 export interface ModelSignature {
   readonly inputs: readonly TensorSpec[];
@@ -26,10 +27,31 @@ export interface InferRequest {
 }
 
 /**
- * Parses a decoded JSON body (JSON.parse's, or parseJsonBody's with NumberArray data); `binary` holds the bytes after the JSON header when the request uses
- * the binary tensor data extension. Throws ServeError BAD_REQUEST.
+ * How many elements one input tensor may have, checked from its shape before its data is read or
+ * allocated. Every element of JSON `data` or of a BYTES tensor is a JavaScript value made, checked
+ * and handed to onnxruntime on this process's event loop; without a cap, one body within the byte
+ * limit (millions of empty strings) blocked serving for tens of seconds and exhausted the heap.
  */
-export function parseInferRequest(body: unknown, model: ModelSignature, binary?: BinaryReader): InferRequest {
+export interface TensorLimits {
+  /** Any input tensor; the default takes every numeric tensor a default-size body can carry. */
+  readonly maxElements: number;
+  /** A BYTES input tensor, whose elements are each a JavaScript string. */
+  readonly maxStringElements: number;
+}
+
+export const DEFAULT_TENSOR_LIMITS: TensorLimits = { maxElements: 2 ** 25, maxStringElements: 2 ** 20 };
+
+/**
+ * Parses a decoded JSON body (JSON.parse's, or parseJsonBody's with NumberArray data); `binary` holds the bytes after the JSON header when the request uses
+ * the binary tensor data extension. Throws ServeError BAD_REQUEST, or PAYLOAD_TOO_LARGE for a tensor
+ * over `limits`.
+ */
+export function parseInferRequest(
+  body: unknown,
+  model: ModelSignature,
+  binary?: BinaryReader,
+  limits: TensorLimits = DEFAULT_TENSOR_LIMITS,
+): InferRequest {
   if (!isObject(body)) throw badRequest('the request body must be a JSON object');
   const { id, parameters, inputs, outputs } = body;
   if (id !== undefined && typeof id !== 'string') throw badRequest("'id' must be a string");
@@ -48,7 +70,7 @@ export function parseInferRequest(body: unknown, model: ModelSignature, binary?:
       );
     }
     if (Object.hasOwn(feeds, spec.name)) throw badRequest(`input '${spec.name}' is given more than once`);
-    feeds[spec.name] = inputTensor(input, spec, binary);
+    feeds[spec.name] = inputTensor(input, spec, binary, limits);
   }
   const missing = model.inputs.filter((i) => !Object.hasOwn(feeds, i.name));
   if (missing.length > 0) throw badRequest(`missing input ${missing.map((i) => `'${i.name}'`).join(', ')}`);
@@ -93,7 +115,12 @@ function requestedOutputs(
   return selected;
 }
 
-function inputTensor(input: Record<string, unknown>, spec: TensorSpec, binary?: BinaryReader): Tensor {
+function inputTensor(
+  input: Record<string, unknown>,
+  spec: TensorSpec,
+  binary: BinaryReader | undefined,
+  limits: TensorLimits,
+): Tensor {
   const { name } = spec;
   const binarySize = isObject(input.parameters) ? input.parameters.binary_data_size : undefined;
   if (binarySize !== undefined && !binary) {
@@ -122,6 +149,13 @@ function inputTensor(input: Record<string, unknown>, spec: TensorSpec, binary?: 
   const dims = shape as number[];
   checkShape(name, dims, spec.shape);
   const count = dims.reduce((n, d) => n * d, 1);
+  const max = spec.datatype === 'BYTES' ? limits.maxStringElements : limits.maxElements;
+  if (count > max) {
+    throw new ServeError(
+      'PAYLOAD_TOO_LARGE',
+      `input '${name}': shape ${shapeText(dims)} holds ${count} elements; this server takes at most ${max} per ${spec.datatype === 'BYTES' ? 'BYTES ' : ''}tensor`,
+    );
+  }
   if (binarySize !== undefined) {
     const data = binary!.tensorData(name, spec.datatype, count, binarySize);
     return new ort.Tensor(ORT_TYPE[spec.datatype], data, dims);
@@ -132,7 +166,7 @@ function inputTensor(input: Record<string, unknown>, spec: TensorSpec, binary?: 
       : flatten(name, input.data, dims);
   if (elements.length !== count) {
     throw badRequest(
-      `input '${name}': shape [${dims.join(',')}] holds ${count} elements but 'data' has ${elements.length}`,
+      `input '${name}': shape ${shapeText(dims)} holds ${count} elements but 'data' has ${elements.length}`,
     );
   }
   return new ort.Tensor(ORT_TYPE[spec.datatype], typedData(name, spec.datatype, elements), dims);
@@ -144,7 +178,7 @@ function checkShape(name: string, shape: readonly number[], model: readonly numb
   const fits = shape.length === model.length && model.every((d, i) => d < 0 || d === shape[i]);
   if (!fits) {
     throw badRequest(
-      `input '${name}': shape [${shape.join(',')}] does not match the model's [${model.join(',')}]`,
+      `input '${name}': shape ${shapeText(shape)} does not match the model's [${model.join(',')}]`,
     );
   }
 }
@@ -183,7 +217,7 @@ function flatten(name: string, data: unknown, shape: readonly number[]): unknown
 
 const nestingMismatch = (name: string, shape: readonly number[]) =>
   badRequest(
-    `input '${name}': nested 'data' does not match shape [${shape.join(',')}]; nest it exactly or flatten it`,
+    `input '${name}': nested 'data' does not match shape ${shapeText(shape)}; nest it exactly or flatten it`,
   );
 
 const INT_RANGES = {
@@ -269,74 +303,6 @@ function typedData(name: string, datatype: OipDatatype, elements: ArrayLike<unkn
   }
 }
 
-export interface InferResponse {
-  readonly modelName: string;
-  readonly modelVersion: string;
-  readonly id: string | undefined;
-  readonly outputs: readonly { readonly name: string; readonly tensor: Tensor }[];
-}
-
-const OIP_OF_ORT = new Map(Object.entries(ORT_TYPE).map(([oip, t]) => [t, oip]));
-
-/**
- * The response body as JSON text. Written by hand so INT64/UINT64 values keep every digit (a
- * BigInt has no JSON form, and a double would round values beyond 2^53).
- */
-export function encodeInferResponse(response: InferResponse): string {
-  return encodeInferResponseParts(response).json;
-}
-
-/**
- * The response as its JSON header and the binary data of the outputs in `binary` (in output order,
- * after the header, see oip-binary.ts); with no binary outputs, the JSON is the whole body.
- */
-export function encodeInferResponseParts(
-  response: InferResponse,
-  binary: ReadonlySet<string> = new Set(),
-): { json: string; binary: Buffer[] } {
-  const parts: Buffer[] = [];
-  const outputs = response.outputs.map(({ name, tensor }) => {
-    const datatype = OIP_OF_ORT.get(tensor.type);
-    if (!datatype) throw new Error(`output '${name}' has element type ${tensor.type}`);
-    if (binary.has(name)) {
-      const bytes = tensorBytes(tensor);
-      parts.push(bytes);
-      return JSON.stringify({
-        name,
-        datatype,
-        shape: tensor.dims.map(Number),
-        parameters: { binary_data_size: bytes.length },
-      });
-    }
-    const head = JSON.stringify({ name, datatype, shape: tensor.dims.map(Number) });
-    return `${head.slice(0, -1)},"data":${tensorDataJson(tensor)}}`;
-  });
-  const head = JSON.stringify({
-    model_name: response.modelName,
-    model_version: response.modelVersion,
-    ...(response.id !== undefined ? { id: response.id } : {}),
-  });
-  return { json: `${head.slice(0, -1)},"outputs":[${outputs.join(',')}]}`, binary: parts };
-}
-
-function tensorDataJson(tensor: Tensor): string {
-  const data = tensor.data;
-  switch (tensor.type) {
-    case 'int64':
-    case 'uint64':
-      return `[${(data as BigInt64Array | BigUint64Array).join(',')}]`;
-    case 'bool':
-      return JSON.stringify(Array.from(data as Uint8Array, (v) => v !== 0));
-    case 'float16':
-      return JSON.stringify(Array.from(data as Uint16Array, halfToFloat));
-    case 'string':
-      return JSON.stringify(data);
-    default:
-      // NaN and ±Infinity have no JSON form: JSON.stringify writes them as null.
-      return JSON.stringify(Array.from(data as Float32Array));
-  }
-}
-
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -381,6 +347,13 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function isDatatype(value: string): value is OipDatatype {
   return (OIP_DATATYPES as readonly string[]).includes(value);
 }
+
+/**
+ * A client's shape as quoted in an error message: at most 8 dimensions, then the count, so that a
+ * shape of a million dimensions does not come back as a megabyte of error.
+ */
+const shapeText = (shape: readonly number[]) =>
+  shape.length > 8 ? `[${shape.slice(0, 8).join(',')},…] (${shape.length} dims)` : `[${shape.join(',')}]`;
 
 /** A name from the request, cut short enough for an error message. */
 const bounded = (name: string) => (name.length > 64 ? `${name.slice(0, 64)}…` : name);

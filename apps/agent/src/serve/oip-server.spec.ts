@@ -15,6 +15,7 @@ import {
   linearRegressionModel,
   treeEnsembleClassifierModel,
   treeEnsembleRegressorModel,
+  waitFor,
 } from '@hearth/testing';
 import { createLogger } from '../logger.js';
 import { AGENT_VERSION } from '../version.js';
@@ -635,9 +636,8 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
   });
 
   it('503 with Retry-After when the bytes of requests in flight would pass the budget', async () => {
-    // The budget is 2 × MAX_BODY. Two requests that have announced 60 KiB and sent part of it hold 120 KiB.
-    const size = 60 * 1024;
-    const padded = JSON.stringify(valid).padEnd(size, ' ');
+    // The budget is 2 × MAX_BODY. Two uploads that have sent 63 KiB of their 64 KiB hold 126 KiB.
+    const padded = JSON.stringify(valid).padEnd(60 * 1024, ' ');
     const { hostname, port } = new URL(server.url);
     const holders = await Promise.all(
       [0, 1].map(
@@ -645,14 +645,17 @@ describe('OIP v2 server: bad requests get a clear error and the server keeps ser
           new Promise<net.Socket>((resolve) => {
             const socket = net.connect(Number(port), hostname, () => {
               socket.write(
-                `POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${size}\r\n\r\n${padded.slice(0, 100)}`,
+                `POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${MAX_BODY}\r\n\r\n${' '.repeat(MAX_BODY - 1024)}`,
               );
-              setTimeout(() => resolve(socket), 100);
+              resolve(socket);
             });
           }),
       ),
     );
-    const busy = await call('POST', '/v2/models/linear/infer', padded);
+    const busy = await waitFor(async () => {
+      const reply = await call('POST', '/v2/models/linear/infer', padded);
+      return reply.status === 503 && reply;
+    });
     expect(busy).toMatchObject({
       status: 503,
       body: { error: 'the server is busy with other large requests; retry in a moment (see Retry-After)' },

@@ -8,11 +8,11 @@
  *   GET  /v2/models/{name}[/versions/{version}]/ready
  *   POST /v2/models/{name}[/versions/{version}]/infer
  *
- * Errors are {"error": "…"}: 400 malformed request, 403 no client certificate from the trusted CA
- * (mutual TLS), 404 unknown path/model/version, 405 wrong method, 408/431 a request too slow or
- * with headers too large, 413 body over the limit, 503 model not ready or too many request bytes
- * in flight (with Retry-After), 500 inference failure. Bodies may be gzip or deflate encoded, as
- * Triton's clients can send them. Request bodies are read only into memory for the one request;
+ * Errors are {"error": "…"}: 400 malformed request (or a JSON response over its limit), 403 no
+ * client certificate from the trusted CA (mutual TLS), 404 unknown path/model/version, 405 wrong
+ * method, 408/431 a request too slow or with headers too large, 413 body or tensor over the limit,
+ * 414 request target too long, 503 model not ready or too many bytes in flight (with Retry-After),
+ * 500 inference failure. Request bodies are read only into memory for the one request (oip-body.ts);
  * nothing of them is logged or counted but its size, except that onnxruntime's own message for a
  * failed run (logged on this machine only) may quote an input value. With `tls`, the server speaks HTTPS
  * (serve-tls.ts) and serves a rotated certificate from the next connection on.
@@ -22,15 +22,16 @@ import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import { errorMessage, type Logger } from '../logger.js';
 import { AGENT_VERSION } from '../version.js';
 import type { ModelLease, ModelRepository } from './model-repository.js';
 import { ortMessage } from './model-session.js';
 import { BinaryReader, splitBinaryBody } from './oip-binary.js';
-import { encodeInferResponseParts, parseInferRequest } from './oip-codec.js';
+import { ByteBudget, DECODERS, decode, readBody, tooLarge } from './oip-body.js';
+import { DEFAULT_TENSOR_LIMITS, parseInferRequest } from './oip-codec.js';
+import { IdleWatch } from './oip-idle.js';
 import { parseJsonBody } from './oip-json.js';
+import { encodeInferResponseParts, inferBody, jsonBody, writeResponse } from './oip-response.js';
 import type { MetricsSink } from './serve-metrics.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import { keepServerTlsCurrent, loadServeTls, secureContextOptions } from './serve-tls.js';
@@ -49,12 +50,30 @@ export interface OipServerOptions {
   /** The largest request body accepted (after decompression); default 32 MiB. */
   maxBodyBytes?: number;
   /**
-   * Request bytes held at once by requests being answered; beyond it a request gets 503 and
-   * Retry-After. Parsing and running take several times a body's size in memory and block this
-   * process's event loop (with one serve worker, the agent's own): the budget bounds both.
+   * Bytes held at once by requests being answered, their bodies as they arrive and then their
+   * responses until the client has taken them; beyond it a request gets 503 and Retry-After.
    * Default: 2 × maxBodyBytes.
    */
   maxInFlightBytes?: number;
+  /**
+   * The largest JSON response; past it the client is told to ask for binary outputs. A response is
+   * one string on this process's heap, about 20 bytes per FP32 value. Default: 4 × maxBodyBytes.
+   */
+  maxJsonResponseBytes?: number;
+  /** The most elements of one input tensor; default 2^25 (DEFAULT_TENSOR_LIMITS). */
+  maxElements?: number;
+  /** The most elements of one BYTES input tensor; default 2^20 (DEFAULT_TENSOR_LIMITS). */
+  maxStringElements?: number;
+  /** Connections open at once, beyond which new ones are closed at once; default 1024. */
+  maxConnections?: number;
+  /** The time to receive a request's headers; default 10 s. */
+  headersTimeoutMs?: number;
+  /** The time to receive a whole request; default 60 s. */
+  requestTimeoutMs?: number;
+  /** The longest a request body may stop arriving before the request is refused (408); default 10 s. */
+  bodyIdleTimeoutMs?: number;
+  /** The longest a client may take none of its response before its connection is closed; default 30 s. */
+  writeIdleTimeoutMs?: number;
   /** HTTPS with these files (checked at start: a ServeTlsError); null or absent: plain HTTP. */
   tls?: ServeTlsPolicy | null;
   /** How often the TLS files are looked at for a rotation; default DEFAULT_TLS_RELOAD_MS. */
@@ -73,12 +92,19 @@ export interface OipServer {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/**
+ * The longest request target (path and query) taken: routes need a few dozen characters, and a
+ * long one cost route matching time on the event loop every other client waits on.
+ */
+const MAX_TARGET_LENGTH = 2048;
 const SERVER_NAME = 'hearth-agent';
 const PLATFORM = 'onnxruntime_onnx';
 
 const HTTP_STATUS: Readonly<Record<ServeErrorCode, number>> = {
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
+  URI_TOO_LONG: 414,
+  REQUEST_TIMEOUT: 408,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
@@ -97,6 +123,19 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const { repository, metrics, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const budget = new ByteBudget(options.maxInFlightBytes ?? 2 * maxBodyBytes);
+  const maxJsonResponseBytes = options.maxJsonResponseBytes ?? 4 * maxBodyBytes;
+  const tensorLimits = {
+    maxElements: options.maxElements ?? DEFAULT_TENSOR_LIMITS.maxElements,
+    maxStringElements: options.maxStringElements ?? DEFAULT_TENSOR_LIMITS.maxStringElements,
+  };
+  const bodyIdleMs = options.bodyIdleTimeoutMs ?? 10_000;
+  const writeIdleMs = options.writeIdleTimeoutMs ?? 30_000;
+  // Stalls are looked for every second (more often for the short limits tests use).
+  const idleWatch = new IdleWatch(Math.max(50, Math.min(1000, bodyIdleMs / 4, writeIdleMs / 4)));
+  const bodyIdle = { watch: idleWatch, ms: bodyIdleMs };
+  const writeIdle = { watch: idleWatch, ms: writeIdleMs };
+  const send = (res: http.ServerResponse, status: number, body: unknown): void =>
+    writeResponse(res, status, jsonBody(JSON.stringify(body)), writeIdle);
   let closing = false;
 
   const tlsMaterial = options.tls ? loadServeTls(options.tls) : null;
@@ -109,6 +148,12 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
         'FORBIDDEN',
         'this inference server answers only clients with a certificate issued by the CA it trusts ' +
           '(mutual TLS); present one',
+      );
+    }
+    if ((req.url ?? '').length > MAX_TARGET_LENGTH) {
+      throw new ServeError(
+        'URI_TOO_LONG',
+        `the request target is longer than ${MAX_TARGET_LENGTH} characters`,
       );
     }
     const route = matchRoute(req.url ?? '/');
@@ -168,6 +213,13 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     let lease: ModelLease | null = null;
     let status = 500;
     const held = budget.hold();
+    // The bytes stay held until this handler is done and the response is taken or its connection
+    // gone, whichever is last: a response written is not yet a response sent.
+    let holding = 2;
+    const letGo = () => {
+      if (--holding === 0) held.release();
+    };
+    res.once('close', letGo);
     try {
       repository.check(name, version); // refuse an unknown or unready model before reading its body
       const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
@@ -176,8 +228,11 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
           `content-encoding ${encoding.slice(0, 32)} is not supported; send gzip, deflate or identity`,
         );
       }
-      held.grow(Number(req.headers['content-length']) || 0);
-      const raw = await decode(encoding, await readBody(req, maxBodyBytes, held), maxBodyBytes, held);
+      if (Number(req.headers['content-length']) > maxBodyBytes) throw tooLarge(maxBodyBytes);
+      // Only now, with the request one that will be read, is the client invited to send its body.
+      if (/100-continue/i.test(req.headers.expect ?? '')) res.writeContinue();
+      const received = await readBody(req, held, maxBodyBytes, bodyIdle);
+      const raw = await decode(encoding, received, maxBodyBytes, held);
       const headerLength = req.headers['inference-header-content-length'];
       const split = headerLength === undefined ? null : splitBinaryBody(raw, [headerLength].flat().join(','));
       const body = parseJson(split ? split.json : raw);
@@ -186,6 +241,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
         body,
         lease.session,
         split ? new BinaryReader(split.binary) : undefined,
+        tensorLimits,
       );
       let outputs;
       try {
@@ -201,14 +257,16 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
           outputs: request.outputNames.map((output) => ({ name: output, tensor: outputs[output] })),
         },
         request.binaryOutputs,
+        maxJsonResponseBytes,
       );
+      const answer = inferBody(response.json, response.binary);
+      held.grow(held.bytes + answer.size);
       status = 200;
-      if (response.binary.length === 0) sendText(res, 200, response.json);
-      else sendBinary(res, response.json, response.binary);
+      writeResponse(res, 200, answer, writeIdle);
     } catch (err) {
       status = sendError(res, err);
     } finally {
-      held.release();
+      letGo();
       lease?.release();
       const ms = performance.now() - started;
       const served = lease?.version ?? targetVersion(name, version);
@@ -227,8 +285,10 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const sendError = (res: http.ServerResponse, err: unknown): number => {
     if (err instanceof ServeError) {
       const status = HTTP_STATUS[err.code];
-      // The rest of a body over the limit may still be arriving: close rather than read it all.
-      if (err.code === 'PAYLOAD_TOO_LARGE' || err.code === 'BUSY') res.setHeader('connection', 'close');
+      // The rest of a body over the limit (or stalled) may still be arriving: close rather than read it.
+      if (err.code === 'PAYLOAD_TOO_LARGE' || err.code === 'BUSY' || err.code === 'REQUEST_TIMEOUT') {
+        res.setHeader('connection', 'close');
+      }
       if (err.code === 'BUSY') res.setHeader('retry-after', '1');
       if (status >= 500) logger.warn({ code: err.code, err: err.message }, 'inference server error');
       send(res, status, { error: err.message });
@@ -243,9 +303,28 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     handle(req, res).catch((err: unknown) => sendError(res, err));
   };
+  // Node's defaults held a half-sent request for 60 s (headers) to 300 s (body), checked every 30 s,
+  // with no cap on connections: cheap for a client to hold thousands, each a file descriptor of the
+  // agent's own process.
+  const httpOptions: http.ServerOptions = {
+    headersTimeout: options.headersTimeoutMs ?? 10_000,
+    requestTimeout: options.requestTimeoutMs ?? 60_000,
+    connectionsCheckingInterval: 1_000,
+  };
   const server: http.Server = tlsMaterial
-    ? https.createServer(secureContextOptions(tlsMaterial), onRequest)
-    : http.createServer(onRequest);
+    ? https.createServer(
+        {
+          ...secureContextOptions(tlsMaterial),
+          ...httpOptions,
+          handshakeTimeout: httpOptions.headersTimeout,
+        },
+        onRequest,
+      )
+    : http.createServer(httpOptions, onRequest);
+  server.maxConnections = options.maxConnections ?? 1024;
+  // Expect: 100-continue is answered by infer once it will read the body, not by Node before the
+  // request is looked at (a body over the limit was invited, then refused).
+  server.on('checkContinue', onRequest);
   // A request node:http could not parse: answered as Node's own handler would (the status by the
   // parser's error, nothing written over a response already started), with the protocol's body.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -307,13 +386,14 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;
       clearTimeout(force);
+      idleWatch.close();
     },
   };
 }
 
 /** The route of a request path; null for a path outside the protocol. */
 export function matchRoute(url: string): Route | null {
-  const parts = pathOf(url, Infinity).replace(/\/+$/, '').split('/').slice(1);
+  const parts = withoutTrailingSlashes(pathOf(url, Infinity)).split('/').slice(1);
   let segments: string[];
   try {
     segments = parts.map((p) => decodeURIComponent(p));
@@ -347,6 +427,17 @@ export function matchRoute(url: string): Route | null {
   }
 }
 
+/**
+ * The path without its trailing slashes. A loop, not /\/+$/: that regex tries every run of slashes
+ * to the end, so its time grows with the square of their number, and one 16 KB path of slashes
+ * held the event loop for half a second.
+ */
+function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === 0x2f) end--;
+  return path.slice(0, end);
+}
+
 /** The path of a request target, in origin form or absolute form (RFC 9112 §3.2), cut for messages. */
 function pathOf(url: string | undefined, max = 256): string {
   const path = (url ?? '/').split('?')[0];
@@ -354,141 +445,12 @@ function pathOf(url: string | undefined, max = 256): string {
   return (absolute ? path.slice(absolute[0].length) || '/' : path).slice(0, max);
 }
 
-const tooLarge = (limit: number) =>
-  new ServeError('PAYLOAD_TOO_LARGE', `the request body is larger than the ${limit}-byte limit`);
-
-function readBody(req: http.IncomingMessage, limit: number, held: HeldBytes): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (declared > limit) return Promise.reject(tooLarge(limit));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.length;
-      try {
-        if (size > limit) throw tooLarge(limit);
-        held.grow(size); // a chunked body holds what has arrived
-      } catch (err) {
-        done = true;
-        reject(err);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (done) return;
-      done = true;
-      // A body that arrived in one chunk (most do) is used as is, not copied.
-      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    });
-    req.on('close', () => {
-      if (done) return;
-      done = true;
-      reject(badRequest('the request body ended early'));
-    });
-  });
-}
-
-const gunzip = promisify(zlib.gunzip);
-/** The content encodings taken, by name (a Map: a header value must not match a prototype key). */
-const DECODERS = new Map([
-  ['identity', null],
-  ['gzip', gunzip],
-  ['x-gzip', gunzip],
-  ['deflate', promisify(zlib.inflate)],
-]);
-
-/** The body decompressed (off the event loop, in libuv's pool), held and bounded like any body. */
-async function decode(encoding: string, raw: Buffer, limit: number, held: HeldBytes): Promise<Buffer> {
-  const decoder = DECODERS.get(encoding);
-  if (!decoder) return raw;
-  let body: Buffer;
-  try {
-    body = await decoder(raw, { maxOutputLength: limit });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
-    throw badRequest(`the request body is not valid ${encoding} data`);
-  }
-  held.grow(raw.length + body.length);
-  return body;
-}
-
-/**
- * Request bytes held by requests being answered, against one budget. A request holds what it has
- * declared or received so far; growing past the budget is refused (BUSY), except for the only
- * request in flight, which may always proceed up to the body limit.
- */
-class ByteBudget {
-  private used = 0;
-  private holders = 0;
-  constructor(private readonly max: number) {}
-
-  hold(): HeldBytes {
-    this.holders += 1;
-    let mine = 0;
-    let released = false;
-    return {
-      grow: (total: number) => {
-        if (released || total <= mine) return;
-        if (this.holders > 1 && this.used + (total - mine) > this.max) {
-          throw new ServeError(
-            'BUSY',
-            'the server is busy with other large requests; retry in a moment (see Retry-After)',
-          );
-        }
-        this.used += total - mine;
-        mine = total;
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        this.used -= mine;
-        this.holders -= 1;
-      },
-    };
-  }
-}
-
-interface HeldBytes {
-  /** Holds `total` bytes for this request in all (not more on top); throws BUSY over budget. */
-  grow(total: number): void;
-  release(): void;
-}
-
 function parseJson(body: Buffer): unknown {
   try {
     return parseJsonBody(body);
-  } catch {
+  } catch (err) {
+    if (err instanceof ServeError) throw err;
     // V8's message quotes the body: say only what is wrong.
     throw badRequest(body.length === 0 ? 'the request body is empty' : 'the request body is not valid JSON');
   }
-}
-
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  sendText(res, status, JSON.stringify(body));
-}
-
-/** A binary-extension response: the JSON header, then the outputs' bytes (oip-binary.ts). */
-function sendBinary(res: http.ServerResponse, json: string, binary: Buffer[]): void {
-  if (res.headersSent) return;
-  const header = Buffer.from(json, 'utf8');
-  const body = Buffer.concat([header, ...binary]);
-  res.writeHead(200, {
-    'content-type': 'application/octet-stream',
-    'content-length': body.length,
-    'inference-header-content-length': header.length,
-  });
-  res.end(body);
-}
-
-function sendText(res: http.ServerResponse, status: number, text: string): void {
-  if (res.headersSent) return;
-  const headers: http.OutgoingHttpHeaders = {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  };
-  res.writeHead(status, headers);
-  res.end(text);
 }

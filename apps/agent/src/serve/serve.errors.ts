@@ -5,7 +5,12 @@
 export const SERVE_ERROR_CODES = [
   /** The request is malformed: invalid JSON, unknown input, shape/data mismatch, wrong datatype… */
   'BAD_REQUEST',
+  /** The body, or one of its tensors, is over a limit. */
   'PAYLOAD_TOO_LARGE',
+  /** The request target (path and query) is longer than any route needs. */
+  'URI_TOO_LONG',
+  /** The request body stopped arriving. */
+  'REQUEST_TIMEOUT',
   /** Mutual TLS is on and the client presented no certificate its CA issued. */
   'FORBIDDEN',
   /** No such path, model or model version. */
@@ -13,7 +18,7 @@ export const SERVE_ERROR_CODES = [
   'METHOD_NOT_ALLOWED',
   /** The model (version) exists but is loading, failed to load, or the server is stopping. */
   'NOT_READY',
-  /** Too many request bytes in flight: the client should retry shortly. */
+  /** Too many request and response bytes in flight: the client should retry shortly. */
   'BUSY',
   /** onnxruntime failed on a request that passed validation. */
   'INFERENCE_FAILED',
@@ -35,3 +40,9 @@ export class ServeError extends Error {
 }
 
 export const badRequest = (message: string) => new ServeError('BAD_REQUEST', message);
+
+/**
+ * Client text (a model name or version from the URL) as quoted in an error message: cut at `max`
+ * characters, so that an answer is never as large as what the client sent.
+ */
+export const clipped = (text: string, max = 128) => (text.length > max ? `${text.slice(0, max)}…` : text);
