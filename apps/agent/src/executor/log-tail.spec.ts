@@ -42,11 +42,31 @@ describe('LogTail', () => {
     const [last, ...rest] = drain(tail);
     expect(rest).toEqual([]);
     expect(last.dropped).toBe(0);
+    // The last KEEP_LAST_LINES of stdout (279-298) and of stderr (299), in order.
     expect(last.lines.map((l) => l.text)).toEqual(
-      Array.from({ length: KEEP_LAST_LINES }, (_, i) => `line ${300 - KEEP_LAST_LINES + i}`),
+      Array.from({ length: KEEP_LAST_LINES + 1 }, (_, i) => `line ${299 - KEEP_LAST_LINES + i}`),
     );
     expect(last.lines.at(-1)).toEqual({ stream: 'stderr', text: 'line 299' });
-    expect(tail.totalDropped).toBe(100 - KEEP_LAST_LINES);
+    expect(tail.totalDropped).toBe(100 - KEEP_LAST_LINES - 1);
+  });
+
+  it("keeps a stream's last lines when the other stream's are read after them", () => {
+    // stdout and stderr are two pipes: a traceback may be read before the last of a flood.
+    const c = clock();
+    const tail = new LogTail({ ratePerSecond: 50, burst: 200, maxPending: 1000, now: c.now });
+    for (let i = 0; i < 250; i++) tail.push('stdout', `noise ${i}`);
+    tail.push('stderr', 'Traceback: the real error');
+    for (let i = 250; i < 300; i++) tail.push('stdout', `noise ${i}`);
+    tail.end();
+    const lines = drain(tail).flatMap((b) => b.lines);
+    expect(lines.slice(-(KEEP_LAST_LINES + 1))).toEqual([
+      { stream: 'stderr', text: 'Traceback: the real error' },
+      ...Array.from({ length: KEEP_LAST_LINES }, (_, i) => ({
+        stream: 'stdout',
+        text: `noise ${300 - KEEP_LAST_LINES + i}`,
+      })),
+    ]);
+    expect(lines.length + tail.totalDropped).toBe(301);
   });
 
   it('reports held-back drops once a later line is admitted: those were not the end', () => {

@@ -64,14 +64,17 @@ export class LogTail {
   private dropped = 0;
   private droppedTotal = 0;
   /**
-   * The last KEEP_LAST_LINES lines dropped since the last admitted one (a ring: next write at
-   * lastNext). Their drops are held back from batches until a later line is admitted (then they
-   * are not the end) or end() admits them.
+   * Per stream, the last KEEP_LAST_LINES lines dropped since the last admitted one, numbered in the
+   * order they came. Their drops are held back from batches until a later line is admitted (then
+   * they are not the end) or end() admits them. Per stream, because stdout and stderr are two pipes
+   * read in no fixed order: a traceback on stderr read before the last of a flood on stdout must
+   * not be pushed out by it.
    */
-  private readonly lastText: string[] = [];
-  private readonly lastStream: OutputStream[] = [];
-  private lastCount = 0;
-  private lastNext = 0;
+  private readonly recent: Record<OutputStream, { text: string; order: number }[]> = {
+    stdout: [],
+    stderr: [],
+  };
+  private order = 0;
 
   constructor(options: Partial<LogTailOptions> = {}) {
     this.options = { ...DEFAULT_LOG_TAIL, ...options };
@@ -83,13 +86,13 @@ export class LogTail {
     this.refill();
     if (this.tokens < 1 || this.pending.length >= this.options.maxPending) {
       this.addDropped(1);
-      this.lastText[this.lastNext] = text;
-      this.lastStream[this.lastNext] = stream;
-      this.lastNext = (this.lastNext + 1) % KEEP_LAST_LINES;
-      this.lastCount = Math.min(this.lastCount + 1, KEEP_LAST_LINES);
+      const recent = this.recent[stream];
+      recent.push({ text, order: this.order++ });
+      if (recent.length > KEEP_LAST_LINES) recent.shift();
       return;
     }
-    this.lastCount = 0;
+    this.recent.stdout.length = 0;
+    this.recent.stderr.length = 0;
     this.tokens -= 1;
     this.pending.push({ stream, text: truncateLine(text) });
   }
@@ -118,20 +121,25 @@ export class LogTail {
   }
 
   /**
-   * The output has ended: the lines dropped after the last admitted one (at most KEEP_LAST_LINES)
-   * are admitted after all, past the rate limit, so the tail ends where the output did.
+   * The output has ended: the lines dropped after the last admitted one (at most KEEP_LAST_LINES
+   * of each stream) are admitted after all, past the rate limit, in the order they came, so the
+   * tail ends where the output did.
    */
   end(): void {
-    const first = (this.lastNext - this.lastCount + KEEP_LAST_LINES) % KEEP_LAST_LINES;
-    for (let i = 0; i < this.lastCount; i++) {
-      const at = (first + i) % KEEP_LAST_LINES;
-      this.pending.push({ stream: this.lastStream[at], text: truncateLine(this.lastText[at]) });
-    }
-    this.dropped -= this.lastCount;
-    this.droppedTotal -= this.lastCount;
-    this.lastCount = 0;
-    this.lastText.length = 0;
-    this.lastStream.length = 0;
+    const last = [
+      ...this.recent.stdout.map((line) => ({ ...line, stream: 'stdout' as const })),
+      ...this.recent.stderr.map((line) => ({ ...line, stream: 'stderr' as const })),
+    ].sort((a, b) => a.order - b.order);
+    for (const line of last) this.pending.push({ stream: line.stream, text: truncateLine(line.text) });
+    this.dropped -= last.length;
+    this.droppedTotal -= last.length;
+    this.recent.stdout.length = 0;
+    this.recent.stderr.length = 0;
+  }
+
+  /** Drops end() may still take back. */
+  private get lastCount(): number {
+    return this.recent.stdout.length + this.recent.stderr.length;
   }
 
   /** The next batch to send, or null when there is nothing (no lines and nothing dropped). */
@@ -164,7 +172,8 @@ export class LogTail {
   dropPending(): number {
     const count = this.pending.length;
     this.pending = [];
-    this.lastCount = 0;
+    this.recent.stdout.length = 0;
+    this.recent.stderr.length = 0;
     this.addDropped(count);
     return count;
   }
