@@ -52,16 +52,26 @@ npx prettier --check . --log-level warn
 mkdir -p .tmp
 jest() { node --experimental-vm-modules node_modules/jest/bin/jest.js "$@"; }
 status=0
-log "unit tests"
-jest --selectProjects unit --ci --json --outputFile=.tmp/jest-unit.json || status=$?
-log "integration and end-to-end tests (real Postgres, nats-server, control plane and agent processes)"
+# The idle-detection test waits for whole minutes of telemetry (1-2 min, little CPU): it runs beside
+# the unit tests, with a nats-server of its own, and its output is shown after theirs.
 # --forceExit: a failed test must not leave jest waiting on a child process's pipes (the harness
 # kills every process it started when jest exits).
-jest --selectProjects integration --ci --runInBand --forceExit --json --outputFile=.tmp/jest-integration.json || status=$?
+WALL_CLOCK_TESTS='idle-cancel\.e2e'
+jest --selectProjects integration --ci --runInBand --forceExit --testPathPatterns "$WALL_CLOCK_TESTS" \
+  --json --outputFile=.tmp/jest-wall-clock.json >.tmp/jest-wall-clock.log 2>&1 &
+wall_clock=$!
+log "unit tests"
+jest --selectProjects unit --ci --json --outputFile=.tmp/jest-unit.json || status=$?
+log "idle detection end to end (run beside the unit tests)"
+wait "$wall_clock" || status=$?
+cat .tmp/jest-wall-clock.log
+log "integration and end-to-end tests (real Postgres, nats-server, control plane and agent processes)"
+jest --selectProjects integration --ci --runInBand --forceExit --testPathIgnorePatterns "$WALL_CLOCK_TESTS" \
+  --json --outputFile=.tmp/jest-integration.json || status=$?
 
 # One closing line for both runs, in the plain form CI reads.
 node -e '
-  const files = [".tmp/jest-unit.json", ".tmp/jest-integration.json"];
+  const files = [".tmp/jest-unit.json", ".tmp/jest-wall-clock.json", ".tmp/jest-integration.json"];
   let passed = 0, failed = 0, skipped = 0;
   for (const f of files) {
     try { const r = require("./" + f); passed += r.numPassedTests; failed += r.numFailedTests; skipped += r.numPendingTests + r.numTodoTests; }

@@ -15,7 +15,9 @@ import {
   GraphQLClient,
   startAgent,
   startControlPlane,
+  submitCommand,
   waitFor,
+  waitForAgentGpus,
   waitForJob,
   writeFakeNvidiaSmi,
   type ControlPlane,
@@ -35,13 +37,7 @@ let gpus: FakeGpus;
 
 const node = (script: string) => ['node', '-e', script];
 
-async function submit(command: string[], gpuCount: number): Promise<string> {
-  const { submitJob } = await api.ok<{ submitJob: { id: string } }>(
-    `mutation($c: [String!]!, $g: Int) { submitJob(input: { kind: COMMAND, command: $c, gpus: $g }) { id } }`,
-    { c: command, g: gpuCount },
-  );
-  return submitJob.id;
-}
+const submit = (command: string[], gpus: number) => submitCommand(api, command, gpus);
 
 beforeAll(async () => {
   gpus = writeFakeNvidiaSmi(dir, { gpus: 4 });
@@ -65,15 +61,7 @@ beforeAll(async () => {
     args: ['--telemetry-interval', '1', '--max-jobs', '4'],
     env: { PATH: `${gpus.binDir}:${process.env.PATH}` },
   });
-  await waitFor(
-    async () => {
-      const { agents } = await api.ok<{ agents: { state: string; gpus: { name: string }[] }[] }>(
-        `{ agents { state gpus { name } } }`,
-      );
-      return agents[0]?.state === 'ONLINE' && agents[0].gpus.length === 4;
-    },
-    { what: 'the agent online with its four GPUs' },
-  );
+  await waitForAgentGpus(api, 4);
 });
 
 afterAll(async () => {
@@ -207,51 +195,4 @@ describe('a job that asks for GPUs', () => {
     );
     expect(done.logTail).toContain('CUDA=-1');
   });
-});
-
-describe('idle detection on a real job', () => {
-  it('cancels a job that holds a GPU it does not use, with the CANCEL policy, audited as the system', async () => {
-    await api.ok(
-      `mutation { updateTelemetrySettings(input: { idleWindowMinutes: 1, idleAction: CANCEL }) { idleAction } }`,
-    );
-    // `env -u` runs sleep without CUDA_VISIBLE_DEVICES: the GPU is held (assigned), but nothing uses it.
-    const id = await submit(['env', '-u', 'CUDA_VISIBLE_DEVICES', 'sleep', '600'], 1);
-    const cancelled = await waitForJob<{ state: string }>(
-      api,
-      id,
-      ['CANCELLED', 'SUCCEEDED', 'FAILED'],
-      'state',
-      180_000,
-    );
-    expect(cancelled.state).toBe('CANCELLED');
-    const { idleAlerts } = await api.ok<{
-      idleAlerts: {
-        jobId: string;
-        action: string;
-        gpus: number;
-        maxUtilizationPct: number;
-        cancelRequestedAt: string;
-      }[];
-    }>(`{ idleAlerts { jobId action gpus maxUtilizationPct cancelRequestedAt } }`);
-    expect(idleAlerts).toEqual([
-      expect.objectContaining({
-        jobId: id,
-        action: 'CANCEL',
-        gpus: 1,
-        maxUtilizationPct: 0,
-        cancelRequestedAt: expect.any(String),
-      }),
-    ]);
-    const { auditEvents } = await api.ok<{
-      auditEvents: {
-        edges: { node: { action: string; actor: { type: string }; target: { id: string } | null } }[];
-      };
-    }>(`{ auditEvents(first: 200) { edges { node { action actor { type } target { id } } } } }`);
-    const about = auditEvents.edges.map((e) => e.node).filter((e) => e.target?.id === id);
-    expect(about.map((e) => [e.action, e.actor.type]).sort()).toEqual([
-      ['job.cancel', 'system'],
-      ['job.submit', 'user'],
-      ['telemetry.idle_alert', 'system'],
-    ]);
-  }, 200_000);
 });

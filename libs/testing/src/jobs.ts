@@ -22,3 +22,25 @@ export function waitForJob<T extends { state: string }>(
     { timeoutMs, what: `job ${id} to reach ${states.join('/')}` },
   );
 }
+
+/** Submits a COMMAND job asking for `gpus` GPUs; its id. */
+export async function submitCommand(client: GraphQLClient, command: string[], gpus: number): Promise<string> {
+  const { submitJob } = await client.ok<{ submitJob: { id: string } }>(
+    `mutation($c: [String!]!, $g: Int) { submitJob(input: { kind: COMMAND, command: $c, gpus: $g }) { id } }`,
+    { c: command, g: gpus },
+  );
+  return submitJob.id;
+}
+
+/** Waits until the organization's first agent is ONLINE and reports `gpus` GPUs. */
+export function waitForAgentGpus(client: GraphQLClient, gpus: number): Promise<true> {
+  return waitFor(
+    async () => {
+      const { agents } = await client.ok<{ agents: { state: string; gpus: { name: string }[] }[] }>(
+        `{ agents { state gpus { name } } }`,
+      );
+      return agents[0]?.state === 'ONLINE' && agents[0].gpus.length === gpus;
+    },
+    { what: `the agent online with its ${gpus} GPUs` },
+  );
+}
