@@ -376,19 +376,32 @@ describe('train → register → deploy → infer → batch-predict → undeploy
     expect(result.batchPredict.output.uri.startsWith(`file://${artifactRoot}/`)).toBe(true);
   });
 
-  it('undeploys: the agent stops serving the model', async () => {
+  it('undeploys: the agent stops serving the model, and its last numbers stay on the deployment', async () => {
+    // Since the agent's restart its version has answered one request; one refused request more.
+    const refused = await fetch(`${endpoint}/v2/models/${modelName}/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 2], datatype: 'FP32', data: ['x', 2] }] }),
+    });
+    expect(refused.status).toBe(400);
     await api.ok(`mutation($id: ID!) { undeployModel(id: $id) { state } }`, { id: deploymentId });
     await waitFor(async () => (await fetch(`${endpoint}/v2/models/${modelName}/ready`)).status === 404, {
       timeoutMs: 30_000,
       what: 'the model unloaded',
     });
-    const { deployment } = await api.ok<{ deployment: { state: string } }>(
-      `query($id: ID!) { deployment(id: $id) { state } }`,
-      {
-        id: deploymentId,
+    type Metrics = { requests: number; errors: number; clientErrors: number | null };
+    const deployment = await waitFor(
+      async () => {
+        const { deployment } = await api.ok<{ deployment: { state: string; metrics: Metrics | null } }>(
+          `query($id: ID!) { deployment(id: $id) { state metrics { requests errors clientErrors } } }`,
+          { id: deploymentId },
+        );
+        return deployment.metrics?.requests === 2 ? deployment : undefined;
       },
+      { timeoutMs: 15_000, what: "the undeployed version's last metrics" },
     );
     expect(deployment.state).toBe('STOPPED');
+    expect(deployment.metrics).toMatchObject({ requests: 2, errors: 1, clientErrors: 1 });
   });
 
   it('fails bad training input with a precise reason, and the agent takes the next job', async () => {

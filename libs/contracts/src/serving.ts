@@ -65,12 +65,19 @@ export const BatchPredictResult = z
   .strict();
 export type BatchPredictResult = z.infer<typeof BatchPredictResult>;
 
-/** Request metrics of a served model over the last window: counts and latencies only. */
+/**
+ * Request metrics of a served model: counts since its version started serving, and latencies over
+ * the last window of the requests the model answered (2xx and 5xx; refused requests are counted,
+ * not timed). Counts and latencies only.
+ */
 export const ServeMetrics = z
   .object({
     windowSeconds: z.number().int().min(1).max(3600),
     requests: z.number().int().min(0),
+    /** Requests answered with an error status, 4xx and 5xx. */
     errors: z.number().int().min(0),
+    /** Of the errors, the client's mistakes (4xx). Absent from agents that predate the count. */
+    clientErrors: z.number().int().min(0).optional(),
     p50Ms: z.number().min(0).nullable(),
     p95Ms: z.number().min(0).nullable(),
     p99Ms: z.number().min(0).nullable(),

@@ -46,13 +46,20 @@ const attr = {
   }),
 };
 
-function tensorInfo(name: string, type: ElemTypeName, shape: readonly OnnxDim[]): onnx.onnx.IValueInfoProto {
+/** `shape` null: declared without a shape (any rank), unlike [] (a scalar). */
+function tensorInfo(
+  name: string,
+  type: ElemTypeName,
+  shape: readonly OnnxDim[] | null,
+): onnx.onnx.IValueInfoProto {
   return {
     name,
     type: {
       tensorType: {
         elemType: ELEM_TYPES[type],
-        shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        ...(shape && {
+          shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        }),
       },
     },
   };
@@ -89,6 +96,23 @@ export function linearRegressionModel(
     ],
     input: [tensorInfo('float_input', 'float32', ['N', 3])],
     output: [tensorInfo('variable', 'float32', ['N', 1])],
+  });
+}
+
+/**
+ * A lookup table as a Gather: input `indices` int64 [N], output `rows` float32 [N, 2], the rows of
+ * [[1, 2], [3, 4], [5, 6]]. onnxruntime takes indices from -3 to 2 and fails the run on any other,
+ * a failure only the client's values cause.
+ */
+export function gatherModel(): Uint8Array {
+  return encodeModel({
+    name: 'gather',
+    node: [{ opType: 'Gather', name: 'Gather_table', input: ['table', 'indices'], output: ['rows'] }],
+    initializer: [
+      { name: 'table', dataType: ELEM_TYPES.float32, dims: [3, 2], floatData: [1, 2, 3, 4, 5, 6] },
+    ],
+    input: [tensorInfo('indices', 'int64', ['N'])],
+    output: [tensorInfo('rows', 'float32', ['N', 2])],
   });
 }
 
@@ -275,7 +299,8 @@ export function treeEnsembleClassifierModel(options: { zipmap?: boolean } = {}):
 export interface IdentityTensor {
   name: string;
   type: ElemTypeName;
-  shape: readonly OnnxDim[];
+  /** [] a scalar; null declared without a shape, so of any rank. */
+  shape: readonly OnnxDim[] | null;
 }
 
 /**

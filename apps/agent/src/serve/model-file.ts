@@ -81,3 +81,26 @@ export function recordedFeatureNames(metadata: Readonly<Record<string, string>>)
   }
   return null;
 }
+
+/**
+ * Of `names`, the graph inputs the model declares as scalars (a shape with no dimensions), as
+ * opposed to inputs declared without a shape: onnxruntime reports both as [] and checks the rank of
+ * neither, so the server must (a scalar input fed a [2,2] tensor ran on it). Bytes that do not
+ * decode give no scalars: onnxruntime has accepted them, and only this check is lost.
+ */
+export function declaredScalarInputs(bytes: Uint8Array, names: readonly string[]): Set<string> {
+  const scalars = new Set<string>();
+  let inputs: onnx.onnx.IValueInfoProto[];
+  try {
+    inputs = onnx.onnx.ModelProto.decode(bytes).graph?.input ?? [];
+  } catch {
+    return scalars;
+  }
+  for (const input of inputs) {
+    const shape = input.type?.tensorType?.shape;
+    if (input.name && names.includes(input.name) && shape && (shape.dim?.length ?? 0) === 0) {
+      scalars.add(input.name);
+    }
+  }
+  return scalars;
+}

@@ -11,6 +11,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { errorMessage } from '../logger.js';
+import { declaredScalarInputs } from './model-file.js';
 import { ServeError } from './serve.errors.js';
 import { replaceZipMapOutputs } from './zipmap-rewrite.js';
 
@@ -61,6 +62,8 @@ export type ExecutionProvider = 'cuda' | 'cpu';
 export interface ModelSession {
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
+  /** Inputs declared with rank 0; the others whose shape is [] were declared without a shape. */
+  readonly scalarInputs: ReadonlySet<string>;
   readonly executionProvider: ExecutionProvider;
   /** Why CUDA was tried and not used; null when it was used or not tried. */
   readonly cudaFallbackReason: string | null;
@@ -124,9 +127,12 @@ export async function loadModelSession(
   try {
     const inputs = session.inputMetadata.map((m) => tensorSpec(m, 'input'));
     const outputs = session.outputMetadata.map((m) => tensorSpec(m, 'output'));
+    // Only a model with such an input pays for decoding its graph.
+    const rankless = inputs.filter((i) => i.shape.length === 0).map((i) => i.name);
     return {
       inputs,
       outputs,
+      scalarInputs: rankless.length > 0 ? declaredScalarInputs(bytes, rankless) : new Set(),
       executionProvider,
       cudaFallbackReason,
       conversions,
@@ -157,8 +163,10 @@ interface CreatedSession {
 async function createSession(bytes: Uint8Array, options: ModelSessionOptions): Promise<CreatedSession> {
   const base: InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
-    // onnxruntime writes warnings to stderr on its own; errors reach us as exceptions anyway.
-    logSeverityLevel: 3,
+    // Fatal only: onnxruntime writes to stderr on its own, bypassing our logger, and its error line
+    // for a failed run quotes input values (one line per request any client can cause). Errors
+    // reach us as exceptions anyway (run-failure.ts).
+    logSeverityLevel: 4,
     ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
   };
   let cudaFallbackReason: string | null = null;

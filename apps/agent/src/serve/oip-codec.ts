@@ -14,6 +14,8 @@ import { ServeError, badRequest } from './serve.errors.js';
 export interface ModelSignature {
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
+  /** Inputs declared with rank 0 (ModelSession.scalarInputs); the model's other [] shapes are unknown. */
+  readonly scalarInputs?: ReadonlySet<string>;
 }
 
 export interface InferRequest {
@@ -70,7 +72,7 @@ export function parseInferRequest(
       );
     }
     if (Object.hasOwn(feeds, spec.name)) throw badRequest(`input '${spec.name}' is given more than once`);
-    feeds[spec.name] = inputTensor(input, spec, binary, limits);
+    feeds[spec.name] = inputTensor(input, spec, model.scalarInputs?.has(spec.name) ?? false, binary, limits);
   }
   const missing = model.inputs.filter((i) => !Object.hasOwn(feeds, i.name));
   if (missing.length > 0) throw badRequest(`missing input ${missing.map((i) => `'${i.name}'`).join(', ')}`);
@@ -118,6 +120,7 @@ function requestedOutputs(
 function inputTensor(
   input: Record<string, unknown>,
   spec: TensorSpec,
+  scalar: boolean,
   binary: BinaryReader | undefined,
   limits: TensorLimits,
 ): Tensor {
@@ -142,12 +145,19 @@ function inputTensor(
     );
   }
   const shape = input.shape;
-  // onnxruntime takes dimensions below 2^31 (a larger one fails inside run(), a 500).
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0 && d <= MAX_DIM)) {
-    throw badRequest(`input '${name}': 'shape' must be an array of integers from 0 to ${MAX_DIM}`);
+  // onnxruntime takes dimensions below 2^31 (a larger one fails inside run()). The rank is bounded
+  // for inputs declared without a shape, whose nested data is walked one level per dimension.
+  if (
+    !Array.isArray(shape) ||
+    shape.length > MAX_RANK ||
+    !shape.every((d) => Number.isInteger(d) && d >= 0 && d <= MAX_DIM)
+  ) {
+    throw badRequest(
+      `input '${name}': 'shape' must be an array of at most ${MAX_RANK} integers from 0 to ${MAX_DIM}`,
+    );
   }
   const dims = shape as number[];
-  checkShape(name, dims, spec.shape);
+  checkShape(name, dims, spec.shape, scalar);
   const count = dims.reduce((n, d) => n * d, 1);
   const max = spec.datatype === 'BYTES' ? limits.maxStringElements : limits.maxElements;
   if (count > max) {
@@ -172,9 +182,10 @@ function inputTensor(
   return new ort.Tensor(ORT_TYPE[spec.datatype], typedData(name, spec.datatype, elements), dims);
 }
 
-function checkShape(name: string, shape: readonly number[], model: readonly number[]): void {
-  // onnxruntime reports an input declared without a shape as [], the same as a scalar: let it check.
-  if (model.length === 0) return;
+function checkShape(name: string, shape: readonly number[], model: readonly number[], scalar: boolean): void {
+  // onnxruntime reports an input declared without a shape as [], the same as a scalar: any shape
+  // goes unless the model declared rank 0.
+  if (model.length === 0 && !scalar) return;
   const fits = shape.length === model.length && model.every((d, i) => d < 0 || d === shape[i]);
   if (!fits) {
     throw badRequest(
@@ -232,9 +243,16 @@ const INT_RANGES = {
   UINT64: [0, Number.MAX_SAFE_INTEGER],
 } as const;
 const FP16_MAX = 65504;
+/** The largest finite float32: a JSON number beyond it would be stored as ±Infinity. */
+const FP32_MAX = 3.4028234663852886e38;
 const MAX_DIM = 2 ** 31 - 1;
+/** numpy's limit (NPY_MAXDIMS, 64 since numpy 2); ONNX models in practice use a handful. */
+const MAX_RANK = 64;
 /** onnxruntime's string tensors are C strings: a NUL would cut the element short, silently. */
 const NO_NUL = 'a string without NUL characters (onnxruntime string tensors cannot hold them)';
+const WELL_FORMED = 'well-formed Unicode (it has a lone surrogate, which UTF-8 cannot encode)';
+/** String.prototype.isWellFormed: Node 20 has it, TypeScript's ES2023 library does not declare it. */
+type WellFormed = string & { isWellFormed(): boolean };
 
 // Plain indexed loops into a preallocated array: TypedArray.from with a map function is an order
 // of magnitude slower, and this runs once per element of every request.
@@ -248,6 +266,8 @@ function typedData(name: string, datatype: OipDatatype, elements: ArrayLike<unkn
         const v = elements[i];
         if (typeof v !== 'string') throw fail(i, 'a string');
         if (v.includes('\u0000')) throw fail(i, NO_NUL);
+        // A lone surrogate has no UTF-8 form: onnxruntime would store U+FFFD in its place.
+        if (!(v as WellFormed).isWellFormed()) throw fail(i, WELL_FORMED);
       }
       return elements as string[];
     case 'BOOL': {
@@ -261,14 +281,23 @@ function typedData(name: string, datatype: OipDatatype, elements: ArrayLike<unkn
     }
     case 'FP32':
     case 'FP64': {
+      // JSON has no Infinity, but 1e39 is one in float32 and 1e400 one after parsing: refused, not
+      // answered as data the client did not send (the output would be null).
+      const max = datatype === 'FP32' ? FP32_MAX : Number.MAX_VALUE;
+      const expected = datatype === 'FP32' ? `a number within ±${FP32_MAX} (float32)` : 'a finite number';
       const out = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
       if (elements instanceof Float64Array) {
+        for (let i = 0; i < n; i++) {
+          const v = elements[i];
+          if (!(v <= max && v >= -max)) throw fail(i, expected);
+        }
         out.set(elements); // numbers already (oip-json.ts); to float32 with the same rounding
         return out;
       }
       for (let i = 0; i < n; i++) {
         const v = elements[i];
         if (typeof v !== 'number') throw fail(i, 'a number');
+        if (!(v <= max && v >= -max)) throw fail(i, expected);
         out[i] = v;
       }
       return out;

@@ -220,7 +220,13 @@ describe('OIP v2 server: metrics', () => {
     expect((await call('GET', '/v2/models/counted')).status).toBe(200); // metadata is not counted
 
     const counted = snapshotOf('counted', '1');
-    expect(counted).toMatchObject({ requests: 5, errors: 2, serverErrors: 0, windowRequests: 5 });
+    expect(counted).toMatchObject({
+      requests: 5,
+      errors: 2,
+      clientErrors: 2,
+      serverErrors: 0,
+      windowRequests: 3, // the two refused requests are no latency of the model's
+    });
     expect(counted?.latencyMs?.p50).toBeGreaterThan(0);
     expect(counted?.latencyMs?.p99).toBeGreaterThanOrEqual(counted?.latencyMs?.p50 ?? Infinity);
     // The unknown version and the unknown model are not any served version's requests.

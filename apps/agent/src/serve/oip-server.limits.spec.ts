@@ -361,14 +361,14 @@ describe('OIP v2 server limits: error bodies', () => {
       body: { error: `model 'linear' has no version '${'9'.repeat(128)}…' (serving '1')` },
     });
     const reply = await call(server, 'POST', '/v2/models/linear/infer', {
-      inputs: [{ name: 'float_input', shape: new Array(10_000).fill(1), datatype: 'FP32', data: [1] }],
+      inputs: [{ name: 'float_input', shape: new Array(64).fill(1), datatype: 'FP32', data: [1] }],
     });
     expect(reply).toMatchObject({
       status: 400,
       body: {
-        error:
-          "input 'float_input': shape [1,1,1,1,1,1,1,1,…] (10000 dims) does not match the model's [-1,3]",
+        error: "input 'float_input': shape [1,1,1,1,1,1,1,1,…] (64 dims) does not match the model's [-1,3]",
       },
     });
+    // Longer shapes are refused by their rank, before they are quoted (oip-server.values.spec.ts).
   });
 });

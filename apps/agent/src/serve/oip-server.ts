@@ -12,10 +12,12 @@
  * client certificate from the trusted CA (mutual TLS), 404 unknown path/model/version, 405 wrong
  * method, 408/431 a request too slow or with headers too large, 413 body or tensor over the limit,
  * 414 request target too long, 503 model not ready or too many bytes in flight (with Retry-After),
- * 500 inference failure. Request bodies are read only into memory for the one request (oip-body.ts);
- * nothing of them is logged or counted but its size, except that onnxruntime's own message for a
- * failed run (logged on this machine only) may quote an input value. With `tls`, the server speaks HTTPS
- * (serve-tls.ts) and serves a rotated certificate from the next connection on.
+ * 400 or 500 a failed run (run-failure.ts: the client's values or the server's fault; onnxruntime's
+ * message stays in this machine's log, under an error id the answer gives). Request bodies are read
+ * only into memory for the one request (oip-body.ts); nothing of them is logged or counted but its
+ * size, except that onnxruntime's message for a failed run, logged at debug level, may quote an
+ * input value. With `tls`, the server speaks HTTPS (serve-tls.ts) and serves a rotated certificate
+ * from the next connection on.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -25,13 +27,13 @@ import { randomUUID } from 'node:crypto';
 import { errorMessage, type Logger } from '../logger.js';
 import { AGENT_VERSION } from '../version.js';
 import type { ModelLease, ModelRepository } from './model-repository.js';
-import { ortMessage } from './model-session.js';
 import { BinaryReader, splitBinaryBody } from './oip-binary.js';
 import { ByteBudget, DECODERS, decode, readBody, tooLarge } from './oip-body.js';
 import { DEFAULT_TENSOR_LIMITS, parseInferRequest } from './oip-codec.js';
 import { IdleWatch } from './oip-idle.js';
 import { parseJsonBody } from './oip-json.js';
 import { encodeInferResponseParts, inferBody, jsonBody, writeResponse } from './oip-response.js';
+import { LogGate, runFailure, runFailureLog } from './run-failure.js';
 import type { MetricsSink } from './serve-metrics.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import { keepServerTlsCurrent, loadServeTls, secureContextOptions } from './serve-tls.js';
@@ -110,6 +112,7 @@ const HTTP_STATUS: Readonly<Record<ServeErrorCode, number>> = {
   METHOD_NOT_ALLOWED: 405,
   NOT_READY: 503,
   BUSY: 503,
+  INPUT_REJECTED: 400,
   INFERENCE_FAILED: 500,
   MODEL_LOAD_FAILED: 500,
   INVALID_OPERATION: 500,
@@ -136,6 +139,8 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const writeIdle = { watch: idleWatch, ms: writeIdleMs };
   const send = (res: http.ServerResponse, status: number, body: unknown): void =>
     writeResponse(res, status, jsonBody(JSON.stringify(body)), writeIdle);
+  const failureLog = runFailureLog(logger);
+  const errorLines = new LogGate(10_000);
   let closing = false;
 
   const tlsMaterial = options.tls ? loadServeTls(options.tls) : null;
@@ -247,7 +252,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
       try {
         outputs = await lease.session.run(request.feeds, request.outputNames);
       } catch (err) {
-        throw new ServeError('INFERENCE_FAILED', `inference failed: ${ortMessage(err)}`);
+        throw runFailure(err, name, failureLog);
       }
       const response = encodeInferResponseParts(
         {
@@ -290,7 +295,12 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
         res.setHeader('connection', 'close');
       }
       if (err.code === 'BUSY') res.setHeader('retry-after', '1');
-      if (status >= 500) logger.warn({ code: err.code, err: err.message }, 'inference server error');
+      // Clients can cause 503s by the thousand (BUSY): one line per code every 10 s. A failed run
+      // was logged with its cause (run-failure.ts).
+      if (status >= 500 && err.code !== 'INFERENCE_FAILED') {
+        const count = errorLines.pass(err.code);
+        if (count > 0) logger.warn({ code: err.code, count, err: err.message }, 'inference server error');
+      }
       send(res, status, { error: err.message });
       return status;
     }

@@ -182,6 +182,7 @@ export class ServeHost {
       windowSeconds: snapshot.windowSeconds,
       requests: model?.requests ?? 0,
       errors: model?.errors ?? 0,
+      clientErrors: model?.clientErrors ?? 0,
       p50Ms: ms(model?.latencyMs?.p50),
       p95Ms: ms(model?.latencyMs?.p95),
       p99Ms: ms(model?.latencyMs?.p99),

@@ -15,7 +15,8 @@ describe('percentile', () => {
 describe('ServeMetrics', () => {
   it('counts requests and errors per model version and reports latency percentiles', () => {
     const metrics = new ServeMetrics({ now: () => 1000 });
-    // 1…100 ms, plus two 5 ms errors: ranks 1-4 are 1-4, ranks 5-7 are 5, rank r ≥ 8 is r - 2.
+    // 1…100 ms, plus two 5 ms errors of which only the 503 is a latency the model had: ranks 1-5
+    // are 1-5, rank 6 is 5, rank r ≥ 7 is r - 1.
     for (let ms = 1; ms <= 100; ms++) metrics.record('iris', '1', ms, 200);
     metrics.record('iris', '1', 5, 400);
     metrics.record('iris', '1', 5, 503);
@@ -31,20 +32,38 @@ describe('ServeMetrics', () => {
         version: '1',
         requests: 102,
         errors: 2,
+        clientErrors: 1,
         serverErrors: 1,
-        latencyMs: { p50: 49, p95: 95, p99: 99 },
-        windowRequests: 102,
+        latencyMs: { p50: 50, p95: 95, p99: 99 },
+        windowRequests: 101,
       },
       {
         model: 'iris',
         version: '2',
         requests: 1,
         errors: 0,
+        clientErrors: 0,
         serverErrors: 0,
         latencyMs: { p50: 3, p95: 3, p99: 3 },
         windowRequests: 1,
       },
     ]);
+  });
+
+  it('keeps refused requests out of the latencies: a flood of 4xx cannot hide how the model answers', () => {
+    const metrics = new ServeMetrics({ now: () => 0 });
+    for (let i = 0; i < 40; i++) metrics.record('m', 'v', 6 + i, 200);
+    for (let i = 0; i < 2400; i++) metrics.record('m', 'v', 0.09, 400);
+    expect(metrics.snapshot().models[0]).toEqual({
+      model: 'm',
+      version: 'v',
+      requests: 2440,
+      errors: 2400,
+      clientErrors: 2400,
+      serverErrors: 0,
+      latencyMs: { p50: 25, p95: 43, p99: 45 },
+      windowRequests: 40,
+    });
   });
 
   it('computes latency over the window only, while counts keep growing', () => {

@@ -41,9 +41,15 @@ export interface ModelMetricsSnapshot {
   readonly requests: number;
   /** Of those, the ones answered with an error status (4xx or 5xx). */
   readonly errors: number;
+  /** Of the errors, the ones that were the client's mistake (4xx). */
+  readonly clientErrors: number;
   /** Of the errors, the ones that were the server's fault (5xx). */
   readonly serverErrors: number;
-  /** Over the requests of the last window (at most `maxSamples` of the latest); null when none. */
+  /**
+   * Over the requests of the last window (at most `maxSamples` of the latest) that the model was
+   * asked to answer: 2xx and 5xx. A refused request (4xx) says nothing about the model's speed, and
+   * any client can send thousands of them to push real latencies out of the window.
+   */
   readonly latencyMs: LatencyPercentiles | null;
   /** How many requests latencyMs was computed from. */
   readonly windowRequests: number;
@@ -67,6 +73,7 @@ export interface ServeMetricsOptions {
 class Series {
   requests = 0;
   errors = 0;
+  clientErrors = 0;
   serverErrors = 0;
   private readonly at: Float64Array;
   private readonly latency: Float64Array;
@@ -116,7 +123,8 @@ export class ServeMetrics implements MetricsSink {
     series.requests += 1;
     if (status >= 400) series.errors += 1;
     if (status >= 500) series.serverErrors += 1;
-    series.add(this.now(), latencyMs);
+    if (status >= 400 && status < 500) series.clientErrors += 1;
+    else series.add(this.now(), latencyMs);
   }
 
   /** One inference request for a model name that is not served. */
@@ -139,6 +147,7 @@ export class ServeMetrics implements MetricsSink {
         version,
         requests: series.requests,
         errors: series.errors,
+        clientErrors: series.clientErrors,
         serverErrors: series.serverErrors,
         latencyMs:
           window.length === 0

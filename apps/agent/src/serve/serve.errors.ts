@@ -20,7 +20,9 @@ export const SERVE_ERROR_CODES = [
   'NOT_READY',
   /** Too many request and response bytes in flight: the client should retry shortly. */
   'BUSY',
-  /** onnxruntime failed on a request that passed validation. */
+  /** An operator of the model failed on the request's values (e.g. an index out of range). */
+  'INPUT_REJECTED',
+  /** onnxruntime failed on a request that passed validation, for the server's own reasons. */
   'INFERENCE_FAILED',
   /** The model file could not be loaded or cannot be served. */
   'MODEL_LOAD_FAILED',

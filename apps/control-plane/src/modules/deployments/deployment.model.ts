@@ -16,12 +16,18 @@ export enum DeploymentState {
 registerEnumType(DeploymentState, { name: 'DeploymentState' });
 
 @ObjectType('DeploymentMetrics', {
-  description: 'Request counts and latencies over the last window: numbers only.',
+  description:
+    'Request counts since the version started serving, and latencies over the last window of the requests the model answered (refused requests, 4xx, are counted but not timed): numbers only.',
 })
 export class DeploymentMetricsModel {
   @Field(() => Int) windowSeconds!: number;
   @Field(() => Int) requests!: number;
-  @Field(() => Int) errors!: number;
+  @Field(() => Int, { description: 'Requests answered with an error status (4xx and 5xx).' }) errors!: number;
+  @Field(() => Int, {
+    nullable: true,
+    description: "Of the errors, the clients' mistakes (4xx); null from an agent that predates the count.",
+  })
+  clientErrors!: number | null;
   @Field(() => Float, { nullable: true }) p50Ms!: number | null;
   @Field(() => Float, { nullable: true }) p95Ms!: number | null;
   @Field(() => Float, { nullable: true }) p99Ms!: number | null;

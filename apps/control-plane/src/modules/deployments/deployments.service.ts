@@ -227,7 +227,9 @@ export class DeploymentsService {
         executionProvider: state === DeploymentState.READY ? (r.progress.executionProvider ?? null) : null,
         jobId: r.job_id,
         agentId: r.job_agent,
-        metrics: metrics ? { ...metrics, at: new Date(metrics.at) } : null,
+        metrics: metrics
+          ? { ...metrics, clientErrors: metrics.clientErrors ?? null, at: new Date(metrics.at) }
+          : null,
         createdAt: r.created_at,
         updatedAt: r.updated_at,
         stoppedAt: r.stopped_at,
