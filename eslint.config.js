@@ -22,7 +22,7 @@ export default tseslint.config(
       '**/config/**/*.ts',
       '**/*.spec.ts',
       '**/test/**/*.ts',
-      'libs/testing/**/*.ts',
+      'libs/testing/**/*.{ts,mjs}',
       'bench/**',
       '*.js',
       'scripts/**',

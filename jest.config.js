@@ -37,6 +37,9 @@ export default {
       displayName: 'integration',
       testMatch: ['<rootDir>/apps/*/test/**/*.test.ts'],
       slowTestThreshold: 30,
+      // A nats-server per worker and one migrated database to copy (see the file).
+      globalSetup: '<rootDir>/libs/testing/src/integration.global-setup.mjs',
+      globalTeardown: '<rootDir>/libs/testing/src/integration.global-teardown.mjs',
     },
   ],
 };

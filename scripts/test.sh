@@ -66,7 +66,9 @@ log "idle detection end to end (run beside the unit tests)"
 wait "$wall_clock" || status=$?
 cat .tmp/jest-wall-clock.log
 log "integration and end-to-end tests (real Postgres, nats-server, control plane and agent processes)"
-jest --selectProjects integration --ci --runInBand --forceExit --testPathIgnorePatterns "$WALL_CLOCK_TESTS" \
+# Two files at a time: they spend about half their time waiting (leases, heartbeats, processes
+# starting), and each jest worker has a nats-server of its own (integration.global-setup.mjs).
+jest --selectProjects integration --ci --maxWorkers=2 --forceExit --testPathIgnorePatterns "$WALL_CLOCK_TESTS" \
   --json --outputFile=.tmp/jest-integration.json || status=$?
 
 # One closing line for both runs, in the plain form CI reads.

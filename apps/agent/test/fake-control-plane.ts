@@ -35,9 +35,9 @@ import {
   type JobProgress,
   type ModelRef,
 } from '@hearth/contracts';
-import { jobDispatch, type DispatchBase, type DispatchSpec } from '@hearth/testing';
+import { jobDispatch, type DispatchBase, type DispatchSpec, SHARED_NATS_URL } from '@hearth/testing';
 
-export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+export const NATS_URL = SHARED_NATS_URL;
 
 async function ensureStream(jsm: JetStreamManager, name: string, subject: string): Promise<void> {
   try {

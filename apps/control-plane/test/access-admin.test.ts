@@ -15,6 +15,7 @@ import {
   waitFor,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 import { PROJECT_PERMISSIONS, ROLES } from '../src/platform/access/permissions.js';
 
@@ -61,7 +62,7 @@ async function auditActions(): Promise<{ action: string; outcome: string; change
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: 'nats://127.0.0.1:4222' });
+  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: SHARED_NATS_URL });
   const a = await createOrganization(db.appUrl, 'Admin A');
   const b = await createOrganization(db.appUrl, 'Admin B');
   owner = new GraphQLClient(cp.graphqlUrl, a.adminToken);

@@ -52,11 +52,12 @@ import {
   startControlPlane,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 import { startNatsServer, type RunningNatsServer } from '../src/platform/messaging/nats-server.js';
 import { UP_LIMITS, UP_MAX_DELIVER } from '../src/platform/messaging/nats.service.js';
 
-const NATS_URL = 'nats://127.0.0.1:4222';
+const NATS_URL = SHARED_NATS_URL;
 let db: TestDatabase;
 let cp: ControlPlane;
 let nc: NatsConnection;

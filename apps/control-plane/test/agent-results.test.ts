@@ -35,9 +35,10 @@ import {
   waitFor,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
-const NATS_URL = 'nats://127.0.0.1:4222';
+const NATS_URL = SHARED_NATS_URL;
 const sha = 'b'.repeat(64);
 let db: TestDatabase;
 let cp: ControlPlane;

@@ -16,6 +16,7 @@ import {
   startControlPlane,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
 let db: TestDatabase;
@@ -73,7 +74,7 @@ async function tamper(sql: string, params: unknown[] = []) {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: 'nats://127.0.0.1:4222' });
+  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: SHARED_NATS_URL });
 });
 
 afterAll(async () => {

@@ -18,6 +18,7 @@ import {
   startControlPlane,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 import {
   isProjectPermission,
@@ -528,7 +529,7 @@ async function inviteAndAccept(owner: GraphQLClient, email: string, role: string
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: 'nats://127.0.0.1:4222' });
+  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: SHARED_NATS_URL });
   const a = await createOrganization(db.appUrl, 'Matrix A');
   const b = await createOrganization(db.appUrl, 'Matrix B');
   ownerA = new GraphQLClient(cp.graphqlUrl, a.adminToken);

@@ -13,6 +13,7 @@ import {
   startControlPlane,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
 let db: TestDatabase;
@@ -22,7 +23,7 @@ let other: GraphQLClient;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: 'nats://127.0.0.1:4222' });
+  cp = await startControlPlane({ DATABASE_URL: db.appUrl, NATS_URL: SHARED_NATS_URL });
   admin = new GraphQLClient(cp.graphqlUrl, (await createOrganization(db.appUrl, 'Acme')).adminToken);
   other = new GraphQLClient(cp.graphqlUrl, (await createOrganization(db.appUrl, 'Other')).adminToken);
 });

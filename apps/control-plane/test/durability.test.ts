@@ -25,9 +25,10 @@ import {
   type ControlPlane,
   type TestAgent,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
-const NATS_URL = 'nats://127.0.0.1:4222';
+const NATS_URL = SHARED_NATS_URL;
 const FIELDS = 'id state exitCode attempts agent { id }';
 interface Job {
   id: string;

@@ -23,9 +23,10 @@ import {
   type ControlPlane,
   type TestAgent,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
-const NATS_URL = 'nats://127.0.0.1:4222';
+const NATS_URL = SHARED_NATS_URL;
 const JOB_FIELDS = `id state stateReason exitCode attempts logTail agent { id hostname } createdAt startedAt finishedAt`;
 
 interface Job {

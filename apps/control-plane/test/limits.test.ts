@@ -10,6 +10,7 @@ import {
   startControlPlane,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
 let db: TestDatabase;
@@ -20,7 +21,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   cp = await startControlPlane({
     DATABASE_URL: db.appUrl,
-    NATS_URL: 'nats://127.0.0.1:4222',
+    NATS_URL: SHARED_NATS_URL,
     RATE_LIMIT_PER_MINUTE: '5',
     GRAPHQL_MAX_COMPLEXITY: '12',
     GRAPHQL_MAX_DEPTH: '4',

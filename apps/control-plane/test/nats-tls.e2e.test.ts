@@ -4,7 +4,7 @@
  * not trust that CA, or that is sent to a server beyond its machine offering no TLS, refuses to
  * connect and says why (`--allow-plaintext` lets the latter through); a control plane told tls://
  * refuses a server without TLS; a join over plain HTTP to another machine is refused before any
- * request. The shared nats-server (127.0.0.1:4222) offers no TLS; the others are this file's own.
+ * request. The shared nats-server (SHARED_NATS_URL) offers no TLS; the others are this file's own.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -27,6 +27,7 @@ import {
   type PemPair,
   type Proc,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 import { generateNatsOperatorSecrets, NatsAuthority } from '../src/platform/messaging/nats-auth.js';
 import { startNatsServer, type RunningNatsServer } from '../src/platform/messaging/nats-server.js';
@@ -128,12 +129,12 @@ describe('NATS over TLS with JWT auth (production shape)', () => {
     dbs.push(db);
     const r = await runProcess(process.execPath, [HEARTH_BIN, 'serve'], {
       DATABASE_URL: db.appUrl,
-      NATS_URL: 'tls://127.0.0.1:4222',
+      NATS_URL: SHARED_NATS_URL.replace(/^nats:/, 'tls:'),
       PORT: '0',
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      'hearth: NATS_URL names a tls:// server, and the NATS server reached (tls://127.0.0.1:4222) offers no TLS',
+      `hearth: NATS_URL names a tls:// server, and the NATS server reached (${SHARED_NATS_URL.replace(/^nats:/, 'tls:')}) offers no TLS`,
     );
   }, 60_000);
 });

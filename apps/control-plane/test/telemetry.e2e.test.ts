@@ -24,9 +24,10 @@ import {
   type FakeGpus,
   type TestAgent,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
-const NATS_URL = 'nats://127.0.0.1:4222';
+const NATS_URL = SHARED_NATS_URL;
 const dir = mkdtempSync(join(tmpdir(), 'hearth-telemetry-e2e-'));
 let db: TestDatabase;
 let cp: ControlPlane;

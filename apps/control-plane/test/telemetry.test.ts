@@ -35,9 +35,10 @@ import {
   waitFor,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
-const NATS_URL = 'nats://127.0.0.1:4222';
+const NATS_URL = SHARED_NATS_URL;
 const MODEL = 'NVIDIA H100 80GB HBM3';
 const INTERVAL = 10;
 const MINUTE = 60_000;

@@ -13,6 +13,7 @@ import {
   startControlPlane,
   type ControlPlane,
   type TestDatabase,
+  SHARED_NATS_URL,
 } from '@hearth/testing';
 
 const SUBMIT = `mutation($c: [String!]!) { submitJob(input: { kind: COMMAND, command: $c }) { id state stateReason } }`;
@@ -30,7 +31,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   cp = await startControlPlane({
     DATABASE_URL: db.appUrl,
-    NATS_URL: 'nats://127.0.0.1:4222',
+    NATS_URL: SHARED_NATS_URL,
     DATABASE_POOL_SIZE: '2',
   });
   const A = await createOrganization(db.appUrl, 'Tenant A');

@@ -2,8 +2,19 @@ import { consumers, DOWN_STREAM } from '@hearth/contracts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 
-/** The nats-server the tests and benchmarks share (the machine's own). */
-export const SHARED_NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+/**
+ * The nats-server a test file shares with the files before and after it: in the integration suite
+ * its jest worker's own (integration.global-setup.mjs), so files on different workers share no
+ * stream; elsewhere (benchmarks, a lone run) NATS_URL or the machine's own.
+ */
+export const SHARED_NATS_URL = workerNatsUrl() ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+function workerNatsUrl(): string | undefined {
+  const urls = (process.env.HEARTH_TEST_NATS_URLS ?? '').split(',').filter(Boolean);
+  if (urls.length === 0) return undefined;
+  const worker = Number(process.env.JEST_WORKER_ID) || 1;
+  return urls[(worker - 1) % urls.length];
+}
 
 /**
  * Deletes the durable consumers of these agents from the shared nats-server. They outlive the test

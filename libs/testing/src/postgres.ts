@@ -29,18 +29,25 @@ function withUser(url: string, user: string): string {
   return u.toString();
 }
 
-/** A fresh database, migrated with the real `hearth migrate`. Each test file gets its own. */
+/**
+ * A fresh database, migrated with the real `hearth migrate`. Each test file gets its own: in the
+ * integration suite a copy of the one database its global setup migrated (integration.global-setup.mjs),
+ * elsewhere migrated here.
+ */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `hearth_test_${randomBytes(6).toString('hex')}`;
+  const template = process.env.HEARTH_TEST_DATABASE_TEMPLATE;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.query(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${template}` : ''}`);
   await admin.end();
   const adminUrl = withDatabase(ADMIN_URL, name);
-  execFileSync(process.execPath, [HEARTH_BIN, 'migrate'], {
-    env: { ...process.env, DATABASE_URL: adminUrl, MIGRATION_DATABASE_URL: adminUrl },
-    stdio: 'pipe',
-  });
+  if (!template) {
+    execFileSync(process.execPath, [HEARTH_BIN, 'migrate'], {
+      env: { ...process.env, DATABASE_URL: adminUrl, MIGRATION_DATABASE_URL: adminUrl },
+      stdio: 'pipe',
+    });
+  }
   return {
     name,
     adminUrl,
