@@ -11,6 +11,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { linearRegressionModel } from '@hearth/testing';
 import { createLogger } from '../src/logger.js';
+import { DEFAULT_SERVE_LIMITS } from '../src/policy/local-policy.js';
 import { ServeHost } from '../src/serve/serve-host.js';
 import { ensureBuilt, processAlive } from './agent-process.js';
 import { waitUntil } from './fake-control-plane.js';
@@ -94,6 +95,24 @@ describe('ServeHost with serve workers', () => {
     await host.close();
     expect(pids.filter(processAlive)).toEqual([]);
     await expect(infer(endpoint, 'churn')).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it("applies the policy's serve.limits in every worker", async () => {
+    const host = new ServeHost({
+      address: { host: '127.0.0.1', port: 0, limits: { ...DEFAULT_SERVE_LIMITS, maxElements: 2 } },
+      threads: 1,
+      workers: 2,
+      logger,
+    });
+    hosts.push(host);
+    const endpoint = await host.start();
+    await host.deploy('a1', 'churn', '1', v1);
+    // One connection per request: the port's connections go to both workers.
+    const answers = await inferMany(endpoint, 'churn', 10);
+    expect(answers.map((a) => a.status)).toEqual(new Array(10).fill(413));
+    expect(new Set(answers.map((a) => a.body.error))).toEqual(
+      new Set(["input 'float_input': shape [1,3] holds 3 elements; this server takes at most 2 per tensor"]),
+    );
   });
 
   it('switches every worker together, and none when one cannot load the new version', async () => {

@@ -57,6 +57,44 @@ export function issueCertificate(ca: PemPair, dir: string, name: string): PemPai
   return pair;
 }
 
+/**
+ * A revocation list (PEM) signed by `ca` that lists `revoked`, written to `<dir>/<name>.crl`
+ * (renamed into place, as a renewal should be). `openssl ca` keeps its records in `<dir>/<name>.db/`.
+ * It is valid for `validSeconds` from now (wait past a short one for an expired list).
+ */
+export function revocationList(
+  ca: PemPair,
+  dir: string,
+  name: string,
+  revoked: readonly PemPair[],
+  validSeconds = 2 * 86_400,
+): string {
+  const db = path.join(dir, `${name}.db`);
+  fs.rmSync(db, { recursive: true, force: true });
+  fs.mkdirSync(db, { recursive: true });
+  fs.writeFileSync(path.join(db, 'index.txt'), '');
+  fs.writeFileSync(path.join(db, 'crlnumber'), '1000\n');
+  const config = path.join(db, 'ca.cnf');
+  fs.writeFileSync(
+    config,
+    [
+      '[ca]',
+      'default_ca = hearth_test',
+      '[hearth_test]',
+      `database = ${path.join(db, 'index.txt')}`,
+      `crlnumber = ${path.join(db, 'crlnumber')}`,
+      'default_md = sha256',
+      '',
+    ].join('\n'),
+  );
+  const signer = ['-config', config, '-cert', ca.cert, '-keyfile', ca.key];
+  for (const pair of revoked) openssl(['ca', ...signer, '-revoke', pair.cert]);
+  const file = path.join(dir, `${name}.crl`);
+  openssl(['ca', ...signer, '-gencrl', '-crlsec', String(validSeconds), '-out', `${file}.new`]);
+  fs.renameSync(`${file}.new`, file);
+  return file;
+}
+
 export interface HttpsAnswer {
   readonly status: number;
   readonly text: string;

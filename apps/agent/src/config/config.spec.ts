@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { issueCertificate, makeCertificateAuthority } from '@hearth/testing';
 import { ConfigError, parseJoinConfig, parseRunConfig } from './config.js';
+import { DEFAULT_SERVE_LIMITS } from '../policy/local-policy.js';
 
 describe('parseRunConfig', () => {
   it('applies defaults and freezes the result', () => {
@@ -31,7 +32,14 @@ describe('parseRunConfig', () => {
           sendLogTail: true,
           sandbox: null,
         },
-        serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
+        serve: {
+          host: '127.0.0.1',
+          port: 8600,
+          threads: null,
+          workers: 1,
+          tls: null,
+          limits: DEFAULT_SERVE_LIMITS,
+        },
         metrics: { host: '127.0.0.1', port: null, tls: null },
         logs: { keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 },
       },
@@ -150,7 +158,7 @@ describe('parseRunConfig: the local policy', () => {
     const ca = makeCertificateAuthority(path.join(dir, 'pki'), 'ca');
     const cert = issueCertificate(ca, path.join(dir, 'pki'), 'inference');
     const other = issueCertificate(ca, path.join(dir, 'pki'), 'other');
-    const tls = { certFile: cert.cert, keyFile: cert.key, clientCaFile: ca.cert };
+    const tls = { certFile: cert.cert, keyFile: cert.key, clientCaFile: ca.cert, crlFile: null };
     const good = write('tls.json', JSON.stringify({ serve: { host: '0.0.0.0', tls } }));
     expect(parseRunConfig({ dataDir: dir, policy: good }, {}).policy.serve.tls).toEqual(tls);
     expect(parseRunConfig({ dataDir: dir, policy: good, servePort: '0' }, {}).policy.serve).toMatchObject({
@@ -173,7 +181,7 @@ describe('parseRunConfig: the local policy', () => {
   it("checks the metrics endpoint's TLS files at start too, naming metrics.tls, and keeps them under metrics flags", () => {
     const ca = makeCertificateAuthority(path.join(dir, 'pki-metrics'), 'ca');
     const cert = issueCertificate(ca, path.join(dir, 'pki-metrics'), 'metrics');
-    const tls = { certFile: cert.cert, keyFile: cert.key, clientCaFile: ca.cert };
+    const tls = { certFile: cert.cert, keyFile: cert.key, clientCaFile: ca.cert, crlFile: null };
     const good = write('metrics-tls.json', JSON.stringify({ metrics: { port: 9464, tls } }));
     expect(parseRunConfig({ dataDir: dir, policy: good, metricsPort: '0' }, {}).policy.metrics).toEqual({
       host: '127.0.0.1',
@@ -192,14 +200,25 @@ describe('parseRunConfig: the local policy', () => {
   });
 
   it("lets --serve-host, --serve-port, --serve-threads and --serve-workers override the policy's serve settings (port 0: any free port)", () => {
-    const file = write('serve.json', JSON.stringify({ serve: { host: '10.0.0.5', port: 9000, threads: 2 } }));
+    const file = write(
+      'serve.json',
+      JSON.stringify({ serve: { host: '10.0.0.5', port: 9000, threads: 2, limits: { maxConnections: 10 } } }),
+    );
     const serve = (flags: {
       serveHost?: string;
       servePort?: string;
       serveThreads?: string;
       serveWorkers?: string;
     }) => parseRunConfig({ dataDir: dir, policy: file, ...flags }, {}).policy.serve;
-    const policy = { host: '10.0.0.5', port: 9000, threads: 2, workers: 1, tls: null };
+    // The policy's serve.limits stay under the flags.
+    const policy = {
+      host: '10.0.0.5',
+      port: 9000,
+      threads: 2,
+      workers: 1,
+      tls: null,
+      limits: { ...DEFAULT_SERVE_LIMITS, maxConnections: 10 },
+    };
     expect(serve({})).toEqual(policy);
     expect(serve({ servePort: '0' })).toEqual({ ...policy, port: 0 });
     expect(serve({ serveHost: '0.0.0.0' })).toEqual({ ...policy, host: '0.0.0.0' });

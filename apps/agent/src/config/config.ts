@@ -204,6 +204,7 @@ function localPolicy(dataDirPath: string, flags: RunFlags): LocalPolicy {
             : integer('--serve-threads', flags.serveThreads, 1, 1, 1024),
         workers: integer('--serve-workers', flags.serveWorkers, policy.serve.workers, 1, 256),
         tls: policy.serve.tls,
+        limits: policy.serve.limits,
       });
   const metrics =
     flags.metricsHost === undefined && flags.metricsPort === undefined

@@ -4,7 +4,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Counter, Registry } from 'prom-client';
-import { httpsRequest, issueCertificate, makeCertificateAuthority } from '@hearth/testing';
+import {
+  httpsRequest,
+  issueCertificate,
+  makeCertificateAuthority,
+  revocationList,
+  waitFor,
+} from '@hearth/testing';
 import { createLogger } from '../logger.js';
 import { MetricsEndpointError, startMetricsServer, type MetricsServer } from './metrics-server.js';
 
@@ -109,14 +115,15 @@ describe('startMetricsServer with metrics.tls', () => {
   const prometheus = issueCertificate(scraperCa, dir, 'prometheus');
   const stranger = issueCertificate(strangerCa, dir, 'stranger');
   const started: MetricsServer[] = [];
-  const start = async (clientCaFile: string | null) => {
+  const start = async (clientCaFile: string | null, crlFile: string | null = null) => {
     const s = await startMetricsServer({
       host: '127.0.0.1',
       port: 0,
       registry,
       ready,
       logger,
-      tls: { certFile: endpoint.cert, keyFile: endpoint.key, clientCaFile },
+      tls: { certFile: endpoint.cert, keyFile: endpoint.key, clientCaFile, crlFile },
+      tlsReloadMs: 50,
     });
     started.push(s);
     return s;
@@ -150,6 +157,18 @@ describe('startMetricsServer with metrics.tls', () => {
         text: 'forbidden: this endpoint answers only clients with a certificate issued by the CA it trusts (mutual TLS)\n',
       });
     }
+  });
+
+  it('refuses a scraper its revocation list names, and answers it again once a renewed list does not', async () => {
+    const s = await start(scraperCa.cert, revocationList(scraperCa, dir, 'scrapers', [prometheus]));
+    const scrape = async () => (await httpsRequest(s.url, { ca: serverCa.cert, client: prometheus })).status;
+    expect(await scrape()).toBe(403);
+    revocationList(scraperCa, dir, 'scrapers', []);
+    await waitFor(async () => (await scrape()) === 200, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: 'the renewed list to be applied',
+    });
   });
 
   it('refuses to start with files that cannot serve, naming metrics.tls', async () => {

@@ -60,7 +60,20 @@ describe('loadLocalPolicy', () => {
         sendLogTail: true,
         sandbox: null,
       },
-      serve: { host: '127.0.0.1', port: 8600, threads: null, workers: 1, tls: null },
+      serve: {
+        host: '127.0.0.1',
+        port: 8600,
+        threads: null,
+        workers: 1,
+        tls: null,
+        limits: {
+          maxBodyBytes: 32 * 1024 ** 2,
+          maxInFlightBytes: null,
+          maxElements: 2 ** 25,
+          maxStringElements: 2 ** 20,
+          maxConnections: 1024,
+        },
+      },
       metrics: { host: '127.0.0.1', port: null, tls: null },
       logs: { keepDays: 30, maxTotalBytes: 10 * 1024 ** 3 },
     });
@@ -100,6 +113,7 @@ describe('loadLocalPolicy', () => {
           threads: 1,
           workers: 4,
           tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/../hearth/serve.key' },
+          limits: { maxBodyBytes: 128 * 1024 ** 2, maxConnections: 64 },
         },
         metrics: {
           host: '0.0.0.0',
@@ -108,6 +122,7 @@ describe('loadLocalPolicy', () => {
             certFile: '/etc/hearth/m.crt',
             keyFile: '/etc/hearth/m.key',
             clientCaFile: '/etc/hearth/prometheus-ca.pem',
+            crlFile: '/etc/hearth/prometheus-ca.crl',
           },
         },
         logs: { keepDays: 7, maxTotalBytes: 2 * 1024 ** 3 },
@@ -135,7 +150,20 @@ describe('loadLocalPolicy', () => {
         threads: 1,
         workers: 4,
         // No client CA unless one is named: any client may connect, over TLS.
-        tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/serve.key', clientCaFile: null },
+        tls: {
+          certFile: '/etc/hearth/serve.crt',
+          keyFile: '/etc/hearth/serve.key',
+          clientCaFile: null,
+          crlFile: null,
+        },
+        // The limits not named keep their defaults.
+        limits: {
+          maxBodyBytes: 128 * 1024 ** 2,
+          maxInFlightBytes: null,
+          maxElements: 2 ** 25,
+          maxStringElements: 2 ** 20,
+          maxConnections: 64,
+        },
       },
       metrics: {
         host: '0.0.0.0',
@@ -144,11 +172,13 @@ describe('loadLocalPolicy', () => {
           certFile: '/etc/hearth/m.crt',
           keyFile: '/etc/hearth/m.key',
           clientCaFile: '/etc/hearth/prometheus-ca.pem',
+          crlFile: '/etc/hearth/prometheus-ca.crl',
         },
       },
       logs: { keepDays: 7, maxTotalBytes: 2 * 1024 ** 3 },
     });
     expect(Object.isFrozen(loadLocalPolicy(dir).serve.tls)).toBe(true);
+    expect(Object.isFrozen(loadLocalPolicy(dir).serve.limits)).toBe(true);
   });
 
   it('rejects a bad file with the field to fix', () => {
@@ -169,6 +199,20 @@ describe('loadLocalPolicy', () => {
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.threads: /);
     fs.writeFileSync(file, '{"serve": {"workers": 0}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.workers: /);
+    fs.writeFileSync(file, '{"serve": {"limits": {"maxBodyBytes": 1073741824}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(
+      /is invalid at serve\.limits\.maxBodyBytes: /,
+    );
+    fs.writeFileSync(file, '{"serve": {"limits": {"maxBodyBytes": 65536, "maxInFlightBytes": 4096}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(
+      `the local policy ${file} is invalid at serve.limits.maxInFlightBytes: must be at least maxBodyBytes: a request of the largest size could never be answered`,
+    );
+    fs.writeFileSync(file, '{"serve": {"tls": {"certFile": "/c", "keyFile": "/k", "crlFile": "/ca.crl"}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toBe(
+      `the local policy ${file} is invalid at serve.tls.crlFile: a revocation list is for client certificates: it needs clientCaFile`,
+    );
+    fs.writeFileSync(file, '{"serve": {"limits": {"maxBody": 65536}}}');
+    expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.limits: /);
     fs.writeFileSync(file, '{"serve": {"tls": {"certFile": "/etc/hearth/serve.crt"}}}');
     expect(policyError(() => loadLocalPolicy(tmp, file))).toMatch(/is invalid at serve\.tls\.keyFile: /);
     fs.writeFileSync(file, '{"serve": {"tls": {"certFile": "serve.crt", "keyFile": "/k"}}}');

@@ -15,12 +15,26 @@ import { z } from 'zod';
 export const POLICY_FILE_NAME = 'policy.json';
 export const DEFAULT_MAX_DATASET_BYTES = 256 * 1024 * 1024;
 export const MAX_DATASET_BYTES = 2 ** 29 - 24;
+/** The inference server's limits unless the policy sets them (oip-server.ts says why each exists). */
+export const DEFAULT_SERVE_LIMITS = Object.freeze({
+  maxBodyBytes: 32 * 1024 ** 2,
+  maxInFlightBytes: null,
+  maxElements: 2 ** 25,
+  maxStringElements: 2 ** 20,
+  maxConnections: 1024,
+});
+/**
+ * The largest body limit taken: a JSON body may be read as one string, and V8's strings stop at
+ * 2^29 - 24 characters (the JSON response's limit, 4 × the body's, is capped there too).
+ */
+export const MAX_SERVE_BODY_BYTES = 256 * 1024 ** 2;
 export const DEFAULT_SERVE = Object.freeze({
   host: '127.0.0.1',
   port: 8600,
   threads: null,
   workers: 1,
   tls: null,
+  limits: DEFAULT_SERVE_LIMITS,
 });
 export const DEFAULT_METRICS = Object.freeze({ host: '127.0.0.1', port: null, tls: null });
 /**
@@ -72,6 +86,28 @@ export interface ServePolicy {
   readonly workers: number;
   /** HTTPS (and, with a client CA, mutual TLS) for the inference server; null: plain HTTP. */
   readonly tls: ServeTlsPolicy | null;
+  readonly limits: ServeLimitsPolicy;
+}
+
+/**
+ * What one inference request, and all of them together, may make the inference server hold. Each
+ * worker applies them on its own. Beyond them a client gets 413 (a body or tensor too large) or 503
+ * with Retry-After (too many bytes in flight); connections beyond the cap are closed at once.
+ */
+export interface ServeLimitsPolicy {
+  /** The largest request body, after decompression; at most MAX_SERVE_BODY_BYTES. */
+  readonly maxBodyBytes: number;
+  /**
+   * Request and response bytes held at once by the requests being answered; at least
+   * maxBodyBytes. null: 2 × maxBodyBytes.
+   */
+  readonly maxInFlightBytes: number | null;
+  /** Elements of one input tensor. */
+  readonly maxElements: number;
+  /** Elements of one BYTES input tensor (each a JavaScript string while the request is read). */
+  readonly maxStringElements: number;
+  /** Connections open at once. */
+  readonly maxConnections: number;
 }
 
 /**
@@ -86,6 +122,11 @@ export interface ServeTlsPolicy {
   readonly keyFile: string;
   /** null: any client may connect; else only clients with a certificate this CA (PEM) issued. */
   readonly clientCaFile: string | null;
+  /**
+   * Certificate revocation lists (PEM) of the client CA: a client certificate listed is refused.
+   * Only with clientCaFile; null or absent: none. Re-read when it changes, as the others are.
+   */
+  readonly crlFile?: string | null;
 }
 
 /**
@@ -182,8 +223,30 @@ const TlsBlock = z
     certFile: absolutePath,
     keyFile: absolutePath,
     clientCaFile: absolutePath.nullable().default(null),
+    crlFile: absolutePath.nullable().default(null),
   })
-  .strict();
+  .strict()
+  .refine((t) => t.crlFile === null || t.clientCaFile !== null, {
+    message: 'a revocation list is for client certificates: it needs clientCaFile',
+    path: ['crlFile'],
+  });
+
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+const ServeLimitsBlock = z
+  .object({
+    maxBodyBytes: count(1024, MAX_SERVE_BODY_BYTES).default(DEFAULT_SERVE_LIMITS.maxBodyBytes),
+    maxInFlightBytes: count(1024, Number.MAX_SAFE_INTEGER)
+      .nullable()
+      .default(DEFAULT_SERVE_LIMITS.maxInFlightBytes),
+    maxElements: count(1, 2 ** 31 - 1).default(DEFAULT_SERVE_LIMITS.maxElements),
+    maxStringElements: count(1, 2 ** 31 - 1).default(DEFAULT_SERVE_LIMITS.maxStringElements),
+    maxConnections: count(1, 65_536).default(DEFAULT_SERVE_LIMITS.maxConnections),
+  })
+  .strict()
+  .refine((l) => l.maxInFlightBytes === null || l.maxInFlightBytes >= l.maxBodyBytes, {
+    message: 'must be at least maxBodyBytes: a request of the largest size could never be answered',
+    path: ['maxInFlightBytes'],
+  });
 
 /** An environment variable name, or a prefix of names ending in `*`. */
 const envPattern = z
@@ -250,6 +313,7 @@ const PolicyFile = z
         threads: z.number().int().min(1).max(1024).nullable().default(DEFAULT_SERVE.threads),
         workers: z.number().int().min(1).max(256).default(DEFAULT_SERVE.workers),
         tls: TlsBlock.nullable().default(DEFAULT_SERVE.tls),
+        limits: ServeLimitsBlock.default({ ...DEFAULT_SERVE_LIMITS }),
       })
       .strict()
       .default({ ...DEFAULT_SERVE }),
@@ -300,6 +364,7 @@ function tlsPolicy(block: z.infer<typeof TlsBlock> | null): ServeTlsPolicy | nul
     certFile: path.resolve(block.certFile),
     keyFile: path.resolve(block.keyFile),
     clientCaFile: block.clientCaFile === null ? null : path.resolve(block.clientCaFile),
+    crlFile: block.crlFile === null ? null : path.resolve(block.crlFile),
   });
 }
 
@@ -334,7 +399,11 @@ export function parseLocalPolicy(json: unknown, file: string): LocalPolicy {
               devices: Object.freeze(p.commands.sandbox.devices.map((d) => path.resolve(d))),
             }),
     }),
-    serve: Object.freeze({ ...p.serve, tls: tlsPolicy(p.serve.tls) }),
+    serve: Object.freeze({
+      ...p.serve,
+      tls: tlsPolicy(p.serve.tls),
+      limits: Object.freeze({ ...p.serve.limits }),
+    }),
     metrics: Object.freeze({ ...p.metrics, tls: tlsPolicy(p.metrics.tls) }),
     logs: Object.freeze({ ...p.logs }),
   });

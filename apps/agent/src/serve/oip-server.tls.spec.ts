@@ -10,13 +10,16 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import {
   httpsRequest,
   issueCertificate,
   linearRegressionModel,
   makeCertificateAuthority,
+  revocationList,
   waitFor,
 } from '@hearth/testing';
+import { pino } from 'pino';
 import { createLogger } from '../logger.js';
 import { ModelRepository } from './model-repository.js';
 import { startOipServer, type OipServer } from './oip-server.js';
@@ -65,6 +68,54 @@ async function start(tls: Parameters<typeof startOipServer>[0]['tls'], tlsReload
   });
   servers.push(server);
   return server;
+}
+
+/** A kept-alive mutual-TLS connection spoken to by hand: each request's whole answer, in order. */
+async function tlsConnection(port: number, client: { cert: string; key: string }) {
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port,
+    ca: fs.readFileSync(serverCa.cert),
+    cert: fs.readFileSync(client.cert),
+    key: fs.readFileSync(client.key),
+  });
+  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  let received = '';
+  let waiter: (() => void) | null = null;
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString('latin1');
+    waiter?.();
+  });
+  socket.on('error', () => undefined);
+  let ended = false;
+  const closed = new Promise<boolean>((resolve) =>
+    socket.once('close', () => {
+      ended = true;
+      waiter?.();
+      resolve(true);
+    }),
+  );
+  return {
+    socket,
+    /** Writes `text` and resolves with the next complete response (headers and content-length body). */
+    async request(text: string): Promise<string> {
+      socket.write(text);
+      for (;;) {
+        const end = received.indexOf('\r\n\r\n');
+        const length = Number(/content-length: (\d+)/i.exec(received.slice(0, end))?.[1] ?? 0);
+        if (end >= 0 && received.length >= end + 4 + length) {
+          const response = received.slice(0, end + 4 + length);
+          received = received.slice(end + 4 + length);
+          return response;
+        }
+        if (ended)
+          throw new Error(`the connection closed before a whole response: ${JSON.stringify(received)}`);
+        await new Promise<void>((resolve) => (waiter = resolve));
+      }
+    },
+    closedWithin: (ms: number) =>
+      Promise.race([closed, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref())]),
+  };
 }
 
 /** What a client gets that speaks plain HTTP to the port: a status, or its error's code. */
@@ -147,6 +198,98 @@ describe('the inference server with serve.tls', () => {
       body: INFER,
     });
     expect(answer.status).toBe(200);
+  });
+
+  it('stops answering connections authorized under a client CA that has been replaced', async () => {
+    const rotating = path.join(dir, 'ca-rotation');
+    fs.mkdirSync(rotating);
+    const oldCa = makeCertificateAuthority(rotating, 'old-ca');
+    const newCa = makeCertificateAuthority(rotating, 'new-ca');
+    const oldClient = issueCertificate(oldCa, rotating, 'old-client');
+    const newClient = issueCertificate(newCa, rotating, 'new-client');
+    const caFile = path.join(rotating, 'clients.pem');
+    fs.copyFileSync(oldCa.cert, caFile);
+    const server = await start(
+      { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: caFile },
+      50,
+    );
+    const { port } = new URL(server.url);
+
+    // Two kept-alive connections of the old CA's client: one idle, one with a request under way.
+    const idle = await tlsConnection(Number(port), oldClient);
+    expect(await idle.request('GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+    const busy = await tlsConnection(Number(port), oldClient);
+    const head = `POST /v2/models/price/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${INFER.length}\r\n\r\n`;
+    busy.socket.write(head + INFER.slice(0, 10));
+
+    fs.copyFileSync(newCa.cert, caFile);
+    const url = `${server.url}/v2/models/price/infer`;
+    await waitFor(
+      async () =>
+        (await httpsRequest(url, { ca: serverCa.cert, client: newClient, body: INFER })).status === 200,
+      {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+        what: "the new CA's client to be answered",
+      },
+    );
+    expect(await idle.closedWithin(5000)).toBe(true);
+    // The request under way was authorized before the change and is answered; nothing after it.
+    expect(await busy.request(INFER.slice(10))).toMatch(/^HTTP\/1\.1 200 [\s\S]*"data":\[3\]/);
+    const refused = await busy.request(head + INFER);
+    expect(refused).toMatch(/^HTTP\/1\.1 421 Misdirected Request\r\n/);
+    expect(refused).toContain(
+      `{"error":"the server's client CA or revocation list changed since this connection was opened: send the request again on a new connection"}`,
+    );
+    expect(await busy.closedWithin(5000)).toBe(true);
+    // Reconnecting, the old CA's client is refused; the new one's is answered.
+    expect((await httpsRequest(url, { ca: serverCa.cert, client: oldClient, body: INFER })).status).toBe(403);
+  });
+
+  it('refuses client certificates its revocation list names, from the renewed list on, and says when the list is at fault', async () => {
+    const crlDir = path.join(dir, 'crl');
+    const ca = makeCertificateAuthority(crlDir, 'clients-ca');
+    const kept = issueCertificate(ca, crlDir, 'kept');
+    const revoked = issueCertificate(ca, crlDir, 'revoked');
+    const crlFile = revocationList(ca, crlDir, 'clients', [revoked]);
+    const lines: { level: number; msg: string; reason?: string }[] = [];
+    const server = await startOipServer({
+      host: '127.0.0.1',
+      port: 0,
+      repository,
+      metrics: new ServeMetrics(),
+      logger: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+      tls: { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: ca.cert, crlFile },
+      tlsReloadMs: 50,
+    });
+    servers.push(server);
+    const url = `${server.url}/v2/models/price/infer`;
+    const status = async (client: { cert: string; key: string }) =>
+      (await httpsRequest(url, { ca: serverCa.cert, client, body: INFER })).status;
+    expect(await status(kept)).toBe(200);
+    expect(await status(revoked)).toBe(403);
+
+    // The list renewed, now naming the other client too: its kept-alive connection is closed.
+    const open = await tlsConnection(Number(new URL(server.url).port), kept);
+    expect(await open.request('GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+    revocationList(ca, crlDir, 'clients', [revoked, kept]);
+    await waitFor(async () => (await status(kept)) === 403, {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: 'the renewed list to be applied',
+    });
+    expect(await open.closedWithin(5000)).toBe(true);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+
+    // A list past its next update refuses every client: the log says the list is the cause.
+    revocationList(ca, crlDir, 'clients', [], 1);
+    const expiredWarning = () => lines.find((l) => l.level === 40 && l.reason === 'CRL_HAS_EXPIRED');
+    await waitFor(async () => (await status(kept), expiredWarning()), {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      what: 'a warning that the revocation list expired',
+    });
+    expect(await status(kept)).toBe(403);
   });
 
   it('does not start with files that cannot be used, and says which', async () => {

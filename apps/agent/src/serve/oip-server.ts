@@ -9,7 +9,8 @@
  *   POST /v2/models/{name}[/versions/{version}]/infer
  *
  * Errors are {"error": "…"}: 400 malformed request (or a JSON response over its limit), 403 no
- * client certificate from the trusted CA (mutual TLS), 404 unknown path/model/version, 405 wrong
+ * client certificate from the trusted CA (mutual TLS), 421 a connection authorized under a client
+ * CA since replaced (send again on a new connection), 404 unknown path/model/version, 405 wrong
  * method, 408/431 a request too slow or with headers too large, 413 body or tensor over the limit,
  * 414 request target too long, 503 model not ready or too many bytes in flight (with Retry-After),
  * 400 or 500 a failed run (run-failure.ts: the client's values or the server's fault; onnxruntime's
@@ -35,8 +36,15 @@ import { parseJsonBody } from './oip-json.js';
 import { encodeInferResponseParts, inferBody, jsonBody, writeResponse } from './oip-response.js';
 import { LogGate, runFailure, runFailureLog } from './run-failure.js';
 import type { MetricsSink } from './serve-metrics.js';
-import type { ServeTlsPolicy } from '../policy/local-policy.js';
-import { keepServerTlsCurrent, loadServeTls, secureContextOptions } from './serve-tls.js';
+import type { ServeLimitsPolicy, ServeTlsPolicy } from '../policy/local-policy.js';
+import {
+  STALE_CLIENT,
+  crlFault,
+  keepServerTlsCurrent,
+  loadServeTls,
+  secureContextOptions,
+  type ServerTlsWatch,
+} from './serve-tls.js';
 import { ServeError, badRequest, type ServeErrorCode } from './serve.errors.js';
 
 /** Protocol extensions served (named as Triton names them). */
@@ -94,6 +102,8 @@ export interface OipServer {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/** V8's longest string (2^29 - 24 characters): a JSON response is built as one. */
+const MAX_JSON_RESPONSE_BYTES = 2 ** 29 - 24;
 /**
  * The longest request target (path and query) taken: routes need a few dozen characters, and a
  * long one cost route matching time on the event loop every other client waits on.
@@ -108,6 +118,7 @@ const HTTP_STATUS: Readonly<Record<ServeErrorCode, number>> = {
   URI_TOO_LONG: 414,
   REQUEST_TIMEOUT: 408,
   FORBIDDEN: 403,
+  MISDIRECTED: 421,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   NOT_READY: 503,
@@ -126,7 +137,8 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const { repository, metrics, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const budget = new ByteBudget(options.maxInFlightBytes ?? 2 * maxBodyBytes);
-  const maxJsonResponseBytes = options.maxJsonResponseBytes ?? 4 * maxBodyBytes;
+  const maxJsonResponseBytes =
+    options.maxJsonResponseBytes ?? Math.min(4 * maxBodyBytes, MAX_JSON_RESPONSE_BYTES);
   const tensorLimits = {
     maxElements: options.maxElements ?? DEFAULT_TENSOR_LIMITS.maxElements,
     maxStringElements: options.maxStringElements ?? DEFAULT_TENSOR_LIMITS.maxStringElements,
@@ -146,9 +158,22 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   const tlsMaterial = options.tls ? loadServeTls(options.tls) : null;
   const clientCertificates = tlsMaterial !== null && tlsMaterial.ca !== null;
 
+  let tlsWatch: ServerTlsWatch | null = null;
+
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    if (tlsWatch?.staleClient(req.socket as TLSSocket)) {
+      res.setHeader('connection', 'close');
+      throw new ServeError('MISDIRECTED', STALE_CLIENT);
+    }
     if (clientCertificates && !(req.socket as TLSSocket).authorized) {
       res.setHeader('connection', 'close');
+      const fault = crlFault(req.socket as TLSSocket);
+      if (fault !== null && errorLines.pass('crl') > 0) {
+        logger.warn(
+          { reason: fault },
+          'a client certificate was refused because of serve.tls.crlFile (expired, of another CA, or not yet valid): every client is refused until it is fixed',
+        );
+      }
       throw new ServeError(
         'FORBIDDEN',
         'this inference server answers only clients with a certificate issued by the CA it trusts ' +
@@ -376,21 +401,23 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     },
     'inference server listening (Open Inference Protocol v2)',
   );
-  const stopWatching = options.tls
+  tlsWatch = options.tls
     ? keepServerTlsCurrent(server as https.Server, options.tls, {
         where: 'serve.tls',
         what: 'inference server',
         logger,
+        ca: tlsMaterial?.ca ?? null,
+        crl: tlsMaterial?.crl ?? null,
         intervalMs: options.tlsReloadMs,
       })
-    : () => undefined;
+    : null;
 
   return {
     port,
     url: `${tlsMaterial ? 'https' : 'http'}://${host}:${port}`,
     close: async (graceMs = 10_000) => {
       closing = true;
-      stopWatching();
+      tlsWatch?.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
@@ -398,6 +425,18 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
       clearTimeout(force);
       idleWatch.close();
     },
+  };
+}
+
+/** The local policy's serve.limits as server options (absent: the server's defaults). */
+export function limitOptions(limits: ServeLimitsPolicy | undefined): Partial<OipServerOptions> {
+  if (!limits) return {};
+  return {
+    maxBodyBytes: limits.maxBodyBytes,
+    maxInFlightBytes: limits.maxInFlightBytes ?? undefined,
+    maxElements: limits.maxElements,
+    maxStringElements: limits.maxStringElements,
+    maxConnections: limits.maxConnections,
   };
 }
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { issueCertificate, linearRegressionModel, makeCertificateAuthority } from '@hearth/testing';
 import { createLogger } from '../logger.js';
+import { DEFAULT_SERVE_LIMITS } from '../policy/local-policy.js';
 import { ServeHost, endpointFor } from './serve-host.js';
 import { ServeTlsError } from './serve-tls.js';
 
@@ -91,6 +92,41 @@ describe('ServeHost', () => {
     expect(host.metricsOf(deployment).p50Ms).toBeGreaterThan(0);
     await host.undeploy(deployment);
     expect(await status(`${endpoint}/v2/models/churn/ready`)).toBe(404);
+  });
+
+  it("applies the policy's serve.limits to the requests it answers", async () => {
+    const host = new ServeHost({
+      address: {
+        host: '127.0.0.1',
+        port: 0,
+        limits: { ...DEFAULT_SERVE_LIMITS, maxBodyBytes: 4096, maxElements: 30 },
+      },
+      logger,
+    });
+    hosts.push(host);
+    const endpoint = await host.start();
+    await host.deploy('a1', 'churn', '1', v1);
+    const post = async (rows: number, padding = 0) => {
+      const res = await fetch(`${endpoint}/v2/models/churn/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          id: 'x'.repeat(padding),
+          inputs: [
+            { name: 'float_input', datatype: 'FP32', shape: [rows, 3], data: new Array(rows * 3).fill(1) },
+          ],
+        }),
+      });
+      return { status: res.status, body: (await res.json()) as { error?: string } };
+    };
+    expect((await post(10)).status).toBe(200); // 30 elements
+    expect(await post(11)).toEqual({
+      status: 413,
+      body: {
+        error: "input 'float_input': shape [11,3] holds 33 elements; this server takes at most 30 per tensor",
+      },
+    });
+    expect((await post(1, 5000)).status).toBe(413); // a body over 4 KiB
   });
 
   it('replaces a deployment with a newer one of the same name, whose undeploy alone unloads it', async () => {

@@ -10,7 +10,7 @@
 import os from 'node:os';
 import type { ServeMetrics as ServeMetricsMessage } from '@hearth/contracts';
 import type { Logger } from '../logger.js';
-import type { ServeTlsPolicy } from '../policy/local-policy.js';
+import type { ServeLimitsPolicy, ServeTlsPolicy } from '../policy/local-policy.js';
 import { ModelRepository, type SessionLoader } from './model-repository.js';
 import type { ExecutionProvider } from './model-session.js';
 import type { OipServer } from './oip-server.js';
@@ -24,6 +24,8 @@ export interface ServeAddress {
   readonly port: number;
   /** HTTPS with these files; null or absent: plain HTTP. */
   readonly tls?: ServeTlsPolicy | null;
+  /** The policy's serve.limits; absent: the server's defaults. */
+  readonly limits?: ServeLimitsPolicy;
 }
 
 export interface ServeHostOptions {
@@ -96,6 +98,7 @@ export class ServeHost {
             port: address.port,
             threads: options.threads ?? null,
             tls: address.tls ?? null,
+            limits: address.limits ?? null,
             logger,
             metrics: sink,
             workerScript: options.workerScript,
@@ -248,11 +251,12 @@ class InProcessServer implements ServeBackend {
   }
 
   async start(): Promise<number> {
-    const { startOipServer } = await import('./oip-server.js');
+    const { limitOptions, startOipServer } = await import('./oip-server.js');
     this.server = await startOipServer({
       host: this.options.address.host,
       port: this.options.address.port,
       tls: this.options.address.tls ?? null,
+      ...limitOptions(this.options.address.limits),
       repository: this.repository,
       metrics: this.metrics,
       logger: this.options.logger,

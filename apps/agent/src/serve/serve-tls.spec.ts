@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { issueCertificate, makeCertificateAuthority, waitFor } from '@hearth/testing';
+import { issueCertificate, makeCertificateAuthority, revocationList, waitFor } from '@hearth/testing';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
 import { ServeTlsError, loadServeTls, watchServeTls } from './serve-tls.js';
 
@@ -71,6 +71,16 @@ describe('loadServeTls', () => {
     expect(refused(policy({ clientCaFile: ca.key }))).toBe(
       `serve.tls.clientCaFile ${ca.key} is not a PEM certificate`,
     );
+    expect(refused(policy({ clientCaFile: ca.cert, crlFile: ca.cert }))).toBe(
+      `serve.tls.crlFile ${ca.cert} is not a PEM certificate revocation list`,
+    );
+  });
+
+  it('reads a revocation list of the client CA', () => {
+    const crlFile = revocationList(ca, dir, 'clients', [other]);
+    const material = loadServeTls(policy({ clientCaFile: ca.cert, crlFile }));
+    expect(material.crl).toEqual(fs.readFileSync(crlFile));
+    expect(loadServeTls(policy({ clientCaFile: ca.cert })).crl).toBeNull();
   });
 
   it('refuses a key that belongs to another certificate, and an encrypted key', () => {

@@ -10,7 +10,7 @@
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type https from 'node:https';
-import tls from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import type { Logger } from '../logger.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
 
@@ -25,6 +25,8 @@ export interface ServeTlsMaterial {
   readonly key: Buffer;
   /** The client CA; null: no client certificate is asked for. */
   readonly ca: Buffer | null;
+  /** Revocation lists of the client CA; null: none. */
+  readonly crl: Buffer | null;
   /** The server certificate, for logs: never the key. */
   readonly certificate: {
     readonly subject: string;
@@ -55,6 +57,8 @@ export function loadServeTls(
   const cert = readFile(policy.certFile, 'certFile');
   const key = readFile(policy.keyFile, 'keyFile');
   const ca = policy.clientCaFile === null ? null : readFile(policy.clientCaFile, 'clientCaFile');
+  const crlFile = policy.crlFile ?? null;
+  const crl = crlFile === null ? null : readFile(crlFile, 'crlFile');
 
   const leaf = certificate(cert, policy.certFile, 'certFile');
   // PKCS#8 ("ENCRYPTED PRIVATE KEY") or traditional OpenSSL ("Proc-Type: 4,ENCRYPTED") encryption.
@@ -86,8 +90,11 @@ export function loadServeTls(
     );
   }
   if (ca !== null && policy.clientCaFile !== null) certificate(ca, policy.clientCaFile, 'clientCaFile');
+  if (crl !== null && !crl.toString('latin1').includes('-----BEGIN X509 CRL-----')) {
+    throw new ServeTlsError(`${where}.crlFile ${crlFile} is not a PEM certificate revocation list`);
+  }
   try {
-    tls.createSecureContext(secureContextOptions({ cert, key, ca }));
+    tls.createSecureContext(secureContextOptions({ cert, key, ca, crl }));
   } catch (err) {
     throw new ServeTlsError(`${where} cannot be used: ${(err as Error).message}`);
   }
@@ -95,6 +102,7 @@ export function loadServeTls(
     cert,
     key,
     ca,
+    crl,
     certificate: { subject: leaf.subject, fingerprint256: leaf.fingerprint256, validTo: leaf.validTo },
   };
 }
@@ -105,14 +113,38 @@ export function loadServeTls(
  * which tells the client what is missing (as nginx's ssl_verify_client does), and closes.
  */
 export function secureContextOptions(
-  material: Pick<ServeTlsMaterial, 'cert' | 'key' | 'ca'>,
+  material: Pick<ServeTlsMaterial, 'cert' | 'key' | 'ca'> & { crl?: Buffer | null },
 ): tls.TlsOptions {
   return {
     cert: material.cert,
     key: material.key,
     minVersion: 'TLSv1.2',
     ...(material.ca === null ? {} : { ca: material.ca, requestCert: true, rejectUnauthorized: false }),
+    // Node turns on OpenSSL's CRL checks (the leaf and every CA above it) when CRLs are given.
+    ...(material.ca !== null && material.crl ? { crl: material.crl } : {}),
   };
+}
+
+/**
+ * Why a client certificate was refused when the fault is the revocation list's, not the client's:
+ * OpenSSL refuses every client then (a list that expired, of another CA, or not yet valid).
+ */
+const CRL_FAULTS = new Set([
+  'CRL_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'UNABLE_TO_GET_CRL',
+  'CRL_SIGNATURE_FAILURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD',
+]);
+
+/** The revocation list's fault behind a refused client certificate, or null (the client's own). */
+export function crlFault(socket: TLSSocket): string | null {
+  // A code string at run time, whatever the typings say (an Error).
+  const reason: unknown = socket.authorizationError;
+  const code = typeof reason === 'string' ? reason : ((reason as { code?: string } | null)?.code ?? null);
+  return code !== null && CRL_FAULTS.has(code) ? code : null;
 }
 
 /**
@@ -131,7 +163,9 @@ export function watchServeTls(
   },
 ): () => void {
   const intervalMs = options.intervalMs ?? DEFAULT_TLS_RELOAD_MS;
-  const files = [policy.certFile, policy.keyFile, policy.clientCaFile].filter((f): f is string => f !== null);
+  const files = [policy.certFile, policy.keyFile, policy.clientCaFile, policy.crlFile ?? null].filter(
+    (f): f is string => f !== null,
+  );
   let pending: NodeJS.Timeout | null = null;
   const reload = () => {
     pending = null;
@@ -177,24 +211,73 @@ function parseCertificate(pem: Buffer, file: string, field: string): X509Certifi
   }
 }
 
+export interface ServerTlsWatch {
+  /** Stops watching the files. */
+  stop(): void;
+  /**
+   * Whether the connection's client certificate was checked against a client CA or revocation
+   * list the files no longer hold. A connection is authorized once, at its handshake: without this
+   * a client the old CA let in, or one revoked since, would be answered for as long as it kept its
+   * connection alive.
+   */
+  staleClient(socket: TLSSocket): boolean;
+}
+
 /**
  * Keeps an HTTPS server on the policy's current files (watchServeTls): new connections get a
  * rotated certificate; files that fail the checks are logged and the server keeps what it had.
- * `what` names the server in the log. Returns the stop.
+ * When the client CA changes, idle connections opened under the old one are closed, and the
+ * server must refuse requests on the others (staleClient). `ca` is the client CA the server
+ * started with; `what` names the server in the log.
  */
 export function keepServerTlsCurrent(
   server: https.Server,
   policy: ServeTlsPolicy,
-  options: { where: TlsPolicyField; what: string; logger: Logger; intervalMs?: number },
-): () => void {
+  options: {
+    where: TlsPolicyField;
+    what: string;
+    logger: Logger;
+    /** The client CA and revocation lists the server started with. */
+    ca: Buffer | null;
+    crl: Buffer | null;
+    intervalMs?: number;
+  },
+): ServerTlsWatch {
   const { what, logger } = options;
-  return watchServeTls(policy, {
+  let { ca, crl } = options;
+  // The client CA each connection was authorized under, by the number of changes before it.
+  let caChanges = 0;
+  const authorizedUnder = new WeakMap<TLSSocket, number>();
+  const onConnection = (socket: TLSSocket) => authorizedUnder.set(socket, caChanges);
+  server.on('secureConnection', onConnection);
+  const stop = watchServeTls(policy, {
     intervalMs: options.intervalMs,
     where: options.where,
     onChange: (material) => {
       server.setSecureContext(secureContextOptions(material));
       logger.info({ certificate: material.certificate }, `${what} TLS files reloaded`);
+      if (sameBytes(ca, material.ca) && sameBytes(crl, material.crl)) return;
+      ({ ca, crl } = material);
+      caChanges += 1;
+      server.closeIdleConnections();
+      logger.info(
+        `${what} client CA or revocation list changed: connections authorized under the previous ones are closed`,
+      );
     },
     onError: (err) => logger.warn({ err: err.message }, `${what} TLS files changed but cannot be used yet`),
   });
+  return {
+    stop: () => {
+      stop();
+      server.off('secureConnection', onConnection);
+    },
+    // A connection from before the watch began was authorized under the first CA.
+    staleClient: (socket) => (authorizedUnder.get(socket) ?? 0) < caChanges,
+  };
 }
+
+/** The answer (421) to a request on a connection authorized under a replaced client CA. */
+export const STALE_CLIENT =
+  "the server's client CA or revocation list changed since this connection was opened: send the request again on a new connection";
+
+const sameBytes = (a: Buffer | null, b: Buffer | null) => (a === null || b === null ? a === b : a.equals(b));

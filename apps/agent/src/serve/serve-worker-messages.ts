@@ -4,7 +4,7 @@
  * travel as typed arrays). Both ends are this agent's own code, started by it.
  */
 import type { LogLevel } from '../config/config.js';
-import type { ServeTlsPolicy } from '../policy/local-policy.js';
+import type { ServeLimitsPolicy, ServeTlsPolicy } from '../policy/local-policy.js';
 import type { ServeErrorCode } from './serve.errors.js';
 import type { ExecutionProvider } from './model-session.js';
 
@@ -31,6 +31,7 @@ export type ToWorker =
       readonly port: number;
       readonly threads: number | null;
       readonly tls: ServeTlsPolicy | null;
+      readonly limits: ServeLimitsPolicy | null;
       readonly logLevel: LogLevel;
       readonly models: readonly WorkerModel[];
     }

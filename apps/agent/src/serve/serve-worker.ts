@@ -10,7 +10,7 @@ import cluster from 'node:cluster';
 import { createLogger, errorMessage, type Logger } from '../logger.js';
 import { ModelRepository } from './model-repository.js';
 import { loadModelSession } from './model-session.js';
-import { startOipServer, type OipServer } from './oip-server.js';
+import { limitOptions, startOipServer, type OipServer } from './oip-server.js';
 import type { MetricsSink } from './serve-metrics.js';
 import type { FromWorker, MetricsBatch, ToWorker, WorkerModel } from './serve-worker-messages.js';
 import { ServeError } from './serve.errors.js';
@@ -115,6 +115,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       host: message.host,
       port: message.port,
       tls: message.tls,
+      ...limitOptions(message.limits ?? undefined),
       repository,
       metrics,
       logger,

@@ -19,7 +19,7 @@ import { builtScript } from '../built-script.js';
 import type { LogLevel } from '../config/config.js';
 import { errorMessage, type Logger } from '../logger.js';
 import type { ExecutionProvider } from './model-session.js';
-import type { ServeTlsPolicy } from '../policy/local-policy.js';
+import type { ServeLimitsPolicy, ServeTlsPolicy } from '../policy/local-policy.js';
 import type { MetricsSink } from './serve-metrics.js';
 import { loadServeTls } from './serve-tls.js';
 import type { FromWorker, ToWorker, WorkerModel } from './serve-worker-messages.js';
@@ -34,6 +34,8 @@ export interface ServeWorkersOptions {
   threads: number | null;
   /** HTTPS in every worker (each reads the files and watches them for a rotation); null: HTTP. */
   tls: ServeTlsPolicy | null;
+  /** The policy's serve.limits, applied by each worker on its own; null: the server's defaults. */
+  limits: ServeLimitsPolicy | null;
   logger: Logger;
   /** Where the workers' request numbers are recorded. */
   metrics: MetricsSink;
@@ -181,6 +183,7 @@ export class ServeWorkers {
               port: this.port,
               threads: this.options.threads,
               tls: this.options.tls,
+              limits: this.options.limits,
               logLevel: this.options.logger.level as LogLevel,
               models: [...this.models.values()],
             });

@@ -13,6 +13,8 @@ export const SERVE_ERROR_CODES = [
   'REQUEST_TIMEOUT',
   /** Mutual TLS is on and the client presented no certificate its CA issued. */
   'FORBIDDEN',
+  /** The connection was authorized under a client CA since replaced: the client must reconnect. */
+  'MISDIRECTED',
   /** No such path, model or model version. */
   'NOT_FOUND',
   'METHOD_NOT_ALLOWED',
