@@ -5,7 +5,8 @@
  * (it reads /proc); elsewhere it does nothing and says so. A process that cleared its environment
  * before exec, or whose environ we may not read (setuid), is not found.
  */
-import { access, readFile, readdir } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readProcessTable, statFields, type ProcessStat } from '../telemetry/process-tree.js';
 
@@ -59,7 +60,7 @@ export async function reapEscaped(cookie: EnvCookie, options: ReapOptions = {}):
   const dying = new Map<number, string>();
   let killed = 0;
   for (;;) {
-    const found = await findCarriers(procRoot, entry, skipGroup);
+    const found = findCarriers(procRoot, entry, skipGroup);
     let refused = 0;
     for (const proc of found) {
       const error = sigkill(proc.pid);
@@ -69,11 +70,7 @@ export async function reapEscaped(cookie: EnvCookie, options: ReapOptions = {}):
         killed++;
       }
     }
-    await Promise.all(
-      [...dying].map(async ([pid, startTime]) => {
-        if (!(await isAlive(procRoot, pid, startTime))) dying.delete(pid);
-      }),
-    );
+    for (const [pid, startTime] of dying) if (!isAlive(procRoot, pid, startTime)) dying.delete(pid);
     if (found.length === 0 && dying.size === 0) return { supported: true, killed, survivors: 0 };
     if (Date.now() >= deadline) {
       return { supported: true, killed: killed - dying.size, survivors: dying.size + refused };
@@ -104,24 +101,43 @@ export async function signalGroupExcept(
   }
 }
 
-/** The living processes that carry the entry. */
-async function findCarriers(procRoot: string, entry: Buffer, skipGroup?: number): Promise<Proc[]> {
-  const names = await readdir(procRoot).catch(() => []);
-  const pids = names.filter((name) => /^\d+$/.test(name)).map(Number);
-  const found = await Promise.all(
-    pids.map(async (pid): Promise<Proc | null> => {
-      if (pid === process.pid) return null;
-      try {
-        if (!hasEntry(await readFile(`${procRoot}/${pid}/environ`), entry)) return null;
-        const stat = parseStat(await readFile(`${procRoot}/${pid}/stat`, 'latin1'));
-        if (stat.state === 'Z' || stat.pgrp === skipGroup) return null;
-        return { pid, startTime: stat.startTime };
-      } catch {
-        return null; // EACCES (another user's, or setuid), ENOENT/ESRCH (gone while we looked)
-      }
-    }),
-  );
-  return found.filter((proc) => proc !== null);
+/**
+ * The living processes that carry the entry. Read synchronously, on purpose: a pass runs twice at
+ * the end of every command job, over every process of the machine, and with fs/promises each file
+ * took four thread-pool round trips (open, fstat, read, close). Measured over 80 processes: 2.5 ms
+ * of CPU a pass that way, 0.6 ms with readFileSync, which also holds the event loop for less time
+ * in all than the round trips' callbacks did.
+ */
+function findCarriers(procRoot: string, entry: Buffer, skipGroup?: number): Proc[] {
+  let names: string[];
+  try {
+    names = readdirSync(procRoot);
+  } catch {
+    return [];
+  }
+  const found: Proc[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    // EACCES (another user's, or setuid), ENOENT/ESRCH (gone while we looked): not ours to find.
+    const environ = readProcFile(`${procRoot}/${name}/environ`);
+    if (environ === null || !hasEntry(environ, entry)) continue;
+    const stat = readProcFile(`${procRoot}/${name}/stat`);
+    if (stat === null) continue;
+    const { state, pgrp, startTime } = parseStat(stat.toString('latin1'));
+    if (state === 'Z' || pgrp === skipGroup) continue;
+    found.push({ pid, startTime });
+  }
+  return found;
+}
+
+function readProcFile(file: string): Buffer | null {
+  try {
+    return readFileSync(file);
+  } catch {
+    return null;
+  }
 }
 
 /** Whether a NUL-separated environ holds the entry whole: `K=abc` does not match `K=abcd` or `XK=abc`. */
@@ -140,13 +156,11 @@ function parseStat(stat: string): { state: string; pgrp: number; startTime: stri
 }
 
 /** Not a zombie, not gone, and not a new process that got the pid meanwhile. */
-async function isAlive(procRoot: string, pid: number, startTime: string): Promise<boolean> {
-  try {
-    const stat = parseStat(await readFile(`${procRoot}/${pid}/stat`, 'latin1'));
-    return stat.state !== 'Z' && stat.startTime === startTime;
-  } catch {
-    return false;
-  }
+function isAlive(procRoot: string, pid: number, startTime: string): boolean {
+  const stat = readProcFile(`${procRoot}/${pid}/stat`);
+  if (stat === null) return false;
+  const parsed = parseStat(stat.toString('latin1'));
+  return parsed.state !== 'Z' && parsed.startTime === startTime;
 }
 
 async function exists(dir: string): Promise<boolean> {
