@@ -10,10 +10,10 @@
  *
  * Errors are {"error": "…"}: 400 malformed request (or a JSON response over its limit), 403 no
  * client certificate from the trusted CA (mutual TLS), 421 a connection authorized under a client
- * CA since replaced (send again on a new connection), 404 unknown path/model/version, 405 wrong
- * method, 408/431 a request too slow or with headers too large, 413 body or tensor over the limit,
- * 414 request target too long, 503 model not ready or too many bytes in flight (with Retry-After),
- * 400 or 500 a failed run (run-failure.ts: the client's values or the server's fault; onnxruntime's
+ * CA or revocation list since replaced (send again on a new connection), 404 unknown
+ * path/model/version, 405 wrong method, 408/431 a request too slow or with headers too large, 413
+ * body or tensor over the limit, 414 request target too long, 503 model not ready or too many bytes
+ * in flight (with Retry-After), 400 or 500 a failed run (run-failure.ts: the client's values or the server's fault; onnxruntime's
  * message stays in this machine's log, under an error id the answer gives). Request bodies are read
  * only into memory for the one request (oip-body.ts); nothing of them is logged or counted but its
  * size, except that onnxruntime's message for a failed run, logged at debug level, may quote an
