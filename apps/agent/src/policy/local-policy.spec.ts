@@ -72,6 +72,7 @@ describe('loadLocalPolicy', () => {
           maxElements: 2 ** 25,
           maxStringElements: 2 ** 20,
           maxConnections: 1024,
+          maxConnectionsPerAddress: null,
         },
       },
       metrics: { host: '127.0.0.1', port: null, tls: null },
@@ -113,7 +114,7 @@ describe('loadLocalPolicy', () => {
           threads: 1,
           workers: 4,
           tls: { certFile: '/etc/hearth/serve.crt', keyFile: '/etc/hearth/../hearth/serve.key' },
-          limits: { maxBodyBytes: 128 * 1024 ** 2, maxConnections: 64 },
+          limits: { maxBodyBytes: 128 * 1024 ** 2, maxConnections: 64, maxConnectionsPerAddress: 16 },
         },
         metrics: {
           host: '0.0.0.0',
@@ -163,6 +164,7 @@ describe('loadLocalPolicy', () => {
           maxElements: 2 ** 25,
           maxStringElements: 2 ** 20,
           maxConnections: 64,
+          maxConnectionsPerAddress: 16,
         },
       },
       metrics: {

@@ -22,6 +22,7 @@ export const DEFAULT_SERVE_LIMITS = Object.freeze({
   maxElements: 2 ** 25,
   maxStringElements: 2 ** 20,
   maxConnections: 1024,
+  maxConnectionsPerAddress: null,
 });
 /**
  * The largest body limit taken: a JSON body may be read as one string, and V8's strings stop at
@@ -108,6 +109,11 @@ export interface ServeLimitsPolicy {
   readonly maxStringElements: number;
   /** Connections open at once. */
   readonly maxConnections: number;
+  /**
+   * Connections open at once from one client address; null: no cap of its own. Off by default:
+   * behind a load balancer or an ingress every client has its address.
+   */
+  readonly maxConnectionsPerAddress: number | null;
 }
 
 /**
@@ -241,6 +247,9 @@ const ServeLimitsBlock = z
     maxElements: count(1, 2 ** 31 - 1).default(DEFAULT_SERVE_LIMITS.maxElements),
     maxStringElements: count(1, 2 ** 31 - 1).default(DEFAULT_SERVE_LIMITS.maxStringElements),
     maxConnections: count(1, 65_536).default(DEFAULT_SERVE_LIMITS.maxConnections),
+    maxConnectionsPerAddress: count(1, 65_536)
+      .nullable()
+      .default(DEFAULT_SERVE_LIMITS.maxConnectionsPerAddress),
   })
   .strict()
   .refine((l) => l.maxInFlightBytes === null || l.maxInFlightBytes >= l.maxBodyBytes, {

@@ -128,9 +128,9 @@ interface Raw {
   closedWithin(ms: number): Promise<boolean>;
 }
 
-async function connect(target: OipServer): Promise<Raw> {
+async function connect(target: OipServer, localAddress?: string): Promise<Raw> {
   const { hostname, port } = new URL(target.url);
-  const socket = net.connect(Number(port), hostname);
+  const socket = net.connect({ port: Number(port), host: hostname, localAddress });
   socket.on('error', () => undefined); // a connection the server cuts
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   let text = '';
@@ -284,6 +284,26 @@ describe('OIP v2 server limits: responses', () => {
     const binary = await send({ binary_data_output: true });
     expect(binary).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(Buffer.from(binary, 'latin1').subarray(-data.length)).toEqual(data);
+  });
+
+  it('closes connections past maxConnectionsPerAddress from one address, not from another', async () => {
+    const capped = await start({ maxConnectionsPerAddress: 2 });
+    const open = await Promise.all([0, 1].map(() => connect(capped)));
+    const third = await connect(capped);
+    expect(await third.closedWithin(5000)).toBe(true);
+    expect(third.text()).toBe('');
+    // Another address on the loopback network is not held back by the first one's connections.
+    const other = await connect(capped, '127.0.0.2');
+    const body = JSON.stringify(linear);
+    other.socket.end(
+      `POST /v2/models/linear/infer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n` +
+        `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    );
+    expect(await other.closedWithin(5000)).toBe(true);
+    expect(other.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    open[0].socket.destroy();
+    expect(await waitFor(() => inferLinear(capped).then((r) => r.status === 200))).toBe(true);
+    open[1].socket.destroy();
   });
 
   it('closes connections past maxConnections at once', async () => {

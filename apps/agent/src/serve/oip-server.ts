@@ -23,7 +23,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { errorMessage, type Logger } from '../logger.js';
 import { AGENT_VERSION } from '../version.js';
@@ -76,6 +76,11 @@ export interface OipServerOptions {
   maxStringElements?: number;
   /** Connections open at once, beyond which new ones are closed at once; default 1024. */
   maxConnections?: number;
+  /**
+   * Connections open at once from one client address, beyond which its new ones are closed at
+   * once; null or absent: no cap of its own (behind a load balancer every client is one address).
+   */
+  maxConnectionsPerAddress?: number | null;
   /** The time to receive a request's headers; default 10 s. */
   headersTimeoutMs?: number;
   /** The time to receive a whole request; default 60 s. */
@@ -357,6 +362,8 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
       )
     : http.createServer(httpOptions, onRequest);
   server.maxConnections = options.maxConnections ?? 1024;
+  const perAddress = options.maxConnectionsPerAddress ?? null;
+  if (perAddress !== null) capConnectionsPerAddress(server, perAddress);
   // Expect: 100-continue is answered by infer once it will read the body, not by Node before the
   // request is looked at (a body over the limit was invited, then refused).
   server.on('checkContinue', onRequest);
@@ -428,6 +435,28 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
   };
 }
 
+/**
+ * Closes a new connection at once when its address already holds `max`: so that one client cannot
+ * take every connection the server allows (maxConnections) from the others.
+ */
+function capConnectionsPerAddress(server: http.Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const count = open.get(address) ?? 0;
+    if (count >= max) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left === 0) open.delete(address);
+      else open.set(address, left);
+    });
+  });
+}
+
 /** The local policy's serve.limits as server options (absent: the server's defaults). */
 export function limitOptions(limits: ServeLimitsPolicy | undefined): Partial<OipServerOptions> {
   if (!limits) return {};
@@ -437,6 +466,7 @@ export function limitOptions(limits: ServeLimitsPolicy | undefined): Partial<Oip
     maxElements: limits.maxElements,
     maxStringElements: limits.maxStringElements,
     maxConnections: limits.maxConnections,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
   };
 }
 
