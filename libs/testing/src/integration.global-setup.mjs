@@ -25,9 +25,11 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 export default async function setup(globalConfig) {
-  const { startNatsServer } = await import(
-    path.join(ROOT, 'apps/control-plane/dist/platform/messaging/nats-server.js')
-  );
+  const natsServerModule = path.join(ROOT, 'apps/control-plane/dist/platform/messaging/nats-server.js');
+  if (!fs.existsSync(natsServerModule)) {
+    throw new Error('the integration tests run the built apps: run `npm run build` first');
+  }
+  const { startNatsServer } = await import(natsServerModule);
   const workers = Math.max(1, globalConfig.maxWorkers ?? 1);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-test-nats-'));
   const servers = await Promise.all(
