@@ -46,6 +46,63 @@ describe('readVerifiedModel', () => {
     );
   });
 
+  it('refuses a model that keeps a tensor in an external data file, wherever the tensor is', async () => {
+    const { TensorProto, AttributeProto } = onnx.onnx;
+    // onnxruntime would read this path against the agent's working directory (/ under systemd).
+    const external = (name: string): onnx.onnx.ITensorProto => ({
+      name,
+      dims: [64],
+      dataType: TensorProto.DataType.UINT8,
+      dataLocation: TensorProto.DataLocation.EXTERNAL,
+      externalData: [{ key: 'location', value: 'var/lib/hearth-agent/agent.seed' }],
+    });
+    const check = (mutate: (model: onnx.onnx.ModelProto) => void) => {
+      const model = onnx.onnx.ModelProto.decode(linearRegressionModel());
+      mutate(model);
+      const bytes = onnx.onnx.ModelProto.encode(model).finish();
+      return readVerifiedModel(write('external.onnx', bytes), 'file:///m/external.onnx', sha256(bytes));
+    };
+    await expect(check((m) => m.graph!.initializer!.push(external('seed')))).rejects.toThrow(
+      new ModelFileError(
+        "the model file:///m/external.onnx keeps tensor 'seed' in an external data file, which the agent " +
+          'does not load: save the model with its weights inside it (onnx.save_model(model, path, ' +
+          "save_as_external_data=False)); a model over protobuf's 2 GB limit cannot be served here",
+      ),
+    );
+    // A Constant inside an If's branch, and a location given without the data_location flag.
+    const branch = {
+      name: 'then',
+      node: [
+        {
+          opType: 'Constant',
+          output: ['c'],
+          attribute: [{ name: 'value', type: AttributeProto.AttributeType.TENSOR, t: external('hidden') }],
+        },
+      ],
+    };
+    await expect(
+      check((m) =>
+        m.graph!.node!.push({
+          opType: 'If',
+          input: ['cond'],
+          output: ['c'],
+          attribute: [
+            { name: 'then_branch', type: AttributeProto.AttributeType.GRAPH, g: branch },
+            { name: 'else_branch', type: AttributeProto.AttributeType.GRAPH, g: branch },
+          ],
+        }),
+      ),
+    ).rejects.toThrow(/keeps tensor 'hidden' in an external data file/);
+    await expect(
+      check((m) =>
+        m.graph!.sparseInitializer!.push({
+          values: { ...external('sparse'), dataLocation: TensorProto.DataLocation.DEFAULT },
+          dims: [64],
+        }),
+      ),
+    ).rejects.toThrow(/keeps tensor 'sparse' in an external data file/);
+  });
+
   it('refuses bytes that are not an ONNX model, saying why', async () => {
     const check = (bytes: Uint8Array) =>
       readVerifiedModel(write('bad.onnx', bytes), 'file:///m/bad.onnx', sha256(bytes));

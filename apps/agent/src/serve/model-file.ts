@@ -60,11 +60,78 @@ export function onnxMetadata(bytes: Uint8Array, uri: string): Record<string, str
   if (!graph.input?.length) throw invalid('its graph has no inputs');
   if (!graph.output?.length) throw invalid('its graph has no outputs');
   if (!model.opsetImport?.length) throw invalid('it imports no operator set');
+  const external = externalTensor(model);
+  if (external !== null) {
+    throw new ModelFileError(
+      `the model ${uri} keeps tensor '${external.slice(0, 128)}' in an external data file, which the agent ` +
+        'does not load: save the model with its weights inside it (onnx.save_model(model, path, ' +
+        "save_as_external_data=False)); a model over protobuf's 2 GB limit cannot be served here",
+    );
+  }
   const metadata: Record<string, string> = {};
   for (const prop of model.metadataProps ?? []) {
     if (prop.key) metadata[prop.key] = prop.value ?? '';
   }
   return metadata;
+}
+
+/**
+ * The name of a tensor the model keeps in an external data file, or null when all are inside it.
+ *
+ * onnxruntime resolves such a file against the process's working directory when the model is
+ * loaded from bytes (as the agent loads it, so that the bytes checked are the bytes loaded), and
+ * only refuses paths that leave that directory. The agent's is `/` under systemd, so a model could
+ * name any file the agent may read, its own NATS key included, and hand its bytes to whoever calls
+ * the model (an Identity output, a batch_predict's predictions). Every tensor of the model is
+ * looked at: initializers, sparse ones, tensor attributes (a Constant), in subgraphs (If, Loop,
+ * Scan), local functions and training graphs alike.
+ */
+export function externalTensor(model: onnx.onnx.IModelProto): string | null {
+  type Graph = onnx.onnx.IGraphProto;
+  type Tensor = onnx.onnx.ITensorProto;
+  const graphs: Graph[] = [];
+  const nodes: onnx.onnx.INodeProto[] = [];
+  const tensors: Tensor[] = [];
+  const sparse = (s: onnx.onnx.ISparseTensorProto) => {
+    if (s.values) tensors.push(s.values);
+    if (s.indices) tensors.push(s.indices);
+  };
+  if (model.graph) graphs.push(model.graph);
+  for (const fn of model.functions ?? []) nodes.push(...(fn.node ?? []));
+  for (const info of model.trainingInfo ?? []) {
+    if (info.initialization) graphs.push(info.initialization);
+    if (info.algorithm) graphs.push(info.algorithm);
+  }
+  // Iterative: subgraphs nest as deep as the file says.
+  for (;;) {
+    const tensor = tensors.pop();
+    if (tensor) {
+      if (
+        tensor.dataLocation === onnx.onnx.TensorProto.DataLocation.EXTERNAL ||
+        tensor.externalData?.length
+      ) {
+        return tensor.name || '(unnamed)';
+      }
+      continue;
+    }
+    const node = nodes.pop();
+    if (node) {
+      for (const a of node.attribute ?? []) {
+        if (a.t) tensors.push(a.t);
+        tensors.push(...(a.tensors ?? []));
+        if (a.sparseTensor) sparse(a.sparseTensor);
+        for (const s of a.sparseTensors ?? []) sparse(s);
+        if (a.g) graphs.push(a.g);
+        graphs.push(...(a.graphs ?? []));
+      }
+      continue;
+    }
+    const graph = graphs.pop();
+    if (!graph) return null;
+    tensors.push(...(graph.initializer ?? []));
+    for (const s of graph.sparseInitializer ?? []) sparse(s);
+    nodes.push(...(graph.node ?? []));
+  }
 }
 
 /** The input columns Hearth's trainer recorded in the model (hearth.featureNames), if any. */
