@@ -85,6 +85,11 @@ export function onnxMetadata(bytes: Uint8Array, uri: string): Record<string, str
  * the model (an Identity output, a batch_predict's predictions). Every tensor of the model is
  * looked at: initializers, sparse ones, tensor attributes (a Constant), in subgraphs (If, Loop,
  * Scan), local functions and training graphs alike.
+ *
+ * This is the first of two layers, the one with a clear message: it reads the model with
+ * protobufjs, which keeps the last copy of a field given twice where onnxruntime merges the
+ * copies, so a crafted file can hide an external tensor from it. The second layer is onnxruntime's
+ * own: model-session.ts points its external data at an empty directory.
  */
 export function externalTensor(model: onnx.onnx.IModelProto): string | null {
   type Graph = onnx.onnx.IGraphProto;

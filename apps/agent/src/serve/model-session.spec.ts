@@ -13,6 +13,7 @@ import {
   treeEnsembleClassifierModel,
   treeEnsembleRegressorModel,
 } from '@hearth/testing';
+import { externalTensor } from './model-file.js';
 import { loadModelSession, type ModelSession } from './model-session.js';
 import { ServeError } from './serve.errors.js';
 
@@ -120,6 +121,65 @@ describe('loadModelSession', () => {
     expect((await loadError(Uint8Array.from([1, 2, 3, 4]))).message).toMatch(
       /^onnxruntime cannot load the model: .*protobuf parsing failed/,
     );
+  });
+
+  it('never reads a file the model names as external data, even where the model check cannot see it', async () => {
+    // A "secret" within the working directory: onnxruntime resolves a model-from-bytes' external
+    // data against it (the agent's is / under systemd).
+    fs.mkdirSync(path.join(process.cwd(), '.tmp'), { recursive: true });
+    const scratch = fs.mkdtempSync(path.join(process.cwd(), '.tmp', 'external-data-'));
+    try {
+      const secret = path.join(scratch, 'agent.seed');
+      fs.writeFileSync(secret, 'NATS-SEED');
+      const { TensorProto } = onnx.onnx;
+      const u8 = TensorProto.DataType.UINT8;
+      const info = (name: string, elemType: number, dims: number[]) => ({
+        name,
+        type: { tensorType: { elemType, shape: { dim: dims.map((dimValue) => ({ dimValue })) } } },
+      });
+      // Two graph fields: protobuf merges them (onnxruntime), protobufjs keeps the last (model-file.ts).
+      const hidden = onnx.onnx.ModelProto.encode({
+        graph: {
+          initializer: [
+            {
+              name: 'secret',
+              dims: [9],
+              dataType: u8,
+              dataLocation: TensorProto.DataLocation.EXTERNAL,
+              externalData: [{ key: 'location', value: path.relative(process.cwd(), secret) }],
+            },
+          ],
+        },
+      }).finish();
+      const visible = onnx.onnx.ModelProto.encode({
+        irVersion: 8,
+        opsetImport: [{ domain: '', version: 15 }],
+        graph: {
+          name: 'g',
+          node: [
+            { opType: 'Identity', input: ['secret'], output: ['out'] },
+            { opType: 'Identity', input: ['x'], output: ['y'] },
+          ],
+          input: [info('x', TensorProto.DataType.FLOAT, [1])],
+          output: [info('out', u8, [9]), info('y', TensorProto.DataType.FLOAT, [1])],
+        },
+      }).finish();
+      const bytes = Buffer.concat([hidden, visible]);
+      expect(externalTensor(onnx.onnx.ModelProto.decode(bytes))).toBeNull();
+
+      // onnxruntime as the agent used to create sessions reads the file…
+      const unguarded = await ort.InferenceSession.create(bytes, { logSeverityLevel: 4 });
+      const x = new ort.Tensor('float32', new Float32Array([0]), [1]);
+      const leaked = (await unguarded.run({ x }, ['out'])).out.data as Uint8Array;
+      expect(Buffer.from(leaked).toString()).toBe('NATS-SEED');
+      await unguarded.release();
+      // …and as it does now, finds nothing to read.
+      expect((await loadError(bytes)).message).toMatch(
+        /^onnxruntime cannot load the model: .*External data path/,
+      );
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   it('falls back to the CPU, saying why, when CUDA is asked for but cannot start', async () => {

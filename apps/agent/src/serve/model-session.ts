@@ -5,7 +5,8 @@
  * model the protocol cannot serve (non-tensor inputs or outputs, element types OIP has no name for).
  */
 import fs from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -160,9 +161,34 @@ interface CreatedSession {
   cudaFallbackReason: string | null;
 }
 
+/**
+ * An empty directory of this process's own, where onnxruntime is told to look for a model's
+ * external data files. A model loaded from bytes would otherwise have them looked up against the
+ * process's working directory (/ under systemd): any file the agent may read. model-file.ts refuses
+ * models with external data before they get here, but it reads them with protobufjs, which keeps the
+ * last of a field given twice where onnxruntime merges both (inference-server audit, finding 13;
+ * ML-jobs audit, finding 1): onnxruntime's own view is the one that must find nothing.
+ */
+let noExternalData: string | null = null;
+function externalDataDir(): string {
+  if (noExternalData === null || !existsSync(noExternalData)) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hearth-no-external-data-'));
+    chmodSync(dir, 0o500);
+    noExternalData = dir;
+  }
+  return noExternalData;
+}
+
 async function createSession(bytes: Uint8Array, options: ModelSessionOptions): Promise<CreatedSession> {
   const base: InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
+    extra: {
+      session: {
+        model_external_initializers_file_folder_path: externalDataDir(),
+        // ONNX only: bytes that also read as an ORT-format flatbuffer take no other loader.
+        load_model_format: 'ONNX',
+      },
+    },
     // Fatal only: onnxruntime writes to stderr on its own, bypassing our logger, and its error line
     // for a failed run quotes input values (one line per request any client can cause). Errors
     // reach us as exceptions anyway (run-failure.ts).
