@@ -35,6 +35,21 @@ describe('parseCsv', () => {
     expect(fields).toEqual([inner.replaceAll('""', '"'), 'end']);
   });
 
+  it('stops a record at the limits, as soon as it passes them, with the line it starts on', () => {
+    const limits = { maxFields: 3, maxFieldChars: 4 };
+    const seen: string[][] = [];
+    const parse = (text: string) => parseCsv(text, (fields) => void seen.push(fields), limits);
+    expect(parse('a,b,c\n1,2,3\n')).toBe(2);
+    expect(() => parse('a,b,c\n1,2,3,4,5,6\n')).toThrow(
+      new CsvSyntaxError(2, 'a record has more than 3 fields'),
+    );
+    expect(() => parse('a\n\n12345\n')).toThrow(new CsvSyntaxError(3, 'a field is longer than 4 characters'));
+    expect(() => parse('a\n"12\n345"\n')).toThrow(
+      new CsvSyntaxError(2, 'a field is longer than 4 characters'),
+    );
+    expect(() => parse('a\n"1""2"\n')).not.toThrow(); // 4 characters between the quotes, 3 of data
+  });
+
   it('reports malformed quoting with the line', () => {
     expect(() => records('a,b\n1,"open\n2,3\n')).toThrow(
       new CsvSyntaxError(2, 'a quoted field is never closed'),

@@ -20,11 +20,23 @@ const COMMA = 0x2c;
 const LF = 0x0a;
 const CR = 0x0d;
 
+/** Bounds on one record, checked as it is read, before its fields are collected. */
+export interface CsvLimits {
+  readonly maxFields: number;
+  readonly maxFieldChars: number;
+}
+
+const UNLIMITED: CsvLimits = { maxFields: Infinity, maxFieldChars: Infinity };
+
 /**
  * Calls onRecord with each record's fields and the (1-based) line the record starts on. Returns
- * the number of records.
+ * the number of records. A record over `limits` is a CsvSyntaxError as soon as it passes them.
  */
-export function parseCsv(text: string, onRecord: (fields: string[], line: number) => void): number {
+export function parseCsv(
+  text: string,
+  onRecord: (fields: string[], line: number) => void,
+  limits: CsvLimits = UNLIMITED,
+): number {
   let i = 0;
   let line = 1;
   let records = 0;
@@ -54,6 +66,7 @@ export function parseCsv(text: string, onRecord: (fields: string[], line: number
           doubled = true;
           from = close + 2;
         }
+        if (close - open > limits.maxFieldChars) throw tooLong(start, limits);
         const value = doubled ? unescapeQuotes(text, open, close) : text.slice(open, close);
         line += countLineBreaks(text, open, close);
         i = close + 1;
@@ -77,8 +90,12 @@ export function parseCsv(text: string, onRecord: (fields: string[], line: number
             );
           }
         }
+        if (j - i > limits.maxFieldChars) throw tooLong(start, limits);
         field = text.slice(i, j);
         i = j;
+      }
+      if (fields.length === limits.maxFields) {
+        throw new CsvSyntaxError(start, `a record has more than ${limits.maxFields} fields`);
       }
       fields.push(field);
       if (i >= n) break;
@@ -97,6 +114,9 @@ export function parseCsv(text: string, onRecord: (fields: string[], line: number
   }
   return records;
 }
+
+const tooLong = (line: number, limits: CsvLimits) =>
+  new CsvSyntaxError(line, `a field is longer than ${limits.maxFieldChars} characters`);
 
 /**
  * The text of a quoted field, its doubled quotes made single. Built a few thousand pieces at a

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { DatasetError, loadDataset, type DatasetOptions } from './dataset.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-dataset-'));
@@ -204,5 +205,25 @@ describe('loadDataset: bad input gets a clear error', () => {
     const link = path.join(path.dirname(real), 'link.csv');
     fs.symlinkSync(real, link);
     expect(await failure(link)).toBe('cannot open the dataset (ELOOP)');
+  });
+
+  it('a directory above the resolved file swapped for a link out of the data root, and a FIFO', async () => {
+    const checked = write('train.csv', 'a,price\n1,2\n'); // <root>/<n>/train.csv, as the policy resolved it
+    const dir = path.dirname(checked);
+    const outside = path.join(root, 'outside');
+    fs.mkdirSync(outside);
+    fs.writeFileSync(path.join(outside, 'train.csv'), 'secret,price\n1,2\n');
+    fs.renameSync(dir, `${dir}-moved`);
+    fs.symlinkSync(outside, dir);
+    const changed =
+      'the dataset changed between the check of the local policy and its reading (it is no longer that regular file)';
+    expect(await failure(checked)).toBe(changed);
+
+    fs.unlinkSync(dir);
+    fs.mkdirSync(dir);
+    execFileSync('mkfifo', [checked]);
+    const started = performance.now();
+    expect(await failure(checked)).toBe(changed); // at once: the open does not wait for a writer
+    expect(performance.now() - started).toBeLessThan(2_000);
   });
 });

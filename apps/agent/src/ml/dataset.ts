@@ -15,6 +15,22 @@ import { CsvSyntaxError, parseCsv } from './csv-parser.js';
 export type DatasetFormat = 'csv' | 'jsonl';
 
 /**
+ * The shape of a record a dataset may have, checked as it is read. A training table uses at most
+ * TRAIN_LIMITS.maxFeatures columns, with short cells; a hostile file (one line of 80 million
+ * fields, a 200 MB JSON document read as JSON Lines) grew one array or one parse past the dataset
+ * worker's heap, and V8 then aborts the whole agent, not the worker (Node issue 47224; ML-jobs
+ * audit, finding 2). These bounds stop such a file at its first record, with a reason.
+ */
+export const DATASET_SHAPE = Object.freeze({
+  /** Fields of one CSV record: 16 × TRAIN_LIMITS.maxFeatures, for columns besides the features. */
+  maxFields: 16 * TRAIN_LIMITS.maxFeatures,
+  /** Characters of one CSV field. */
+  maxFieldChars: 64 * 1024,
+  /** Characters of one JSON Lines line. */
+  maxLineChars: 1024 * 1024,
+});
+
+/**
  * Bad input the user must fix; the message says what and where, and goes to the control plane as
  * the job's reason, so it never quotes the file's content. `localDetail` may (the header's names,
  * which are the first row's values when a file has no header): the agent logs it on its own
@@ -109,15 +125,27 @@ export function formatFromExtension(filePath: string): DatasetFormat {
   );
 }
 
+/**
+ * The file's bytes. `filePath` is the real path the local policy checked (inside a data root, a
+ * regular file); what is opened must still be that file. O_NOFOLLOW refuses a link swapped in for
+ * the file itself, but not for a directory above it, so the opened file's own path is read back
+ * from /proc and compared (on Linux; elsewhere only the rest is checked). O_NONBLOCK: a FIFO swapped
+ * in is opened at once and refused, where it held a thread of libuv's pool until a writer came.
+ */
 async function readBounded(filePath: string, maxBytes: number): Promise<Buffer> {
-  // O_NOFOLLOW: the path was resolved (links and all) by the policy; a link swapped in since is refused.
-  const handle = await fs.promises
-    .open(filePath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-    .catch((err) => {
-      throw new DatasetError(`cannot open the dataset (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    });
+  const flags = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | (fs.constants.O_NONBLOCK ?? 0);
+  const handle = await fs.promises.open(filePath, flags).catch((err) => {
+    throw new DatasetError(`cannot open the dataset (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  });
   try {
-    const { size } = await handle.stat();
+    const stat = await handle.stat();
+    const opened = await fs.promises.realpath(`/proc/self/fd/${handle.fd}`).catch(() => null);
+    if (!stat.isFile() || (opened !== null && opened !== filePath)) {
+      throw new DatasetError(
+        'the dataset changed between the check of the local policy and its reading (it is no longer that regular file)',
+      );
+    }
+    const { size } = stat;
     if (size > maxBytes) {
       throw new DatasetError(
         `the dataset is ${size} bytes, over this agent's limit of ${maxBytes} bytes ("maxDatasetBytes" in the local policy)`,
@@ -139,19 +167,23 @@ async function readBounded(filePath: string, maxBytes: number): Promise<Buffer> 
 function readCsv(text: string, builder: TableSink): void {
   let header: string[] | null = null;
   try {
-    parseCsv(text, (fields, line) => {
-      if (header === null) {
-        header = fields.map((f) => f.trim());
-        builder.setColumns(header, line);
-        return;
-      }
-      if (fields.length !== header.length) {
-        throw new DatasetError(
-          `line ${line} has ${fields.length} fields but the header has ${header.length} (ragged rows)`,
-        );
-      }
-      builder.addRow((index) => fields[index], line);
-    });
+    parseCsv(
+      text,
+      (fields, line) => {
+        if (header === null) {
+          header = fields.map((f) => f.trim());
+          builder.setColumns(header, line);
+          return;
+        }
+        if (fields.length !== header.length) {
+          throw new DatasetError(
+            `line ${line} has ${fields.length} fields but the header has ${header.length} (ragged rows)`,
+          );
+        }
+        builder.addRow((index) => fields[index], line);
+      },
+      DATASET_SHAPE,
+    );
   } catch (err) {
     if (err instanceof CsvSyntaxError) throw new DatasetError(`the CSV is malformed at ${err.message}`);
     throw err;
@@ -166,9 +198,14 @@ function readJsonLines(text: string, builder: TableSink): void {
   for (let at = 0; at < text.length;) {
     const end = text.indexOf('\n', at);
     const stop = end === -1 ? text.length : end;
+    lineNo++;
+    if (stop - at > DATASET_SHAPE.maxLineChars) {
+      throw new DatasetError(
+        `line ${lineNo} is longer than ${DATASET_SHAPE.maxLineChars} characters (JSON Lines datasets hold one record per line)`,
+      );
+    }
     const raw = text.slice(at, stop).trim(); // and the \r of a CRLF
     at = stop + 1;
-    lineNo++;
     if (raw === '') continue;
     let value: unknown;
     try {

@@ -117,6 +117,25 @@ describe('loadDatasetOffThread', () => {
     expect((await loadDatasetOffThread(big, classify)).labels).toEqual(['cat', 'dog', 'eel']);
   });
 
+  it('refuses a record of a shape no table has at its first line, before it can outgrow the heap', async () => {
+    // One line of 10 million fields (20 MB): a line of 80 million aborted the whole agent (V8 ends
+    // the process, not the worker, when one array outgrows the worker's heap).
+    const wide = path.join(root, 'wide.csv');
+    fs.writeFileSync(wide, Buffer.alloc(20e6, '1,'));
+    const started = performance.now();
+    await expect(loadDatasetOffThread(wide, classify)).rejects.toThrow(
+      new DatasetError('the CSV is malformed at line 1: a record has more than 4096 fields'),
+    );
+    expect(performance.now() - started).toBeLessThan(10_000);
+    // A JSON document of one line, read as JSON Lines (a 200 MB one aborted the agent the same way).
+    const document = write('export.json', `[${'{"a":1},'.repeat(300_000)}{"a":1}]\n`);
+    await expect(loadDatasetOffThread(document, { ...classify, format: 'jsonl' })).rejects.toThrow(
+      new DatasetError(
+        'line 1 is longer than 1048576 characters (JSON Lines datasets hold one record per line)',
+      ),
+    );
+  });
+
   it('leaves room for the text of a file at the size limit, twice over, and for the parse', () => {
     expect(defaultHeapLimitMb(256 * 2 ** 20)).toBe(768);
     expect(defaultHeapLimitMb(1)).toBe(257);
