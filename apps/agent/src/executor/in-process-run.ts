@@ -108,7 +108,9 @@ function failure(err: unknown, signal: AbortSignal, logger: Logger): JobResult {
   if (stopped) return { ...base, outcome: stopped.outcome, reason: stopped.reason };
   if (USER_FACING.some((type) => err instanceof type)) {
     // What may name the data (a headerless file's first row) is logged here, on the agent only.
-    if (err instanceof DatasetError && err.localDetail) logger.warn({ detail: err.localDetail }, err.message);
+    if ((err instanceof DatasetError || err instanceof ServeError) && err.localDetail) {
+      logger.warn({ detail: err.localDetail }, err.message);
+    }
     return { ...base, outcome: 'FAILED', reason: errorMessage(err) };
   }
   const id = randomUUID();

@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import onnx from 'onnx-proto';
 import { pino } from 'pino';
 import { BatchPredictResult, type BatchPredictSpec } from '@hearth/contracts';
-import { linearRegressionModel, treeEnsembleClassifierModel } from '@hearth/testing';
+import { identityModel, linearRegressionModel, treeEnsembleClassifierModel } from '@hearth/testing';
 import { parseLocalPolicy } from '../policy/local-policy.js';
 import { onnxMetadata, type VerifiedModel } from '../serve/model-file.js';
 import { loadModelSession } from '../serve/model-session.js';
@@ -133,6 +133,20 @@ describe('batchPredict', () => {
           `name the model's 3 input columns, in order, with "features"`,
       ),
     );
+  });
+
+  it("refuses a model it cannot feed without quoting the model's names, which only the local log gets", async () => {
+    const file = input('two.csv', rows);
+    const twoInputs = identityModel([
+      { name: 'ssn_123_45_6789', type: 'float32', shape: ['n', 3] },
+      { name: 'other', type: 'float32', shape: ['n', 3] },
+    ]);
+    const err = await batchPredict(spec(file), context(verified(twoInputs), file)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatasetError);
+    expect(err).toMatchObject({
+      message: 'the model has 2 inputs; batch_predict feeds models with one [rows, features] input',
+      localDetail: 'the model\'s inputs are "ssn_123_45_6789", "other"',
+    });
   });
 
   it('stops between batches when aborted, and leaves no partial output', async () => {

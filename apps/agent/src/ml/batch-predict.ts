@@ -90,23 +90,29 @@ export async function batchPredict(
   }
 }
 
-/** The model's one input, a float matrix [rows, features]. */
+/**
+ * The model's one input, a float matrix [rows, features]. The reasons name no input: a model's
+ * names are whatever its author wrote, and a reason leaves the machine (ML-jobs audit, finding 8).
+ */
 function modelInput(session: ModelSession): TensorSpec {
+  const names = `the model's inputs are ${session.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`;
   if (session.inputs.length !== 1) {
     throw new DatasetError(
-      `the model has ${session.inputs.length} inputs (${session.inputs.map((i) => i.name).join(', ')}); ` +
-        'batch_predict feeds models with one [rows, features] input',
+      `the model has ${session.inputs.length} inputs; batch_predict feeds models with one [rows, features] input`,
+      names,
     );
   }
   const [input] = session.inputs;
   if (input.datatype !== 'FP32' && input.datatype !== 'FP64') {
     throw new DatasetError(
-      `the model's input '${input.name}' is ${input.datatype}; batch_predict feeds FP32 or FP64 features`,
+      `the model's input is ${input.datatype}; batch_predict feeds FP32 or FP64 features`,
+      names,
     );
   }
   if (input.shape.length !== 2) {
     throw new DatasetError(
-      `the model's input '${input.name}' has shape [${input.shape.join(', ')}]; batch_predict feeds [rows, features]`,
+      `the model's input has ${input.shape.length} dimensions; batch_predict feeds [rows, features]`,
+      names,
     );
   }
   return input;

@@ -60,11 +60,11 @@ export function onnxMetadata(bytes: Uint8Array, uri: string): Record<string, str
   if (!graph.input?.length) throw invalid('its graph has no inputs');
   if (!graph.output?.length) throw invalid('its graph has no outputs');
   if (!model.opsetImport?.length) throw invalid('it imports no operator set');
-  const external = externalTensor(model);
-  if (external !== null) {
+  // The tensor's name is the model author's text: the reason, which leaves the machine, omits it.
+  if (externalTensor(model) !== null) {
     throw new ModelFileError(
-      `the model ${uri} keeps tensor '${external.slice(0, 128)}' in an external data file, which the agent ` +
-        'does not load: save the model with its weights inside it (onnx.save_model(model, path, ' +
+      `the model ${uri} keeps a tensor in an external data file, which the agent does not load: ` +
+        'save the model with its weights inside it (onnx.save_model(model, path, ' +
         "save_as_external_data=False)); a model over protobuf's 2 GB limit cannot be served here",
     );
   }

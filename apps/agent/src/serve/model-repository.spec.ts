@@ -123,7 +123,7 @@ describe('ModelRepository', () => {
     });
     expect(repository.get('broken')).toMatchObject({
       state: 'FAILED',
-      error: expect.stringContaining('protobuf'),
+      error: expect.stringContaining('the file does not parse as an ONNX model'),
     });
     expect(thrown(() => repository.acquire('broken'))).toMatchObject({
       code: 'NOT_READY',

@@ -14,7 +14,7 @@ import {
   treeEnsembleRegressorModel,
 } from '@hearth/testing';
 import { externalTensor } from './model-file.js';
-import { loadModelSession, type ModelSession } from './model-session.js';
+import { loadFailureKind, loadModelSession, type ModelSession } from './model-session.js';
 import { ServeError } from './serve.errors.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-model-session-'));
@@ -118,9 +118,28 @@ describe('loadModelSession', () => {
     expect((await loadError(path.join(dir, 'missing.onnx'))).message).toBe(
       `cannot read the model file ${path.join(dir, 'missing.onnx')}: ENOENT`,
     );
-    expect((await loadError(Uint8Array.from([1, 2, 3, 4]))).message).toMatch(
-      /^onnxruntime cannot load the model: .*protobuf parsing failed/,
+    // What onnxruntime says (it may quote the model's own names) stays in the local log.
+    expect(await loadError(Uint8Array.from([1, 2, 3, 4]))).toMatchObject({
+      message:
+        "onnxruntime cannot load the model: the file does not parse as an ONNX model (the agent's log has onnxruntime's message)",
+      localDetail: expect.stringMatching(/protobuf parsing failed/),
+    });
+  });
+
+  it("names the kind of a load failure, never the model's own text", () => {
+    expect(loadFailureKind('Unsupported model IR version: 11, max supported IR version: 10')).toBe(
+      'its IR version or operator set is not one this onnxruntime supports',
     );
+    expect(
+      loadFailureKind("Could not find an implementation for SecretOp(1) node with name 'exfil_ssn_123'"),
+    ).toBe('it uses an operator or an attribute this onnxruntime does not implement');
+    expect(loadFailureKind('[ShapeInferenceError] (op_type:Add, node name: leak_value): incompatible')).toBe(
+      'its graph does not check: a type or shape error',
+    );
+    expect(loadFailureKind('Node (anything_here) output arg (x) type inference failed')).toBe(
+      'its graph does not check: a type or shape error',
+    );
+    expect(loadFailureKind('something new')).toBe('onnxruntime refused it');
   });
 
   it('never reads a file the model names as external data, even where the model check cannot see it', async () => {
@@ -174,9 +193,11 @@ describe('loadModelSession', () => {
       expect(Buffer.from(leaked).toString()).toBe('NATS-SEED');
       await unguarded.release();
       // …and as it does now, finds nothing to read.
-      expect((await loadError(bytes)).message).toMatch(
-        /^onnxruntime cannot load the model: .*External data path/,
-      );
+      expect(await loadError(bytes)).toMatchObject({
+        message:
+          "onnxruntime cannot load the model: it keeps tensors in external data files, which the agent does not load (the agent's log has onnxruntime's message)",
+        localDetail: expect.stringMatching(/External data path/),
+      });
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }

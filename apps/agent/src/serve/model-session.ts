@@ -211,8 +211,39 @@ async function createSession(bytes: Uint8Array, options: ModelSessionOptions): P
     const session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] });
     return { session, executionProvider: 'cpu', cudaFallbackReason };
   } catch (err) {
-    throw new ServeError('MODEL_LOAD_FAILED', `onnxruntime cannot load the model: ${ortMessage(err)}`);
+    const message = ortMessage(err);
+    throw new ServeError(
+      'MODEL_LOAD_FAILED',
+      `onnxruntime cannot load the model: ${loadFailureKind(message)} (the agent's log has onnxruntime's message)`,
+      message,
+    );
   }
+}
+
+/**
+ * What kind of load failure onnxruntime's message describes, in words that quote nothing of the
+ * model: the message itself names its nodes, tensors and attribute values, which a model's author
+ * chooses freely, and a job's reason would carry them off the machine (ML-jobs audit, finding 8).
+ */
+export function loadFailureKind(message: string): string {
+  if (/protobuf parsing failed/i.test(message)) return 'the file does not parse as an ONNX model';
+  if (/external data/i.test(message)) {
+    return 'it keeps tensors in external data files, which the agent does not load';
+  }
+  if (/IR version|opset/i.test(message)) {
+    return 'its IR version or operator set is not one this onnxruntime supports';
+  }
+  if (
+    /could not find an implementation|no op registered|not a registered function|unrecognized attribute/i.test(
+      message,
+    )
+  ) {
+    return 'it uses an operator or an attribute this onnxruntime does not implement';
+  }
+  if (/type ?(error|inference|mismatch)|shape ?inference|invalid (rank|shape)/i.test(message)) {
+    return 'its graph does not check: a type or shape error';
+  }
+  return 'onnxruntime refused it';
 }
 
 function tensorSpec(meta: InferenceSession.ValueMetadata, role: 'input' | 'output'): TensorSpec {

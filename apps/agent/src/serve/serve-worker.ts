@@ -121,12 +121,18 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
       logger,
     });
   } catch (err) {
+    logLocalDetail(err);
     send({ type: 'init-failed', error: errorMessage(err) });
     await shutDown(0);
     return;
   }
   setInterval(() => metrics.flush(), METRICS_FLUSH_MS).unref();
   send({ type: 'ready', port: server.port });
+}
+
+/** What a load failure may say only here (the model's own text), before its message goes up. */
+function logLocalDetail(err: unknown): void {
+  if (err instanceof ServeError && err.localDetail) logger.warn({ detail: err.localDetail }, err.message);
 }
 
 async function prepare(id: number, model: WorkerModel): Promise<void> {
@@ -138,6 +144,7 @@ async function prepare(id: number, model: WorkerModel): Promise<void> {
     metrics.flush();
     send({ type: 'done', id });
   } catch (err) {
+    logLocalDetail(err);
     const code = err instanceof ServeError ? err.code : null;
     send({ type: 'done', id, error: { code, message: errorMessage(err) } });
   } finally {

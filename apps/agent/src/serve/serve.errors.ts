@@ -38,6 +38,11 @@ export class ServeError extends Error {
   constructor(
     readonly code: ServeErrorCode,
     message: string,
+    /**
+     * What only this machine's log may hold: text from the model (its node and tensor names can
+     * carry anything its author put there), which the message, a job's reason, must not quote.
+     */
+    readonly localDetail?: string,
   ) {
     super(message);
   }
