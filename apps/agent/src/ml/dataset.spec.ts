@@ -116,9 +116,14 @@ describe('loadDataset: bad input gets a clear error', () => {
   });
 
   it('a non-numeric or missing value, by line and column, without quoting the value', async () => {
+    // A feature the job did not name is given by its number: its name is the file's (local only).
     const message = await failure(write('d.csv', 'a,price\n1,2\nsecret-value,3\n'));
-    expect(message).toBe('line 3, column "a": the value is not a number (features must be numeric)');
+    expect(message).toBe('line 3, column 1: the value is not a number (features must be numeric)');
     expect(message).not.toContain('secret');
+    // The target, and features the job names, by the job's names.
+    expect(await failure(write('d.csv', 'a,price\n1,2\nx,3\n'), { features: ['a'] })).toBe(
+      'line 3, column "a": the value is not a number (features must be numeric)',
+    );
     expect(await failure(write('d.csv', 'a,price\n1,\n'))).toBe(
       'line 2, column "price": the value is missing',
     );
@@ -126,18 +131,33 @@ describe('loadDataset: bad input gets a clear error', () => {
       'line 2, column "price": the value is not a number (a regression target must be numeric)',
     );
     expect(await failure(write('d.jsonl', '{"a":1,"price":2}\n{"a":[1],"price":2}\n'))).toBe(
-      'line 2, column "a": the value is not a number (features must be numeric)',
+      'line 2, column 1: the value is not a number (features must be numeric)',
     );
     expect(await failure(write('d.jsonl', '{"a":"n/a","price":2}\n'))).toMatch(
-      /^line 1, column "a": the value is not a number/,
+      /^line 1, column 1: the value is not a number/,
     );
     expect(await failure(write('d.jsonl', '{"a":null,"price":2}\n'))).toBe(
-      'line 1, column "a": the value is missing',
+      'line 1, column 1: the value is missing',
     );
     expect(await failure(write('d.csv', 'a,price\n0x1F,2\n'))).toMatch(/not a number/);
     expect(await failure(write('d.csv', 'a,price\n1e39,2\n'))).toBe(
-      'line 2, column "a": the value is too large for a 32-bit float',
+      'line 2, column 1: the value is too large for a 32-bit float',
     );
+  });
+
+  it("a headerless file's first row stays on the agent: reasons number its columns", async () => {
+    const file = write('people.csv', 'Jane Roe,4111111111111111,price\n1,2,3\nx,3,4\n');
+    const err = (await loadDataset(file, regression).catch((e: unknown) => e)) as DatasetError;
+    expect(err).toBeInstanceOf(DatasetError);
+    expect(err.message).toBe('line 3, column 1: the value is not a number (features must be numeric)');
+    expect(err.localDetail).toBe('column 1 is "Jane Roe"');
+    const twice = (await loadDataset(write('twice.csv', 'yes,yes,price\n1,2,3\n'), regression).catch(
+      (e: unknown) => e,
+    )) as DatasetError;
+    expect(twice).toMatchObject({
+      message: 'columns 1 and 2 of the header have the same name (line 1)',
+      localDetail: 'the name is "yes"',
+    });
   });
 
   it('an empty file, or a header without rows', async () => {
@@ -196,6 +216,9 @@ describe('loadDataset: bad input gets a clear error', () => {
 
   it('a column named twice', async () => {
     expect(await failure(write('d.csv', 'a,a,price\n1,2,3\n'))).toBe(
+      'columns 1 and 2 of the header have the same name (line 1)',
+    );
+    expect(await failure(write('d.csv', 'a,a,price\n1,2,3\n'), { features: ['a'] })).toBe(
       'the column "a" appears more than once in the header (line 1)',
     );
   });

@@ -249,6 +249,7 @@ function readJsonLines(text: string, builder: TableSink): void {
 /** Cells arrive as CSV text or JSON values; the builder turns them into numbers column by column. */
 class DatasetBuilder implements TableSink {
   private featureIndex: number[] = [];
+  private featureColumns: ColumnRef[] = [];
   private targetIndex = -1;
   private featureNames: string[] = [];
   private features = new Float32Array(1024);
@@ -261,14 +262,14 @@ class DatasetBuilder implements TableSink {
 
   setColumns(columns: readonly string[], line: number): void {
     const { target } = this.options;
-    const find = (name: string) => {
+    const named = this.options.features !== undefined;
+    const find = (name: string, jobsName: boolean) => {
       const at = columns.indexOf(name);
-      if (at !== -1 && columns.indexOf(name, at + 1) !== -1) {
-        throw new DatasetError(`the column "${name}" appears more than once in the header (line ${line})`);
-      }
+      if (at !== -1 && columns.indexOf(name, at + 1) !== -1)
+        throw duplicateColumn(name, jobsName, columns, line);
       return at;
     };
-    this.targetIndex = find(target);
+    this.targetIndex = find(target, true);
     if (this.targetIndex === -1) {
       throw missingColumn('target', target, columns, line);
     }
@@ -290,12 +291,15 @@ class DatasetBuilder implements TableSink {
     });
     this.featureIndex = names.map((name) => {
       if (name === target) throw new DatasetError(`the target column "${target}" cannot also be a feature`);
-      const at = find(name);
+      const at = find(name, named);
       if (at === -1) {
         throw missingColumn('feature', name, columns, line);
       }
       return at;
     });
+    this.featureColumns = names.map((name, f) =>
+      named ? namedColumn(name) : fileColumn(name, this.featureIndex[f]),
+    );
   }
 
   addRow(cell: (columnIndex: number) => unknown, line: number): void {
@@ -303,12 +307,17 @@ class DatasetBuilder implements TableSink {
     this.ensureCapacity(this.rows + 1);
     const base = this.rows * width;
     for (let f = 0; f < width; f++) {
-      this.features[base + f] = toNumber(cell(this.featureIndex[f]), this.featureNames[f], line, 'features');
+      this.features[base + f] = toNumber(
+        cell(this.featureIndex[f]),
+        this.featureColumns[f],
+        line,
+        'features',
+      );
     }
     const raw = cell(this.targetIndex);
     this.targets[this.rows] =
       this.options.task === 'regression'
-        ? toNumber(raw, this.options.target, line, 'a regression target')
+        ? toNumber(raw, namedColumn(this.options.target), line, 'a regression target')
         : this.classOf(raw, line);
     this.rows++;
   }
@@ -343,7 +352,7 @@ class DatasetBuilder implements TableSink {
   }
 
   private classOf(raw: unknown, line: number): number {
-    const label = toLabel(raw, this.options.target, line);
+    const label = toLabel(raw, namedColumn(this.options.target), line);
     let index = this.labelIndex.get(label);
     if (index === undefined) {
       index = this.labelIndex.size;
@@ -382,7 +391,34 @@ export function isNumericCell(raw: unknown): boolean {
   return typeof raw === 'string' && NUMBER.test(raw.trim());
 }
 
-export function toNumber(raw: unknown, column: string, line: number, what: string): number {
+/**
+ * A column as a reason names it: by the name the job gave (the target, or features it listed), or
+ * else by its place in the file, since a header's names are the first row's values in a file
+ * without a header (ML-jobs audit, finding 7). The file's name for it goes to the local log.
+ */
+export interface ColumnRef {
+  /** What the reason says: a quoted name of the job's, or a 1-based column number. */
+  readonly label: string;
+  /** For the local log only, when the label is a number. */
+  readonly localName: string | null;
+}
+
+export const namedColumn = (name: string): ColumnRef => ({ label: JSON.stringify(name), localName: null });
+export const fileColumn = (name: string, index: number): ColumnRef => ({
+  label: String(index + 1),
+  localName: name,
+});
+
+function cellError(column: ColumnRef, line: number, problem: string): DatasetError {
+  return new DatasetError(
+    `line ${line}, column ${column.label}: ${problem}`,
+    column.localName === null
+      ? undefined
+      : `column ${column.label} is ${JSON.stringify(column.localName.slice(0, 64))}`,
+  );
+}
+
+export function toNumber(raw: unknown, column: ColumnRef, line: number, what: string): number {
   let value: number;
   if (typeof raw === 'string') {
     const text = raw.trim();
@@ -397,25 +433,20 @@ export function toNumber(raw: unknown, column: string, line: number, what: strin
     throw notNumeric(column, line, what);
   }
   if (!Number.isFinite(value) || Math.abs(value) > FLOAT32_MAX) {
-    throw new DatasetError(`line ${line}, column "${column}": the value is too large for a 32-bit float`);
+    throw cellError(column, line, 'the value is too large for a 32-bit float');
   }
   return value;
 }
 
-function toLabel(raw: unknown, column: string, line: number): string {
+function toLabel(raw: unknown, column: ColumnRef, line: number): string {
   let label: string;
   if (typeof raw === 'string') label = canonicalNumber(raw.trim());
   else if (typeof raw === 'boolean' || typeof raw === 'number') label = String(raw);
   else if (raw === null || raw === undefined) throw missing(column, line);
-  else
-    throw new DatasetError(
-      `line ${line}, column "${column}": a class label must be text, a number or a boolean`,
-    );
+  else throw cellError(column, line, 'a class label must be text, a number or a boolean');
   if (label === '') throw missing(column, line);
   if (label.length > TRAIN_LIMITS.maxLabelChars) {
-    throw new DatasetError(
-      `line ${line}, column "${column}": a class label is longer than ${TRAIN_LIMITS.maxLabelChars} characters`,
-    );
+    throw cellError(column, line, `a class label is longer than ${TRAIN_LIMITS.maxLabelChars} characters`);
   }
   return label;
 }
@@ -439,14 +470,21 @@ function canonicalNumber(label: string): string {
   return Number.isFinite(n) ? String(n) : label;
 }
 
-function missing(column: string, line: number): DatasetError {
-  return new DatasetError(`line ${line}, column "${column}": the value is missing`);
-}
+const missing = (column: ColumnRef, line: number) => cellError(column, line, 'the value is missing');
 
-function notNumeric(column: string, line: number, what: string): DatasetError {
-  return new DatasetError(
-    `line ${line}, column "${column}": the value is not a number (${what} must be numeric)`,
-  );
+const notNumeric = (column: ColumnRef, line: number, what: string) =>
+  cellError(column, line, `the value is not a number (${what} must be numeric)`);
+
+/** Where a name is in the header twice: quoted when the job gave it, else by the columns' numbers. */
+export function duplicateColumn(name: string, jobsName: boolean, columns: readonly string[], line: number) {
+  const first = columns.indexOf(name);
+  const second = columns.indexOf(name, first + 1);
+  return jobsName
+    ? new DatasetError(`the column "${name}" appears more than once in the header (line ${line})`)
+    : new DatasetError(
+        `columns ${first + 1} and ${second + 1} of the header have the same name (line ${line})`,
+        `the name is ${JSON.stringify(name.slice(0, 64))}`,
+      );
 }
 
 export function listColumns(columns: readonly string[]): string {

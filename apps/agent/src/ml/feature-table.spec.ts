@@ -49,7 +49,7 @@ describe('loadFeatureTable', () => {
     const error = await load(p).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(DatasetError);
     expect((error as Error).message).toBe(
-      'line 3, column "b": the value is not a number (features must be numeric)',
+      'line 3, column 2: the value is not a number (features must be numeric)',
     );
     expect((error as Error).message).not.toContain('SECRET');
   });

@@ -9,12 +9,16 @@
 import { TRAIN_LIMITS, type DatasetFingerprint } from '@hearth/contracts';
 import {
   DatasetError,
+  duplicateColumn,
+  fileColumn,
   formatFromExtension,
   isNumericCell,
   missingColumn,
+  namedColumn,
   readDatasetText,
   readRows,
   toNumber,
+  type ColumnRef,
   type DatasetFormat,
   type TableSink,
 } from './dataset.js';
@@ -51,6 +55,7 @@ class FeatureBuilder implements TableSink {
   /** Null until known: chosen from the first data row when no features are named. */
   private featureIndex: number[] | null = null;
   private featureNames: string[] = [];
+  private featureColumns: ColumnRef[] = [];
   private features = new Float32Array(1024);
   private rows = 0;
 
@@ -65,11 +70,10 @@ class FeatureBuilder implements TableSink {
       if (at === -1) {
         throw missingColumn('feature', name, columns, line);
       }
-      if (columns.indexOf(name, at + 1) !== -1) {
-        throw new DatasetError(`the column "${name}" appears more than once in the header (line ${line})`);
-      }
+      if (columns.indexOf(name, at + 1) !== -1) throw duplicateColumn(name, true, columns, line);
       return at;
     });
+    this.featureColumns = this.named.map(namedColumn);
   }
 
   addRow(cell: (columnIndex: number) => unknown, line: number): void {
@@ -82,7 +86,7 @@ class FeatureBuilder implements TableSink {
     }
     const base = this.rows * width;
     for (let f = 0; f < width; f++) {
-      this.features[base + f] = toNumber(cell(index[f]), this.featureNames[f], line, 'features');
+      this.features[base + f] = toNumber(cell(index[f]), this.featureColumns[f], line, 'features');
     }
     this.rows++;
   }
@@ -112,6 +116,7 @@ class FeatureBuilder implements TableSink {
       );
     }
     this.featureNames = index.map((i) => this.columns[i]);
+    this.featureColumns = index.map((i) => fileColumn(this.columns[i], i));
     return index;
   }
 }

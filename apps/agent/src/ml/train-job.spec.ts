@@ -178,7 +178,7 @@ describe('train', () => {
         }),
         null,
         DatasetError,
-        'line 3, column "tenure": the value is not a number (features must be numeric)',
+        'line 3, column 1: the value is not a number (features must be numeric)',
       ],
       [
         'an empty file',
