@@ -117,6 +117,68 @@ export function gatherModel(): Uint8Array {
 }
 
 /**
+ * A model whose every run takes as long as `trips` says: a Loop of `trips` MatMuls of a
+ * `size` × `size` matrix made from the input (so nothing folds at load). Input `x` float32 [N, 1],
+ * output `y` float32 [N, 1] (x times a number near 1). For tests of what a slow model holds up.
+ */
+export function slowLoopModel(trips: number, size = 256): Uint8Array {
+  const int64 = (name: string, values: number[], dims = [values.length]) => ({
+    name,
+    dataType: ELEM_TYPES.int64,
+    dims,
+    int64Data: values,
+  });
+  const body: onnx.onnx.IGraphProto = {
+    name: 'body',
+    input: [
+      tensorInfo('i', 'int64', []),
+      tensorInfo('cin', 'bool', []),
+      tensorInfo('vin', 'float32', ['d', 'd']),
+    ],
+    output: [tensorInfo('cout', 'bool', []), tensorInfo('vout', 'float32', ['d', 'd'])],
+    node: [
+      { opType: 'Identity', input: ['cin'], output: ['cout'] },
+      { opType: 'MatMul', input: ['vin', 'vin'], output: ['m'] },
+      { opType: 'Sigmoid', input: ['m'], output: ['vout'] },
+    ],
+  };
+  return proto.ModelProto.encode({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 18 }],
+    producerName: 'hearth-testing',
+    producerVersion: '1',
+    graph: {
+      name: 'slow_loop',
+      input: [tensorInfo('x', 'float32', ['N', 1])],
+      output: [tensorInfo('y', 'float32', ['N', 1])],
+      initializer: [
+        int64('shape', [size, size]),
+        int64('trip', [trips], []),
+        { name: 'yes', dataType: ELEM_TYPES.bool, dims: [], int32Data: [1] },
+        int64('axes', [0, 1]),
+      ],
+      node: [
+        { opType: 'ReduceMean', input: ['x'], output: ['xm'], attribute: [attr.int('keepdims', 1)] },
+        { opType: 'Expand', input: ['xm', 'shape'], output: ['v0'] },
+        {
+          opType: 'Loop',
+          input: ['trip', 'yes', 'v0'],
+          output: ['vend'],
+          attribute: [{ name: 'body', type: AttributeType.GRAPH, g: body }],
+        },
+        {
+          opType: 'ReduceMean',
+          input: ['vend', 'axes'],
+          output: ['s'],
+          attribute: [attr.int('keepdims', 1)],
+        },
+        { opType: 'Mul', input: ['x', 's'], output: ['y'] },
+      ],
+    },
+  }).finish();
+}
+
+/**
  * A two-tree gradient-boosted regressor the way onnxmltools exports XGBoost (aggregate SUM,
  * base value 0.5) but with sklearn's BRANCH_LEQ (x <= threshold takes the true branch).
  * Input `float_input` float32 [N, 2], output `variable` float32 [N, 1].
