@@ -30,7 +30,7 @@ function attemptDir(): string {
 describe('runJobProcess', () => {
   it('reports a process that died without an answer as the job failing, and removes its partial output', async () => {
     // As the OOM killer ends it (SIGKILL: no core file, unlike V8's abort).
-    const aborts = script(
+    const killed = script(
       'killed.mjs',
       "process.once('message', () => process.kill(process.pid, 'SIGKILL'));\n",
     );

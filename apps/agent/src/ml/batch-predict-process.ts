@@ -20,17 +20,15 @@ export interface BatchPredictRequest extends JobProcessRequest {
   readonly batchRows?: number;
 }
 
-serveOneJob<BatchPredictRequest, BatchPredictResult>(
-  'batch-predict-process.js',
-  (request, _progress, logger) =>
-    batchPredict(request.spec, {
-      policy: request.policy,
-      jobId: request.jobId,
-      attemptId: request.attemptId,
-      model: request.model,
-      inputPath: request.inputPath,
-      signal: NEVER,
-      logger,
-      batchRows: request.batchRows,
-    }),
+serveOneJob<BatchPredictRequest, BatchPredictResult>('batch-predict-process', (request, _progress, logger) =>
+  batchPredict(request.spec, {
+    policy: request.policy,
+    jobId: request.jobId,
+    attemptId: request.attemptId,
+    model: request.model,
+    inputPath: request.inputPath,
+    signal: NEVER,
+    logger,
+    batchRows: request.batchRows,
+  }),
 );

@@ -28,19 +28,20 @@ export type JobProcessMessage<Result> =
 
 const USER_FACING = [DatasetError, ServeError, ModelFileError, PolicyError, TrainError];
 
+/** `name`: the process's, for its log lines (`component`) and its entry script (`<name>.js`). */
 export function serveOneJob<Request extends JobProcessRequest, Result>(
-  entry: string,
+  name: string,
   handler: (request: Request, progress: (event: unknown) => void, logger: Logger) => Promise<Result>,
 ): void {
   const send = process.send?.bind(process);
   if (!send) {
-    process.stderr.write(`${entry} is started by hearth-agent for one job, not run by hand\n`);
+    process.stderr.write(`${name}.js is started by hearth-agent for one job, not run by hand\n`);
     process.exit(2);
   }
   // The agent gone (killed, crashed), nobody waits for the answer: stop (at the next await).
   process.once('disconnect', () => process.exit(1));
   process.once('message', (request: Request) => {
-    const logger = createLogger(request.logLevel, { component: entry, attemptId: request.attemptId });
+    const logger = createLogger(request.logLevel, { component: name, attemptId: request.attemptId });
     const progress = (event: unknown) => void send({ type: 'progress', progress: event });
     void answer(request, progress, logger, handler).then((reply) =>
       send({ type: 'done', reply } satisfies JobProcessMessage<Result>, () => process.exit(0)),

@@ -21,7 +21,7 @@ export type TrainProgress =
   | { readonly kind: 'train.backend'; readonly backend: TrainBackend }
   | { readonly kind: 'train.epoch'; readonly metrics: TrainEpochMetrics };
 
-serveOneJob<TrainRequest, TrainResult>('train-process.js', (request, progress, logger) =>
+serveOneJob<TrainRequest, TrainResult>('train-process', (request, progress, logger) =>
   train(request.spec, {
     policy: request.policy,
     jobId: request.jobId,
