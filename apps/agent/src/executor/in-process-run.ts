@@ -42,7 +42,8 @@ export class JobError extends Error {
   override readonly name = 'JobError';
 }
 
-const USER_FACING = [JobError, PolicyError, DatasetError, TrainError, ModelFileError, ServeError];
+/** Errors whose message is for the user (the job's input is at fault): the job's reason. */
+export const USER_FACING = [JobError, PolicyError, DatasetError, TrainError, ModelFileError, ServeError];
 
 export interface InProcessOptions {
   timeoutSeconds: number | null;

@@ -13,10 +13,8 @@ import type { TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
 import { errorMessage, type Logger } from '../logger.js';
 import type { ServeTlsPolicy } from '../policy/local-policy.js';
-import { LogGate } from '../serve/run-failure.js';
 import {
   STALE_CLIENT,
-  crlFault,
   keepServerTlsCurrent,
   loadServeTls,
   secureContextOptions,
@@ -59,7 +57,6 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   const tlsMaterial = options.tls ? loadServeTls(options.tls, new Date(), 'metrics.tls') : null;
   const clientCertificates = tlsMaterial !== null && tlsMaterial.ca !== null;
   let tlsWatch: ServerTlsWatch | null = null;
-  const crlWarnings = new LogGate(10_000);
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (tlsWatch?.staleClient(req.socket as TLSSocket)) {
       res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
@@ -69,13 +66,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     // As the inference server: the handshake lets a client without a certificate through, and the
     // answer says what is missing rather than a bare TLS alert.
     if (clientCertificates && !(req.socket as TLSSocket).authorized) {
-      const fault = crlFault(req.socket as TLSSocket);
-      if (fault !== null && crlWarnings.pass('crl') > 0) {
-        logger.warn(
-          { reason: fault },
-          'a client certificate was refused because of metrics.tls.crlFile (expired, of another CA, or not yet valid): every client is refused until it is fixed',
-        );
-      }
+      tlsWatch?.refused(req.socket as TLSSocket);
       res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
       res.end(
         'forbidden: this endpoint answers only clients with a certificate issued by the CA it trusts (mutual TLS)\n',

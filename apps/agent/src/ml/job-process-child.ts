@@ -5,12 +5,8 @@
  * is at fault) keeps its message, the job's reason, and what only the local log may hold.
  */
 import type { LogLevel } from '../config/config.js';
+import { USER_FACING } from '../executor/in-process-run.js';
 import { createLogger, errorMessage, type Logger } from '../logger.js';
-import { PolicyError } from '../policy/local-policy.js';
-import { ModelFileError } from '../serve/model-file.js';
-import { ServeError } from '../serve/serve.errors.js';
-import { DatasetError } from './dataset.js';
-import { TrainError } from './trainer.js';
 
 /** What every request carries besides the job's own fields. */
 export interface JobProcessRequest {
@@ -25,8 +21,6 @@ export type JobProcessReply<Result> =
 export type JobProcessMessage<Result> =
   | { readonly type: 'progress'; readonly progress: unknown }
   | { readonly type: 'done'; readonly reply: JobProcessReply<Result> };
-
-const USER_FACING = [DatasetError, ServeError, ModelFileError, PolicyError, TrainError];
 
 /** `name`: the process's, for its log lines (`component`) and its entry script (`<name>.js`). */
 export function serveOneJob<Request extends JobProcessRequest, Result>(

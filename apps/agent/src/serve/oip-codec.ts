@@ -6,6 +6,7 @@
  */
 import ort from 'onnxruntime-node';
 import type { Tensor } from 'onnxruntime-node';
+import { DEFAULT_SERVE_LIMITS } from '../policy/local-policy.js';
 import { OIP_DATATYPES, ORT_TYPE, type OipDatatype, type TensorSpec } from './model-session.js';
 import { TYPED_ARRAYS, type BinaryReader } from './oip-binary.js';
 import { NumberArray } from './oip-json.js';
@@ -41,7 +42,11 @@ export interface TensorLimits {
   readonly maxStringElements: number;
 }
 
-export const DEFAULT_TENSOR_LIMITS: TensorLimits = { maxElements: 2 ** 25, maxStringElements: 2 ** 20 };
+/** The local policy's defaults (serve.limits). */
+export const DEFAULT_TENSOR_LIMITS: TensorLimits = {
+  maxElements: DEFAULT_SERVE_LIMITS.maxElements,
+  maxStringElements: DEFAULT_SERVE_LIMITS.maxStringElements,
+};
 
 /**
  * Parses a decoded JSON body (JSON.parse's, or parseJsonBody's with NumberArray data); `binary` holds the bytes after the JSON header when the request uses
@@ -286,14 +291,8 @@ function typedData(name: string, datatype: OipDatatype, elements: ArrayLike<unkn
       const max = datatype === 'FP32' ? FP32_MAX : Number.MAX_VALUE;
       const expected = datatype === 'FP32' ? `a number within ±${FP32_MAX} (float32)` : 'a finite number';
       const out = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
-      if (elements instanceof Float64Array) {
-        for (let i = 0; i < n; i++) {
-          const v = elements[i];
-          if (!(v <= max && v >= -max)) throw fail(i, expected);
-        }
-        out.set(elements); // numbers already (oip-json.ts); to float32 with the same rounding
-        return out;
-      }
+      // One pass: numbers from oip-json.ts's Float64Array or JSON.parse's arrays alike, each checked
+      // as it is stored (to float32 with the same rounding as a typed-array copy).
       for (let i = 0; i < n; i++) {
         const v = elements[i];
         if (typeof v !== 'number') throw fail(i, 'a number');

@@ -36,10 +36,9 @@ import { parseJsonBody } from './oip-json.js';
 import { encodeInferResponseParts, inferBody, jsonBody, writeResponse } from './oip-response.js';
 import { LogGate, runFailure, runFailureLog } from './run-failure.js';
 import type { MetricsSink } from './serve-metrics.js';
-import type { ServeLimitsPolicy, ServeTlsPolicy } from '../policy/local-policy.js';
+import { DEFAULT_SERVE_LIMITS, type ServeLimitsPolicy, type ServeTlsPolicy } from '../policy/local-policy.js';
 import {
   STALE_CLIENT,
-  crlFault,
   keepServerTlsCurrent,
   loadServeTls,
   secureContextOptions,
@@ -106,7 +105,6 @@ export interface OipServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 /** V8's longest string (2^29 - 24 characters): a JSON response is built as one. */
 const MAX_JSON_RESPONSE_BYTES = 2 ** 29 - 24;
 /**
@@ -140,7 +138,7 @@ type Route =
 
 export async function startOipServer(options: OipServerOptions): Promise<OipServer> {
   const { repository, metrics, logger } = options;
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_SERVE_LIMITS.maxBodyBytes;
   const budget = new ByteBudget(options.maxInFlightBytes ?? 2 * maxBodyBytes);
   const maxJsonResponseBytes =
     options.maxJsonResponseBytes ?? Math.min(4 * maxBodyBytes, MAX_JSON_RESPONSE_BYTES);
@@ -172,13 +170,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
     }
     if (clientCertificates && !(req.socket as TLSSocket).authorized) {
       res.setHeader('connection', 'close');
-      const fault = crlFault(req.socket as TLSSocket);
-      if (fault !== null && errorLines.pass('crl') > 0) {
-        logger.warn(
-          { reason: fault },
-          'a client certificate was refused because of serve.tls.crlFile (expired, of another CA, or not yet valid): every client is refused until it is fixed',
-        );
-      }
+      tlsWatch?.refused(req.socket as TLSSocket);
       throw new ServeError(
         'FORBIDDEN',
         'this inference server answers only clients with a certificate issued by the CA it trusts ' +
@@ -361,7 +353,7 @@ export async function startOipServer(options: OipServerOptions): Promise<OipServ
         onRequest,
       )
     : http.createServer(httpOptions, onRequest);
-  server.maxConnections = options.maxConnections ?? 1024;
+  server.maxConnections = options.maxConnections ?? DEFAULT_SERVE_LIMITS.maxConnections;
   const perAddress = options.maxConnectionsPerAddress ?? null;
   if (perAddress !== null) capConnectionsPerAddress(server, perAddress);
   // Expect: 100-continue is answered by infer once it will read the body, not by Node before the

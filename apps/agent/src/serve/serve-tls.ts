@@ -140,7 +140,7 @@ const CRL_FAULTS = new Set([
 ]);
 
 /** The revocation list's fault behind a refused client certificate, or null (the client's own). */
-export function crlFault(socket: TLSSocket): string | null {
+function crlFault(socket: TLSSocket): string | null {
   // A code string at run time, whatever the typings say (an Error).
   const reason: unknown = socket.authorizationError;
   const code = typeof reason === 'string' ? reason : ((reason as { code?: string } | null)?.code ?? null);
@@ -221,7 +221,15 @@ export interface ServerTlsWatch {
    * connection alive.
    */
   staleClient(socket: TLSSocket): boolean;
+  /**
+   * To be told of each client refused for its certificate: when the revocation list, not the
+   * client, is at fault (it expired, or is of another CA), every client is refused, and the log
+   * says so, at most once every 10 s.
+   */
+  refused(socket: TLSSocket): void;
 }
+
+const CRL_WARNING_EVERY_MS = 10_000;
 
 /**
  * Keeps an HTTPS server on the policy's current files (watchServeTls): new connections get a
@@ -245,6 +253,7 @@ export function keepServerTlsCurrent(
 ): ServerTlsWatch {
   const { what, logger } = options;
   let { ca, crl } = options;
+  let crlWarnedAt = -Infinity;
   // The client CA each connection was authorized under, by the number of changes before it.
   let caChanges = 0;
   const authorizedUnder = new WeakMap<TLSSocket, number>();
@@ -273,6 +282,15 @@ export function keepServerTlsCurrent(
     },
     // A connection from before the watch began was authorized under the first CA.
     staleClient: (socket) => (authorizedUnder.get(socket) ?? 0) < caChanges,
+    refused: (socket) => {
+      const fault = crlFault(socket);
+      if (fault === null || Date.now() - crlWarnedAt < CRL_WARNING_EVERY_MS) return;
+      crlWarnedAt = Date.now();
+      logger.warn(
+        { reason: fault },
+        `a client certificate was refused because of ${options.where}.crlFile (expired, of another CA, or not yet valid): every client is refused until it is fixed`,
+      );
+    },
   };
 }
 
